@@ -1,0 +1,22 @@
+//! # clerk-audit
+//!
+//! A worker that audits a customer's Clerk instance, read-only, on every scan of their project.
+//!
+//! The data flow of one job is visible in the module names:
+//!
+//! - [`job`]: decode the scan job from RabbitMQ (poison messages are refused here).
+//! - [`decrypt`]: load the credential row and decrypt the secret key through KMS.
+//! - [`fetch`]: the allowlisted HTTP layer and DNS; gathers [`facts::ClerkFacts`].
+//! - [`artifact`]: the repo-scan artifact the checks cross-reference.
+//! - [`checks`] and [`evaluate`]: pure checks over facts and artifact; findings with fingerprints.
+//! - [`persist`]: one transaction stores the scan, its results and an outbox row.
+//! - [`publish`]: the outbox relay publishing CloudEvents with publisher confirms.
+//!
+//! Around it: [`pipeline`] processes one job and returns an outcome; [`consumer`] maps outcomes to
+//! ack / retry / dead-letter; [`startup`] wires everything; [`configuration`], [`telemetry`], [`retry`]
+//! (the one retry policy), [`secret`] (the key type), [`sandbox`] (Clerk/Svix stand-in for tests and
+//! demos), [`repo_scan`] (the artifact extractor) and [`cli`].
+
+pub mod artifact;
+pub mod checks;
+pub mod facts;

@@ -25,7 +25,7 @@ pub const META: CheckMeta = CheckMeta {
 };
 
 /// A usable production publishable key: `pk_live_` that decodes to a Frontend API host.
-pub(super) fn is_live_publishable(reference: &KeyReference) -> bool {
+fn is_live_publishable(reference: &KeyReference) -> bool {
     reference.kind == KeyKind::Publishable
         && reference.environment == KeyEnvironment::Live
         && !reference.malformed

@@ -38,8 +38,11 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
     if input.facts.instance.environment != InstanceEnvironment::Development {
         return Verdict::Pass;
     }
-    let mut live: Vec<&KeyReference> =
-        artifact.key_references.iter().filter(|r| is_live_publishable(r)).collect();
+    let mut live: Vec<&KeyReference> = artifact
+        .key_references
+        .iter()
+        .filter(|r| is_live_publishable(r))
+        .collect();
     if live.is_empty() {
         return Verdict::Pass;
     }
@@ -76,7 +79,11 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
         "references": references,
     });
     Verdict::Fail(vec![FailureDraft {
-        evidence: Evidence { repo: Some(repo), clerk: Some(clerk), details },
+        evidence: Evidence {
+            repo: Some(repo),
+            clerk: Some(clerk),
+            details,
+        },
         identity: vec![],
     }])
 }
@@ -90,7 +97,11 @@ mod tests {
     use crate::facts::{ClerkFacts, InstanceEnvironment::*};
 
     fn run(facts: &ClerkFacts, artifact: Option<&crate::artifact::RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
+        evaluate(&CheckInput {
+            facts,
+            artifact,
+            settings: &CheckSettings::default(),
+        })
     }
 
     #[test]
@@ -101,7 +112,10 @@ mod tests {
 
     #[test]
     fn skipped_without_repo_scan() {
-        assert_eq!(run(&facts(Development), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+        assert_eq!(
+            run(&facts(Development), None),
+            Verdict::Skipped(NO_REPO_SCAN.into())
+        );
     }
 
     #[test]
@@ -146,9 +160,14 @@ mod tests {
         assert!(finding.identity.is_empty());
         assert_eq!(
             finding.evidence.repo.as_deref(),
-            Some("references pk_live_* (production publishable key) in .env.production:3 and 1 other place")
+            Some(
+                "references pk_live_* (production publishable key) in .env.production:3 and 1 other place"
+            )
         );
-        assert_eq!(finding.evidence.clerk.as_deref(), Some("instance kind = 'development'"));
+        assert_eq!(
+            finding.evidence.clerk.as_deref(),
+            Some("instance kind = 'development'")
+        );
         assert_eq!(
             finding.evidence.details,
             json!({

@@ -20,3 +20,12 @@
 pub mod artifact;
 pub mod checks;
 pub mod facts;
+pub mod configuration;
+pub mod db;
+pub mod decrypt;
+pub mod error;
+pub mod fetch;
+pub mod job;
+pub mod retry;
+pub mod secret;
+pub mod telemetry;

@@ -1,0 +1,257 @@
+//! Configuration: `config/default.toml`, then `config/<environment>.toml`, then environment variables
+//! `CLERK_AUDIT_<SECTION>__<KEY>`. Parsed into typed [`Settings`] and validated at start, so a bad value
+//! fails with a message naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::checks::CheckSettings;
+
+/// The environment variable that selects the per-environment file (`local` by default).
+pub const ENVIRONMENT_VAR: &str = "CLERK_AUDIT_ENVIRONMENT";
+/// The environment variable naming the configuration folder (`./config` by default).
+pub const CONFIG_DIR_VAR: &str = "CLERK_AUDIT_CONFIG_DIR";
+/// Prefix of the per-key overrides.
+pub const ENV_PREFIX: &str = "CLERK_AUDIT";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub worker: WorkerSettings,
+    pub amqp: AmqpSettings,
+    pub database: DatabaseSettings,
+    pub kms: KmsSettings,
+    pub clerk: ClerkSettings,
+    pub svix: SvixSettings,
+    pub http: HttpSettings,
+    pub dns: DnsSettings,
+    pub checks: CheckSettings,
+    pub ops: OpsSettings,
+    pub telemetry: TelemetrySettings,
+    pub events: EventSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    pub concurrency: u16,
+    pub max_job_bytes: usize,
+    pub max_attempts: u32,
+    pub retry_delay_secs: u64,
+    pub drain_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpSettings {
+    /// Holds credentials: never printed.
+    pub url: SecretString,
+    pub jobs_exchange: String,
+    pub jobs_routing_key: String,
+    pub jobs_queue: String,
+    pub retry_queue: String,
+    pub dead_letter_exchange: String,
+    pub dead_letter_queue: String,
+    pub delivery_limit: u32,
+    pub findings_exchange: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Holds credentials: never printed.
+    pub url: SecretString,
+    pub pool_size: usize,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmsSettings {
+    pub endpoint_url: String,
+    pub region: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClerkSettings {
+    pub backend_api_url: url::Url,
+    pub api_version: String,
+    pub rate_limit_per_10s: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SvixSettings {
+    pub api_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub allow_loopback: bool,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub max_body_bytes: usize,
+    pub max_attempts: u32,
+    pub max_retry_after_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSettings {
+    pub nameserver: String,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSettings {
+    pub source: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key {key} (env {env}): {problem}")]
+    Invalid { key: &'static str, env: String, problem: String },
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    let env = format!("{ENV_PREFIX}_{}", key.to_uppercase().replacen('.', "__", 1));
+    ConfigError::Invalid { key, env, problem: problem.into() }
+}
+
+impl Settings {
+    /// Reads the configuration the way the binary does: folder from `CLERK_AUDIT_CONFIG_DIR` (else
+    /// `./config`), environment from `CLERK_AUDIT_ENVIRONMENT` (else `local`), then env overrides.
+    pub fn load() -> Result<Self, ConfigError> {
+        let dir = std::env::var_os(CONFIG_DIR_VAR).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("config"));
+        let environment = std::env::var(ENVIRONMENT_VAR).unwrap_or_else(|_| "local".to_owned());
+        Self::load_from(&dir, &environment)
+    }
+
+    pub fn load_from(dir: &Path, environment: &str) -> Result<Self, ConfigError> {
+        let builder = config::Config::builder()
+            .add_source(config::File::from(dir.join("default.toml")).required(true))
+            .add_source(config::File::from(dir.join(format!("{environment}.toml"))).required(false))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true),
+            );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot say.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.worker.concurrency == 0 {
+            return Err(invalid("worker.concurrency", "must be at least 1"));
+        }
+        if self.worker.max_attempts == 0 {
+            return Err(invalid("worker.max_attempts", "must be at least 1"));
+        }
+        if self.worker.max_job_bytes == 0 {
+            return Err(invalid("worker.max_job_bytes", "must be at least 1"));
+        }
+        if self.database.pool_size == 0 {
+            return Err(invalid("database.pool_size", "must be at least 1"));
+        }
+        if self.http.max_attempts == 0 {
+            return Err(invalid("http.max_attempts", "must be at least 1"));
+        }
+        if self.clerk.rate_limit_per_10s == 0 {
+            return Err(invalid("clerk.rate_limit_per_10s", "must be at least 1"));
+        }
+        let backend = &self.clerk.backend_api_url;
+        if backend.scheme() != "https" && !(self.http.allow_loopback && backend.scheme() == "http") {
+            return Err(invalid("clerk.backend_api_url", "must be https (plain http only with http.allow_loopback for tests)"));
+        }
+        if !self.svix.api_url.is_empty() {
+            let svix = url::Url::parse(&self.svix.api_url).map_err(|e| invalid("svix.api_url", e.to_string()))?;
+            if svix.scheme() != "https" && !(self.http.allow_loopback && svix.scheme() == "http") {
+                return Err(invalid("svix.api_url", "must be https (plain http only with http.allow_loopback for tests)"));
+            }
+        }
+        if !self.kms.endpoint_url.is_empty() {
+            url::Url::parse(&self.kms.endpoint_url).map_err(|e| invalid("kms.endpoint_url", e.to_string()))?;
+        }
+        if self.kms.region.is_empty() {
+            return Err(invalid("kms.region", "must not be empty"));
+        }
+        if !self.dns.nameserver.is_empty() {
+            self.dns.nameserver.parse::<SocketAddr>().map_err(|e| invalid("dns.nameserver", format!("expected ip:port: {e}")))?;
+        }
+        Ok(())
+    }
+
+    pub fn drain_grace(&self) -> Duration {
+        Duration::from_secs(self.worker.drain_grace_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
+    }
+
+    #[test]
+    fn local_configuration_loads() {
+        let settings = Settings::load_from(&config_dir(), "local").expect("local config loads");
+        assert_eq!(settings.amqp.jobs_queue, "clerk-audit.jobs");
+        assert_eq!(settings.checks.mfa_user_threshold, 100);
+        assert_eq!(settings.clerk.api_version, "2026-05-12");
+    }
+
+    #[test]
+    fn production_without_secrets_names_the_missing_key() {
+        let err = Settings::load_from(&config_dir(), "production").unwrap_err().to_string();
+        assert!(err.contains("url"), "{err}");
+    }
+
+    #[test]
+    fn invalid_value_names_key_and_env_var() {
+        let mut settings = Settings::load_from(&config_dir(), "local").unwrap();
+        settings.worker.concurrency = 0;
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("worker.concurrency") && err.contains("CLERK_AUDIT_WORKER__CONCURRENCY"), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_plain_http_backend() {
+        let mut settings = Settings::load_from(&config_dir(), "local").unwrap();
+        settings.clerk.backend_api_url = "http://api.clerk.com".parse().unwrap();
+        assert!(settings.validate().unwrap_err().to_string().contains("clerk.backend_api_url"));
+        settings.http.allow_loopback = true;
+        settings.validate().unwrap();
+    }
+}

@@ -1,0 +1,61 @@
+//! PostgreSQL: the connection pool and the migrations.
+//!
+//! Every connection gets a `statement_timeout` and the pool a wait timeout, so a black-holed database
+//! fails a job (transiently) instead of hanging it.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use secrecy::ExposeSecret;
+use tokio_postgres::NoTls;
+
+use crate::configuration::DatabaseSettings;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// An arbitrary constant that serializes migrations across replicas starting together.
+const MIGRATION_LOCK_KEY: i64 = 0x0c1e_4a0d_17;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database.url (env CLERK_AUDIT_DATABASE__URL) is not a valid PostgreSQL URL: {0}")]
+    BadUrl(String),
+    #[error("database pool: {0}")]
+    Pool(String),
+    #[error("database: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("migrations: {0}")]
+    Migration(String),
+}
+
+/// Builds the pool; connections are opened lazily.
+pub fn pool(settings: &DatabaseSettings) -> Result<Pool, DbError> {
+    let mut config = tokio_postgres::Config::from_str(settings.url.expose_secret())
+        .map_err(|e| DbError::BadUrl(e.to_string()))?;
+    let timeout = Duration::from_millis(settings.timeout_ms);
+    config.connect_timeout(timeout);
+    config.options(format!("-c statement_timeout={} -c lock_timeout={}", settings.timeout_ms, settings.timeout_ms));
+    config.application_name("clerk-audit");
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager)
+        .max_size(settings.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .build()
+        .map_err(|e| DbError::Pool(e.to_string()))
+}
+
+/// Applies pending migrations, holding an advisory lock so concurrent replicas migrate one at a time.
+pub async fn migrate(pool: &Pool) -> Result<(), DbError> {
+    let mut client = pool.get().await.map_err(|e| DbError::Pool(e.to_string()))?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
+    let client: &mut tokio_postgres::Client = &mut client;
+    let result = embedded::migrations::runner().run_async(client).await;
+    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]).await?;
+    result.map(|_| ()).map_err(|e| DbError::Migration(e.to_string()))
+}

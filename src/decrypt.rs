@@ -1,0 +1,175 @@
+//! Credentials: the stored ciphertext of a project's Clerk secret key, and its decryption through KMS.
+//!
+//! The ciphertext is bound to its row by the KMS encryption context `{"project_id", "key_ref"}`, so a
+//! ciphertext copied to another row or project does not decrypt. A `key_ref` that does not belong to the
+//! job's project is reported exactly like a missing one, so the answer reveals nothing about other
+//! projects.
+
+use std::time::Duration;
+
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::primitives::Blob;
+use tracing::instrument;
+use uuid::Uuid;
+
+use crate::configuration::KmsSettings;
+use crate::error::{FailureReason, JobError};
+use crate::job::ProjectId;
+use crate::retry::{Attempt, RetryPolicy, retry};
+use crate::secret::ClerkSecretKey;
+
+/// A `clerk_credentials` row, ciphertext still encrypted.
+#[derive(Clone)]
+pub struct StoredCredential {
+    pub key_ref: Uuid,
+    pub project_id: ProjectId,
+    pub ciphertext: Vec<u8>,
+    pub kms_key_id: String,
+}
+
+/// Loads the credential `key_ref` of `project_id`; missing, other project's and revoked rows are permanent.
+pub async fn load_credential(
+    client: &tokio_postgres::Client,
+    key_ref: Uuid,
+    project_id: &ProjectId,
+) -> Result<StoredCredential, JobError> {
+    let row = client
+        .query_opt(
+            "SELECT ciphertext, kms_key_id, revoked_at IS NOT NULL AS revoked
+               FROM clerk_credentials WHERE id = $1 AND project_id = $2",
+            &[&key_ref, &project_id.as_str()],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Err(JobError::permanent(FailureReason::CredentialNotFound, "no credential with this key_ref for the project"));
+    };
+    if row.get::<_, bool>("revoked") {
+        return Err(JobError::permanent(FailureReason::CredentialRevoked, "the credential is revoked"));
+    }
+    Ok(StoredCredential {
+        key_ref,
+        project_id: project_id.clone(),
+        ciphertext: row.get("ciphertext"),
+        kms_key_id: row.get("kms_key_id"),
+    })
+}
+
+/// KMS, with the SDK's own retries off: [`crate::retry`] is the one retry policy.
+#[derive(Clone)]
+pub struct Kms {
+    client: aws_sdk_kms::Client,
+    policy: RetryPolicy,
+}
+
+/// The encryption context that binds a ciphertext to its row.
+fn encryption_context(project_id: &ProjectId, key_ref: Uuid) -> [(&'static str, String); 2] {
+    [("project_id", project_id.as_str().to_owned()), ("key_ref", key_ref.to_string())]
+}
+
+/// KMS error codes worth another attempt.
+const TRANSIENT_KMS_CODES: &[&str] = &[
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "KMSInternalException",
+    "KMSInternal",
+    "DependencyTimeoutException",
+    "KeyUnavailableException",
+    "ServiceUnavailable",
+    "InternalFailure",
+];
+
+impl Kms {
+    /// Credentials and region come the standard AWS way; `endpoint_url` overrides the endpoint (tests).
+    pub async fn from_settings(settings: &KmsSettings, policy: RetryPolicy) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(settings.region.clone()))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(10))
+                    .build(),
+            );
+        if !settings.endpoint_url.is_empty() {
+            loader = loader.endpoint_url(&settings.endpoint_url);
+        }
+        let config = loader.load().await;
+        Self { client: aws_sdk_kms::Client::new(&config), policy }
+    }
+
+    pub fn client(&self) -> &aws_sdk_kms::Client {
+        &self.client
+    }
+
+    /// Decrypts a stored credential into a [`ClerkSecretKey`], in memory only.
+    #[instrument(name = "kms.decrypt", skip_all, fields(key_ref = %credential.key_ref))]
+    pub async fn decrypt(&self, credential: &StoredCredential) -> Result<ClerkSecretKey, JobError> {
+        let output = retry(self.policy, |_| async {
+            let mut request = self
+                .client
+                .decrypt()
+                .key_id(&credential.kms_key_id)
+                .ciphertext_blob(Blob::new(credential.ciphertext.clone()));
+            for (name, value) in encryption_context(&credential.project_id, credential.key_ref) {
+                request = request.encryption_context(name, value);
+            }
+            request.send().await.map_err(classify)
+        })
+        .await?;
+        let plaintext = output.plaintext.map(Blob::into_inner).ok_or_else(|| {
+            JobError::permanent(FailureReason::CredentialUndecryptable, "KMS returned no plaintext")
+        })?;
+        ClerkSecretKey::from_plaintext(plaintext)
+            .map_err(|e| JobError::permanent(FailureReason::CredentialUndecryptable, e.to_string()))
+    }
+
+    /// Encrypts a secret key for a credential row, as the settings service does.
+    pub async fn encrypt(
+        &self,
+        kms_key_id: &str,
+        project_id: &ProjectId,
+        key_ref: Uuid,
+        key: &ClerkSecretKey,
+    ) -> Result<Vec<u8>, JobError> {
+        let output = retry(self.policy, |_| async {
+            let mut request = self
+                .client
+                .encrypt()
+                .key_id(kms_key_id)
+                .plaintext(Blob::new(key.expose_for_encryption().as_bytes()));
+            for (name, value) in encryption_context(project_id, key_ref) {
+                request = request.encryption_context(name, value);
+            }
+            request.send().await.map_err(classify)
+        })
+        .await?;
+        output
+            .ciphertext_blob
+            .map(Blob::into_inner)
+            .ok_or_else(|| JobError::permanent(FailureReason::Internal, "KMS returned no ciphertext"))
+    }
+}
+
+/// Sorts a KMS failure into retry or stop. Service errors other than throttling and outages mean the
+/// ciphertext, key or context is wrong: retrying cannot fix that.
+fn classify<E, R>(error: SdkError<E, R>) -> Attempt<JobError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match &error {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or("unknown").to_owned();
+            if TRANSIENT_KMS_CODES.contains(&code.as_str()) {
+                Attempt::Retry(JobError::transient(FailureReason::Internal, format!("KMS: {code}")))
+            } else {
+                Attempt::Stop(JobError::permanent(FailureReason::CredentialUndecryptable, format!("KMS refused: {code}")))
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            Attempt::Retry(JobError::transient(FailureReason::Internal, format!("KMS unreachable: {error}")))
+        }
+        _ => Attempt::Stop(JobError::permanent(FailureReason::Internal, format!("KMS request: {error}"))),
+    }
+}

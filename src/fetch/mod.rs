@@ -1,0 +1,135 @@
+//! Fetch: learn the Clerk facts of one instance through the allowlisted calls and DNS.
+//!
+//! - [`allowlist`]: the published table of calls.
+//! - [`address`]: which resolved addresses may be connected to.
+//! - [`http`]: the one outbound HTTP layer.
+//! - [`clerk`]: the shapes of Clerk's answers.
+//! - [`dns`]: CNAME lookups of the email sender records.
+//!
+//! Backend API failures decide the job (401/403: the key is rejected, permanent; 429/5xx/timeouts:
+//! transient). Frontend API and DNS failures only make the facts they feed [`Fact::Unavailable`], so
+//! the checks that need them report `error` and the rest of the scan still completes.
+
+pub mod address;
+pub mod allowlist;
+pub mod clerk;
+pub mod dns;
+pub mod http;
+
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use self::allowlist::CallMethod;
+use self::clerk::{DomainsResponse, EnvironmentResponse, InstanceResponse, TotalCountResponse};
+use self::dns::{DnsLookup, is_email_record};
+use self::http::{CallError, ScanCalls};
+use crate::error::{FailureReason, JobError};
+use crate::facts::{AuthSettings, ClerkFacts, DnsRecordStatus, Fact, InstanceInfo, PrimaryDomain};
+
+/// Maps a Backend API failure to the job's error.
+fn backend_failure(call: &str, error: CallError) -> JobError {
+    match error {
+        CallError::Status { status: 401 | 403, .. } => {
+            JobError::permanent(FailureReason::ClerkKeyRejected, format!("{call}: the Backend API rejected the secret key"))
+        }
+        CallError::Status { status: 429, retry_after } => JobError::Transient {
+            reason: FailureReason::ClerkUnavailable,
+            detail: format!("{call}: rate limited by Clerk"),
+            retry_after,
+        },
+        error if error.is_transient() => {
+            JobError::transient(FailureReason::ClerkUnavailable, format!("{call}: {error}"))
+        }
+        CallError::Decode(detail) => {
+            JobError::permanent(FailureReason::Internal, format!("{call}: unexpected answer shape: {detail}"))
+        }
+        error => JobError::permanent(FailureReason::ClerkUnavailable, format!("{call}: {error}")),
+    }
+}
+
+async fn get_backend<T: serde::de::DeserializeOwned>(calls: &ScanCalls<'_>, path: &str, name: &str) -> Result<T, JobError> {
+    let response = calls.send(CallMethod::Get, calls.backend_url(path)).await.map_err(|e| backend_failure(name, e))?;
+    response.json().map_err(|e| backend_failure(name, e))
+}
+
+/// Learns everything the checks need. `calls` must be fresh for this scan.
+pub async fn gather(calls: &mut ScanCalls<'_>, dns: &DnsLookup) -> Result<ClerkFacts, JobError> {
+    // Rows 1-3 are independent: run them together.
+    let (instance, count, domains) = tokio::join!(
+        get_backend::<InstanceResponse>(calls, "/v1/instance", "GET /v1/instance"),
+        get_backend::<TotalCountResponse>(calls, "/v1/users/count", "GET /v1/users/count"),
+        get_backend::<DomainsResponse>(calls, "/v1/domains", "GET /v1/domains"),
+    );
+    // A rejected key decides the job whichever call saw it first.
+    for result in [instance.as_ref().err(), count.as_ref().err(), domains.as_ref().err()].into_iter().flatten() {
+        if result.reason() == FailureReason::ClerkKeyRejected {
+            return Err(JobError::permanent(FailureReason::ClerkKeyRejected, "the Backend API rejected the secret key"));
+        }
+    }
+    let instance: InstanceInfo = instance?.into();
+    let user_count = count?.total_count;
+    let primary_domain = domains?.primary();
+    info!(environment = instance.environment.as_str(), user_count, "instance facts fetched");
+
+    let production = instance.environment == crate::facts::InstanceEnvironment::Production;
+    let (auth_settings, email_dns) = if production {
+        match &primary_domain {
+            Some(domain) => {
+                let frontend_base = url::Url::parse(&domain.frontend_api_url).ok().filter(|url| url.host_str().is_some());
+                if let Some(base) = &frontend_base {
+                    calls.set_frontend_api(base.clone());
+                }
+                let calls = &*calls;
+                tokio::join!(frontend_settings(calls, frontend_base.is_some()), email_records(calls, dns, domain))
+            }
+            None => (
+                Fact::Unavailable("the instance has no primary domain".into()),
+                Fact::Unavailable("the instance has no primary domain".into()),
+            ),
+        }
+    } else {
+        let reason = format!("{} instance", instance.environment.as_str());
+        (Fact::NotApplicable(reason.clone()), Fact::NotApplicable(reason))
+    };
+    Ok(ClerkFacts { instance, user_count, primary_domain, auth_settings, email_dns })
+}
+
+/// Row 5 against the Frontend API host named by `GET /v1/domains`.
+async fn frontend_settings(calls: &ScanCalls<'_>, has_frontend_url: bool) -> Fact<AuthSettings> {
+    if !has_frontend_url {
+        return Fact::Unavailable("the domain's frontend_api_url is not a URL".into());
+    }
+    let Some(url) = calls.frontend_url("/v1/environment") else {
+        return Fact::Unavailable("no Frontend API host".into());
+    };
+    match calls.send(CallMethod::Get, url).await {
+        Ok(response) => match response.json::<EnvironmentResponse>() {
+            Ok(environment) => Fact::Known(environment.into()),
+            Err(error) => Fact::Unavailable(format!("Frontend API environment: {error}")),
+        },
+        Err(error) => {
+            warn!(error = %error, "Frontend API environment unavailable");
+            Fact::Unavailable(format!("Frontend API environment: {error}"))
+        }
+    }
+}
+
+/// Row 8: the email sender records among the domain's CNAME targets.
+async fn email_records(calls: &ScanCalls<'_>, dns: &DnsLookup, domain: &PrimaryDomain) -> Fact<Vec<DnsRecordStatus>> {
+    let lookups = domain.cname_targets.iter().filter(|target| is_email_record(&target.host)).map(|target| async move {
+        let status = dns.observe(target).await;
+        let outcome = match &status.observation {
+            crate::facts::DnsObservation::LookupFailed { .. } => "error",
+            crate::facts::DnsObservation::Missing => "nxdomain",
+            _ => "answer",
+        };
+        calls.tally_dns(outcome);
+        status
+    });
+    let statuses = futures::future::join_all(lookups).await;
+    Fact::Known(statuses)
+}
+
+/// Upper bound for a whole fetch, so a scan cannot hang on a misbehaving peer.
+pub const FETCH_DEADLINE: Duration = Duration::from_secs(120);

@@ -29,3 +29,7 @@ pub mod job;
 pub mod retry;
 pub mod secret;
 pub mod telemetry;
+pub mod broker;
+pub mod evaluate;
+pub mod events;
+pub mod persist;

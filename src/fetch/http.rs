@@ -81,10 +81,10 @@ impl CallResponse {
 }
 
 /// What the scan called, by allowlist row: reported in the completed event's `calls`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CallTally {
     pub row: u8,
-    pub name: &'static str,
+    pub name: String,
     pub count: u32,
     /// Outcome (`"200"`, `"429"`, `"timeout"`, ...) -> count.
     pub outcomes: BTreeMap<String, u32>,
@@ -229,7 +229,7 @@ impl ScanCalls<'_> {
 
     fn tally(&self, call: &AllowedCall, outcome: String) {
         let mut tallies = self.tallies.lock().expect("tally lock");
-        let entry = tallies.entry(call.row).or_insert_with(|| CallTally { row: call.row, name: call.name, ..CallTally::default() });
+        let entry = tallies.entry(call.row).or_insert_with(|| CallTally { row: call.row, name: call.name.to_owned(), ..CallTally::default() });
         entry.count += 1;
         *entry.outcomes.entry(outcome).or_default() += 1;
     }

@@ -80,6 +80,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at   timestamptz NOT NULL DEFAULT now(),
     sent_at      timestamptz,
     attempts     integer NOT NULL DEFAULT 0,
+    -- After a failed publish (nack, unroutable, broker down) the row waits until then.
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
     last_error   text
 );
-CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (created_at) WHERE sent_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (next_attempt_at) WHERE sent_at IS NULL;

@@ -33,3 +33,8 @@ pub mod broker;
 pub mod evaluate;
 pub mod events;
 pub mod persist;
+pub mod pipeline;
+pub mod publish;
+pub mod consumer;
+pub mod ops;
+pub mod startup;

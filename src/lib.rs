@@ -38,3 +38,5 @@ pub mod publish;
 pub mod consumer;
 pub mod ops;
 pub mod startup;
+pub mod cli;
+pub mod report;

@@ -1,0 +1,301 @@
+//! Test harness: spawns the real worker in-process against the real RabbitMQ, PostgreSQL and KMS
+//! stand-in on loopback, with the project's Clerk sandbox. Every test gets its own database, its own
+//! exchange and queue names and its own sandbox, so tests run in parallel.
+//!
+//! Services: `scripts/services.sh` starts them; the URLs come from `CLERK_AUDIT_TEST_DATABASE_URL`,
+//! `CLERK_AUDIT_TEST_AMQP_URL` and `CLERK_AUDIT_TEST_KMS_ENDPOINT` (defaults: the local services).
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Once;
+use std::time::Duration;
+
+use clerk_audit::artifact::RepoArtifact;
+use clerk_audit::configuration::Settings;
+use clerk_audit::decrypt::Kms;
+use clerk_audit::job::{InstanceName, ProjectId, ScanJob};
+use clerk_audit::retry::RetryPolicy;
+use clerk_audit::sandbox::{self, Sandbox, SandboxConfig, Scenario};
+use clerk_audit::secret::ClerkSecretKey;
+use clerk_audit::startup::Application;
+use clerk_audit::{broker, db, persist};
+use deadpool_postgres::Pool;
+use futures::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection};
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+pub fn admin_database_url() -> String {
+    env_or("CLERK_AUDIT_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+}
+
+pub fn amqp_url() -> String {
+    env_or("CLERK_AUDIT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+}
+
+pub fn kms_endpoint() -> String {
+    env_or("CLERK_AUDIT_TEST_KMS_ENDPOINT", "http://127.0.0.1:4599")
+}
+
+static AWS_ENV: Once = Once::new();
+
+/// moto accepts any credentials; the AWS SDK still wants some. Set before the first client is built.
+fn ensure_aws_env() {
+    AWS_ENV.call_once(|| {
+        for (name, value) in [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")] {
+            if std::env::var_os(name).is_none() {
+                // SAFETY: runs once, before any AWS client reads the environment.
+                unsafe { std::env::set_var(name, value) };
+            }
+        }
+    });
+}
+
+/// Creates an empty database named after the test run and answers its URL.
+pub async fn fresh_database() -> String {
+    let admin = admin_database_url();
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("connect to PostgreSQL (run scripts/services.sh)");
+    tokio::spawn(connection);
+    let name = format!("clerk_audit_test_{}", Uuid::new_v4().simple());
+    client.execute(&format!("CREATE DATABASE {name}"), &[]).await.expect("create test database");
+    let mut url = url::Url::parse(&admin).expect("admin URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// Settings for one test: local defaults, then a fresh database, unique broker names, the sandbox.
+pub fn test_settings(database_url: &str, sandbox: &Sandbox) -> Settings {
+    ensure_aws_env();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut settings = Settings::load_from(&dir, "local").expect("config loads");
+    let prefix = format!("t{}", &Uuid::new_v4().simple().to_string()[..10]);
+    settings.database.url = SecretString::from(database_url.to_owned());
+    settings.amqp.url = SecretString::from(amqp_url());
+    settings.amqp.jobs_exchange = format!("{prefix}.scans");
+    settings.amqp.jobs_queue = format!("{prefix}.jobs");
+    settings.amqp.retry_queue = format!("{prefix}.jobs.retry");
+    settings.amqp.dead_letter_exchange = format!("{prefix}.dlx");
+    settings.amqp.dead_letter_queue = format!("{prefix}.jobs.dead");
+    settings.amqp.findings_exchange = format!("{prefix}.findings");
+    settings.kms.endpoint_url = kms_endpoint();
+    settings.clerk.backend_api_url = sandbox.backend_api_url();
+    settings.svix.api_url = sandbox.svix_api_url().to_string();
+    settings.http.allow_loopback = true;
+    settings.http.request_timeout_ms = 5_000;
+    settings.http.max_attempts = 3;
+    settings.http.max_retry_after_secs = 3;
+    settings.dns.nameserver = sandbox.dns_addr().to_string();
+    settings.dns.timeout_ms = 1_000;
+    settings.ops.listen = "127.0.0.1:0".parse().unwrap();
+    settings.worker.retry_delay_secs = 1;
+    settings.worker.drain_grace_secs = 10;
+    settings.validate().expect("test settings are valid");
+    settings
+}
+
+/// A running worker with everything it talks to.
+pub struct TestApp {
+    pub settings: Settings,
+    pub pool: Pool,
+    pub sandbox: Sandbox,
+    pub kms: Kms,
+    pub kms_key_id: String,
+    pub shutdown: CancellationToken,
+    pub worker: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub broker: Connection,
+    events: lapin::Consumer,
+    dead: lapin::Consumer,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let sandbox = sandbox::start(SandboxConfig::default()).await.expect("sandbox starts");
+    let database_url = fresh_database().await;
+    let mut settings = test_settings(&database_url, &sandbox);
+    adjust(&mut settings);
+    let pool = db::pool(&settings.database).expect("pool");
+    db::migrate(&pool).await.expect("migrations apply");
+
+    let kms = Kms::from_settings(&settings.kms, RetryPolicy::immediate(3)).await;
+    let kms_key_id = kms.client().create_key().send().await.expect("moto KMS answers (run scripts/services.sh)")
+        .key_metadata().expect("key metadata").key_id().to_owned();
+
+    // Declare the topology and bind capture queues before the worker starts, so no event is missed.
+    let broker = broker::connect(&settings.amqp, "clerk-audit test").await.expect("connect to RabbitMQ (run scripts/services.sh)");
+    let channel = broker.create_channel().await.unwrap();
+    broker::declare_topology(&channel, &settings.amqp, &settings.worker).await.unwrap();
+    let events_queue = format!("{}.capture", settings.amqp.findings_exchange);
+    channel.queue_declare(events_queue.as_str().into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.unwrap();
+    channel
+        .queue_bind(events_queue.as_str().into(), settings.amqp.findings_exchange.as_str().into(), "#".into(), QueueBindOptions::default(), FieldTable::default())
+        .await
+        .unwrap();
+    let events = channel
+        .basic_consume(events_queue.as_str().into(), "capture".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .unwrap();
+    let dead_channel = broker.create_channel().await.unwrap();
+    let dead = dead_channel
+        .basic_consume(settings.amqp.dead_letter_queue.as_str().into(), "dead".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .unwrap();
+
+    let shutdown = CancellationToken::new();
+    let application = Application::build(settings.clone()).await.expect("application builds");
+    let worker = tokio::spawn(application.run(shutdown.clone()));
+    TestApp { settings, pool, sandbox, kms, kms_key_id, shutdown, worker: Some(worker), broker, events, dead }
+}
+
+pub fn project() -> ProjectId {
+    ProjectId::parse(format!("prj_{}", &Uuid::new_v4().simple().to_string()[..8])).unwrap()
+}
+
+impl TestApp {
+    /// Encrypts `secret_key` through KMS for `project` and inserts the credential row; answers key_ref.
+    pub async fn store_credential(&self, project: &ProjectId, instance: &str, secret_key: &str) -> Uuid {
+        let key_ref = Uuid::new_v4();
+        let key = ClerkSecretKey::from_plaintext(secret_key.as_bytes().to_vec()).unwrap();
+        let ciphertext = self.kms.encrypt(&self.kms_key_id, project, key_ref, &key).await.expect("encrypt");
+        self.pool
+            .get()
+            .await
+            .unwrap()
+            .execute(
+                "INSERT INTO clerk_credentials (id, project_id, instance_name, ciphertext, kms_key_id) VALUES ($1, $2, $3, $4, $5)",
+                &[&key_ref, &project.as_str(), &instance, &ciphertext, &self.kms_key_id],
+            )
+            .await
+            .unwrap();
+        key_ref
+    }
+
+    /// Stores a credential for a sandbox scenario's instance.
+    pub async fn connect_scenario(&self, project: &ProjectId, scenario: Scenario) -> Uuid {
+        let instance = self.sandbox.instance(scenario);
+        self.store_credential(project, &instance.name, &instance.secret_key.clone()).await
+    }
+
+    pub async fn store_artifact(&self, project: &ProjectId, repo_scan_id: &str, artifact: &RepoArtifact) {
+        let client = self.pool.get().await.unwrap();
+        persist::store_artifact(&client, project, repo_scan_id, artifact).await.unwrap();
+    }
+
+    pub fn job(&self, project: &ProjectId, instance: &str, key_ref: Uuid) -> ScanJob {
+        ScanJob {
+            scan_id: Uuid::new_v4(),
+            project_id: project.clone(),
+            instance_name: InstanceName::parse(instance).unwrap(),
+            key_ref,
+            requested_at: chrono::Utc::now(),
+            repo_scan_id: None,
+        }
+    }
+
+    pub async fn enqueue(&self, job: &ScanJob) {
+        clerk_audit::cli::enqueue(&self.settings, job).await.expect("enqueue");
+    }
+
+    /// Publishes a raw body to the jobs exchange, as a misbehaving producer would.
+    pub async fn publish_raw(&self, body: &[u8]) {
+        let channel = broker::confirm_channel(&self.broker).await.unwrap();
+        broker::publish_confirmed(
+            &channel,
+            &self.settings.amqp.jobs_exchange,
+            &self.settings.amqp.jobs_routing_key,
+            body,
+            BasicProperties::default().with_content_type("application/json".into()),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// The next findings event (routing key, parsed body, AMQP properties).
+    pub async fn next_event(&mut self) -> (String, serde_json::Value, BasicProperties) {
+        let delivery = tokio::time::timeout(WAIT, self.events.next())
+            .await
+            .expect("an event arrives in time")
+            .expect("event stream open")
+            .expect("event delivery");
+        delivery.acker.ack(BasicAckOptions::default()).await.unwrap();
+        let body = serde_json::from_slice(&delivery.data).expect("event is JSON");
+        (delivery.routing_key.to_string(), body, delivery.properties)
+    }
+
+    /// Waits for the event of `scan_id`, skipping others.
+    pub async fn event_for(&mut self, scan_id: Uuid) -> (String, serde_json::Value) {
+        loop {
+            let (key, body, _) = self.next_event().await;
+            if body["data"]["scan_id"] == scan_id.to_string() {
+                return (key, body);
+            }
+        }
+    }
+
+    /// Asserts that no event arrives within `window`.
+    pub async fn no_event_within(&mut self, window: Duration) -> Option<serde_json::Value> {
+        match tokio::time::timeout(window, self.events.next()).await {
+            Err(_) => None,
+            Ok(delivery) => Some(serde_json::from_slice(&delivery.unwrap().unwrap().data).unwrap()),
+        }
+    }
+
+    /// The next message in the dead-letter queue.
+    pub async fn next_dead_letter(&mut self) -> lapin::message::Delivery {
+        let delivery = tokio::time::timeout(WAIT, self.dead.next())
+            .await
+            .expect("a dead letter arrives in time")
+            .expect("stream open")
+            .expect("delivery");
+        delivery.acker.ack(BasicAckOptions::default()).await.unwrap();
+        delivery
+    }
+
+    /// Requests the sandbox saw for `instance`.
+    pub fn clerk_requests_for(&self, instance: &str) -> Vec<sandbox::RecordedRequest> {
+        self.sandbox.requests().into_iter().filter(|r| r.instance.as_deref() == Some(instance)).collect()
+    }
+
+    pub async fn scan_status(&self, scan_id: Uuid) -> Option<(String, i32)> {
+        let client = self.pool.get().await.unwrap();
+        client.query_opt("SELECT status, attempts FROM scans WHERE id = $1", &[&scan_id]).await.unwrap().map(|r| (r.get(0), r.get(1)))
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(worker) = self.worker.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), worker).await;
+        }
+        self.sandbox.shutdown().await;
+    }
+}
+
+/// Statuses of every check in a completed event, by check id.
+pub fn check_statuses(event: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    event["data"]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| (c["check_id"].as_str().unwrap().to_owned(), c["status"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+pub fn finding_ids(event: &serde_json::Value) -> Vec<String> {
+    let mut ids: Vec<String> =
+        event["data"]["findings"].as_array().expect("findings").iter().map(|f| f["check_id"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    ids
+}

@@ -1,0 +1,6 @@
+//! Integration tests: real RabbitMQ, PostgreSQL and KMS (moto) on loopback, the project's Clerk sandbox.
+
+mod failures;
+mod harness;
+mod poison;
+mod scenarios;

@@ -184,11 +184,19 @@ ensure_postgres() {
 rmq() { rabbitmqctl -q "$@"; }
 
 rabbit_configure_fresh() {
-    # Only for an installation with no configuration of its own and no node
-    # running: name the node after localhost (the machine's hostname may not
-    # resolve) and keep every listener on loopback.
-    [[ -e /etc/rabbitmq/rabbitmq-env.conf || -e /etc/rabbitmq/rabbitmq.conf ]] && return 0
-    pgrep -u rabbitmq beam.smp >/dev/null 2>&1 && return 0
+    # Only for an installation with no settings of its own (none, or Debian's
+    # all-commented rabbitmq-env.conf) and no node running: name the node after
+    # localhost (the machine's hostname may not resolve) and keep every
+    # listener on loopback.
+    local f
+    for f in /etc/rabbitmq/rabbitmq-env.conf /etc/rabbitmq/rabbitmq.conf /etc/rabbitmq/advanced.config; do
+        if [[ -e $f ]] && grep -Eqv '^[[:space:]]*(#|$)' "$f"; then
+            return 0
+        fi
+    done
+    if have pgrep && pgrep -u rabbitmq beam.smp >/dev/null 2>&1; then
+        return 0
+    fi
     note "writing a loopback-only RabbitMQ configuration to /etc/rabbitmq"
     mkdir -p /etc/rabbitmq
     cat >/etc/rabbitmq/rabbitmq-env.conf <<'CONF'

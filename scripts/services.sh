@@ -216,7 +216,7 @@ rabbit_started() {
 rabbit_verify() {
     local out
     if ! out="$(timeout 60 rabbitmqctl -q authenticate_user guest guest 2>&1)"; then
-        die "RabbitMQ answers on 127.0.0.1:$AMQP_PORT but guest/guest does not authenticate: $out"
+        die "RabbitMQ answers on 127.0.0.1:$AMQP_PORT but \`rabbitmqctl authenticate_user guest guest\` failed (guest/guest refused, or the local rabbitmqctl does not reach that broker): $out"
     fi
     if ! out="$(timeout 60 rabbitmqctl -q enable_feature_flag all 2>&1)"; then
         die "could not enable RabbitMQ feature flags: $out"

@@ -283,7 +283,6 @@ pub(crate) fn environment_json(spec: &ScenarioSpec) -> Value {
                 "enumeration_protection": { "enabled": false },
             },
             "passkey_settings": { "allow_autofill": true, "show_sign_in_button": true, "satisfies_second_factor": true },
-            "username_settings_note": null,
     });
     let display_config = merge(display_config, display_config_rest);
     json!({

@@ -36,7 +36,10 @@ impl DnsTable {
                 if let Some(targets) = &domain.cname_targets {
                     zones.insert(normalize_dns_name(&domain.name), index);
                     for target in targets {
-                        records.insert(normalize_dns_name(&target.host), (index, normalize_dns_name(&target.value), target.in_dns));
+                        records.insert(
+                            normalize_dns_name(&target.host),
+                            (index, normalize_dns_name(&target.value), target.in_dns),
+                        );
                     }
                 }
             }
@@ -53,7 +56,12 @@ impl DnsTable {
     }
 }
 
-pub(crate) async fn serve(socket: UdpSocket, shared: Arc<Shared>, table: DnsTable, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    socket: UdpSocket,
+    shared: Arc<Shared>,
+    table: DnsTable,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut buffer = vec![0u8; 4096];
     loop {
         let (length, peer) = tokio::select! {

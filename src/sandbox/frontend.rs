@@ -65,7 +65,13 @@ fn environment(spec: &ScenarioSpec, query: Option<&str>) -> Answer {
 }
 
 /// One `UserSettings.Attribute`.
-fn attribute(enabled: bool, required: bool, first_factors: &[&str], second_factors: &[&str], verifications: &[&str]) -> Value {
+fn attribute(
+    enabled: bool,
+    required: bool,
+    first_factors: &[&str],
+    second_factors: &[&str],
+    verifications: &[&str],
+) -> Value {
     json!({
         "enabled": enabled,
         "required": required,
@@ -111,19 +117,13 @@ pub(crate) fn environment_json(spec: &ScenarioSpec) -> Value {
     let has = |factor: SecondFactor| spec.second_factors.contains(&factor);
     let development = spec.environment == EnvironmentType::Development;
     let domain = &spec.primary_domain().name;
-    let accounts = spec
-        .primary_domain()
-        .accounts_portal_url
-        .clone()
-        .unwrap_or_else(|| format!("https://accounts.{domain}"));
+    let accounts =
+        spec.primary_domain().accounts_portal_url.clone().unwrap_or_else(|| format!("https://accounts.{domain}"));
     let home = if development { "http://localhost:3000".to_owned() } else { format!("https://{domain}") };
 
     let authenticator_app = if has(SecondFactor::Totp) { attribute(true, false, &[], &["totp"], &[]) } else { off() };
-    let backup_code = if has(SecondFactor::BackupCode) {
-        attribute(true, false, &[], &["backup_code"], &[])
-    } else {
-        off()
-    };
+    let backup_code =
+        if has(SecondFactor::BackupCode) { attribute(true, false, &[], &["backup_code"], &[]) } else { off() };
     let phone_number = if has(SecondFactor::PhoneCode) {
         attribute(true, false, &[], &["phone_code"], &["phone_code"])
     } else {

@@ -58,9 +58,7 @@ pub use scenario::{
     SECRET_KEY_WEBHOOKS_NO_ENDPOINTS, SECRET_KEY_WEBHOOKS_NO_SVIX_APP, SECRET_KEY_WEBHOOKS_OTHER_PATH,
     SECRET_KEY_WEBHOOKS_PAGINATED, Scenario, WEBHOOK_ROUTE, WEBHOOK_SECRET_MATCHING, WEBHOOK_SECRET_STALE,
 };
-pub use state::{
-    DnsOutcome, Fault, FaultTarget, HostKind, PresentedCredential, RecordedDnsQuery, RecordedRequest,
-};
+pub use state::{DnsOutcome, Fault, FaultTarget, HostKind, PresentedCredential, RecordedDnsQuery, RecordedRequest};
 
 use state::{InstanceRuntime, Shared};
 

@@ -133,11 +133,7 @@ fn convert_schema(schema: &Value) -> Value {
             }
         }
     }
-    if nullable {
-        json!({ "anyOf": [{ "type": "null" }, Value::Object(out)] })
-    } else {
-        Value::Object(out)
-    }
+    if nullable { json!({ "anyOf": [{ "type": "null" }, Value::Object(out)] }) } else { Value::Object(out) }
 }
 
 fn pointer_escape(name: &str) -> String {
@@ -192,16 +188,19 @@ impl Spec {
     /// Whether the spec has the operation `method request_path`.
     pub(crate) fn response_schema_exists(&self, method: &str, request_path: &str) -> bool {
         let Some(path) = request_path.strip_prefix(self.prefix) else { return false };
-        self.doc["paths"].as_object().expect("paths").iter().any(|(template, item)| {
-            template_matches(template, path) && !item[method.to_ascii_lowercase()].is_null()
-        })
+        self.doc["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .any(|(template, item)| template_matches(template, path) && !item[method.to_ascii_lowercase()].is_null())
     }
 
     /// The OpenAPI schema the spec gives for answer `status` of `method request_path` (`None`: the spec does
     /// not list that status for the operation). `request_path` is the path as requested (e.g.
     /// `/v1/instance`, `/api/v1/app/app_x/endpoint`); templates like `{app_id}` are matched.
     pub(crate) fn response_schema(&self, method: &str, request_path: &str, status: u16) -> Option<Value> {
-        let path = request_path.strip_prefix(self.prefix).unwrap_or_else(|| panic!("{request_path} outside {}", self.prefix));
+        let path =
+            request_path.strip_prefix(self.prefix).unwrap_or_else(|| panic!("{request_path} outside {}", self.prefix));
         let paths = self.doc["paths"].as_object().expect("paths");
         let (_, item) = paths
             .iter()
@@ -209,7 +208,8 @@ impl Spec {
             .unwrap_or_else(|| panic!("{}: no path matches {path}", self.name));
         let operation = &item[method.to_ascii_lowercase()];
         assert!(!operation.is_null(), "{}: no {method} {path}", self.name);
-        let mut response = operation["responses"].get(status.to_string()).or_else(|| operation["responses"].get("default"))?.clone();
+        let mut response =
+            operation["responses"].get(status.to_string()).or_else(|| operation["responses"].get("default"))?.clone();
         while let Some(reference) = response.get("$ref").and_then(Value::as_str) {
             let name = reference.strip_prefix("#/components/responses/").expect("response $ref");
             response = self.doc["components"]["responses"][name].clone();
@@ -283,9 +283,22 @@ mod tests {
         let good = json!({"object":"instance","id":"ins_1","environment_type":"production","allowed_origins":null,"workspace_id":null});
         validate(&instance, &good).unwrap();
         assert!(validate(&instance, &json!({})).is_err(), "required fields");
-        assert!(validate(&instance, &json!({"object":"instanc","id":"i","environment_type":"p","allowed_origins":[],"workspace_id":null})).is_err(), "enum");
-        assert!(validate(&bapi.component("TotalCount"), &json!({"object":"total_count","total_count":"3"})).is_err(), "type");
-        assert!(validate(&bapi.component("TotalCount"), &json!({"object":"total_count","total_count":3,"x":1})).is_err(), "additionalProperties");
+        assert!(
+            validate(
+                &instance,
+                &json!({"object":"instanc","id":"i","environment_type":"p","allowed_origins":[],"workspace_id":null})
+            )
+            .is_err(),
+            "enum"
+        );
+        assert!(
+            validate(&bapi.component("TotalCount"), &json!({"object":"total_count","total_count":"3"})).is_err(),
+            "type"
+        );
+        assert!(
+            validate(&bapi.component("TotalCount"), &json!({"object":"total_count","total_count":3,"x":1})).is_err(),
+            "additionalProperties"
+        );
         let domains = bapi.component("Domains");
         let domain = json!({"object":"domain","id":"d","name":"n","is_satellite":false,"frontend_api_url":"u","development_origin":"","cname_targets":null});
         validate(&domains, &json!({"data":[domain.clone()],"total_count":1})).unwrap();

@@ -492,7 +492,13 @@ fn spec_of(scenario: Scenario) -> ScenarioSpec {
                 "us",
                 vec![
                     endpoint(scenario, 1, hook_url(scenario, WEBHOOK_ROUTE), true, None),
-                    endpoint(scenario, 2, format!("https://staging.{}{}", domain_name(scenario), WEBHOOK_ROUTE), true, None),
+                    endpoint(
+                        scenario,
+                        2,
+                        format!("https://staging.{}{}", domain_name(scenario), WEBHOOK_ROUTE),
+                        true,
+                        None,
+                    ),
                 ],
             ),
         ),
@@ -518,7 +524,11 @@ fn spec_of(scenario: Scenario) -> ScenarioSpec {
         WebhooksFilterMissingEvent => webhook_scenario(
             scenario,
             219,
-            app(scenario, "us", vec![endpoint(scenario, 1, hook_url(scenario, WEBHOOK_ROUTE), false, Some(&["user.created"]))]),
+            app(
+                scenario,
+                "us",
+                vec![endpoint(scenario, 1, hook_url(scenario, WEBHOOK_ROUTE), false, Some(&["user.created"]))],
+            ),
         ),
         WebhooksFilterCovering => webhook_scenario(
             scenario,
@@ -544,7 +554,13 @@ fn spec_of(scenario: Scenario) -> ScenarioSpec {
                     } else if index % 2 == 0 {
                         endpoint(scenario, index, hook_url(scenario, WEBHOOK_ROUTE), true, None)
                     } else {
-                        endpoint(scenario, index, hook_url(scenario, &format!("/api/tenants/t{index}/hooks")), false, None)
+                        endpoint(
+                            scenario,
+                            index,
+                            hook_url(scenario, &format!("/api/tenants/t{index}/hooks")),
+                            false,
+                            None,
+                        )
                     }
                 })
                 .collect();

@@ -8,8 +8,8 @@ use std::time::Duration;
 use axum::http::{HeaderMap, Method, Uri};
 use serde::{Deserialize, Serialize};
 
-use super::scenario::ScenarioSpec;
 use super::SandboxInstance;
+use super::scenario::ScenarioSpec;
 
 /// Which of the sandbox's servers a request reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -65,7 +65,9 @@ pub struct RecordedRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum DnsOutcome {
-    Cname { target: String },
+    Cname {
+        target: String,
+    },
     NxDomain,
     /// The name exists (a zone apex) but has no record of that type.
     NoData,
@@ -335,7 +337,7 @@ impl Shared {
         text.split_inclusive(['/', '&', '=', '?'])
             .map(|piece| {
                 let (body, sep) = match piece.char_indices().last() {
-                    Some((i, c)) if matches!(c, '/' | '&' | '=' | '?') => (&piece[..i], &piece[i..]),
+                    Some((i, '/' | '&' | '=' | '?')) => (&piece[..i], &piece[i..]),
                     _ => (piece, ""),
                 };
                 if looks_secret(body) { format!("[REDACTED]{sep}") } else { piece.to_owned() }

@@ -33,11 +33,16 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
     let instance = token.and_then(|t| shared.instance_by_svix_token(t));
 
     let (answer, plan) = match instance {
-        None => (respond::svix_error(StatusCode::UNAUTHORIZED, "authentication_failed", "Invalid token"), Default::default()),
+        None => (
+            respond::svix_error(StatusCode::UNAUTHORIZED, "authentication_failed", "Invalid token"),
+            Default::default(),
+        ),
         Some(index) => {
             let plan = shared.plan_faults(index, HostKind::Svix);
             let answer = match plan.rejection {
-                Some(Rejection::Revoked) => respond::svix_error(StatusCode::UNAUTHORIZED, "authentication_failed", "Invalid token"),
+                Some(Rejection::Revoked) => {
+                    respond::svix_error(StatusCode::UNAUTHORIZED, "authentication_failed", "Invalid token")
+                }
                 Some(Rejection::RateLimited { retry_after_secs }) => {
                     respond::svix_error(StatusCode::TOO_MANY_REQUESTS, "rate_limit", "Too many requests")
                         .with_header(axum::http::header::RETRY_AFTER, retry_after_secs)
@@ -106,14 +111,19 @@ fn list_endpoints(app: &SvixAppSpec, query: Option<&str>) -> Answer {
             "iterator" => {
                 let id = value.strip_prefix('-').unwrap_or(&value);
                 if !is_endpoint_id(id) {
-                    return respond::svix_validation_error(&["query", "iterator"], "iterator is not a valid endpoint id");
+                    return respond::svix_validation_error(
+                        &["query", "iterator"],
+                        "iterator is not a valid endpoint id",
+                    );
                 }
                 iterator = Some(value.into_owned());
             }
             "order" => match value.as_ref() {
                 "ascending" => descending = false,
                 "descending" => descending = true,
-                _ => return respond::svix_validation_error(&["query", "order"], "order must be ascending or descending"),
+                _ => {
+                    return respond::svix_validation_error(&["query", "order"], "order must be ascending or descending");
+                }
             },
             _ => {}
         }
@@ -124,7 +134,8 @@ fn list_endpoints(app: &SvixAppSpec, query: Option<&str>) -> Answer {
         ordered.reverse();
     }
     // Position of the first item after the iterator (or, going back, the first of the previous page).
-    let after = |id: &str| ordered.iter().position(|e| if descending { e.id.as_str() < id } else { e.id.as_str() > id });
+    let after =
+        |id: &str| ordered.iter().position(|e| if descending { e.id.as_str() < id } else { e.id.as_str() > id });
     let (start, end) = match iterator.as_deref() {
         None => (0, limit.min(ordered.len())),
         Some(back) if back.starts_with('-') => {

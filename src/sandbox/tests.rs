@@ -48,10 +48,7 @@ impl Harness {
     /// A Backend API call with the instance's secret key and `Clerk-API-Version`.
     async fn bapi(&self, method: &str, path: &str, key: Option<&str>) -> Reply {
         let url = join(&self.sandbox.backend_api_url(), path);
-        let mut request = self
-            .client
-            .request(method.parse().unwrap(), url)
-            .header("Clerk-API-Version", "2026-05-12");
+        let mut request = self.client.request(method.parse().unwrap(), url).header("Clerk-API-Version", "2026-05-12");
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }
@@ -301,9 +298,8 @@ async fn frontend_environment_carries_each_scenarios_factors() {
 async fn every_svix_answer_validates_and_lists_all_pages() {
     let h = harness().await;
     let mut failures = Vec::new();
-    let secret_schema = svix().json_schema(
-        &svix().response_schema("GET", "/api/v1/app/a/endpoint/e/secret", 200).expect("listed"),
-    );
+    let secret_schema =
+        svix().json_schema(&svix().response_schema("GET", "/api/v1/app/a/endpoint/e/secret", 200).expect("listed"));
     for instance in h.sandbox.instances() {
         let Some(app_id) = &instance.svix_app_id else { continue };
         let (decoded_app, token, region) = h.svix_login(instance.scenario).await;
@@ -348,7 +344,12 @@ async fn every_svix_answer_validates_and_lists_all_pages() {
             }
             let expected_ids: Vec<String> = expected.iter().map(|e| e.id.clone()).collect();
             if seen != expected_ids {
-                failures.push(format!("{}: limit {limit:?}: listed {} of {} endpoints", instance.name, seen.len(), expected.len()));
+                failures.push(format!(
+                    "{}: limit {limit:?}: listed {} of {} endpoints",
+                    instance.name,
+                    seen.len(),
+                    expected.len()
+                ));
             }
             if instance.scenario == Scenario::WebhooksPaginated && pages < 2 {
                 failures.push(format!("paginated scenario fit in one page at limit {limit:?}"));
@@ -400,7 +401,11 @@ async fn svix_webhook_scenarios_hold_what_the_checks_need() {
     let first_page = paginated["data"].as_array().unwrap();
     assert_eq!(first_page.len(), 250);
     assert_eq!(paginated["done"], json!(false));
-    assert!(!first_page.iter().any(|e| e["disabled"] == json!(false) && e["url"].as_str().unwrap().ends_with(WEBHOOK_ROUTE)));
+    assert!(
+        !first_page
+            .iter()
+            .any(|e| e["disabled"] == json!(false) && e["url"].as_str().unwrap().ends_with(WEBHOOK_ROUTE))
+    );
 }
 
 #[tokio::test]
@@ -450,7 +455,11 @@ async fn svix_error_answers_validate() {
     let bad_iterator = format!("{list}?iterator=nope");
     check("bad iterator", &bad_iterator, h.svix(&bad_iterator, Some(&token)).await, 422);
 
-    h.sandbox.set_fault_on(Scenario::WebhooksMatching.as_str(), FaultTarget::Svix, Fault::RateLimited { retry_after_secs: 3, times: 1 });
+    h.sandbox.set_fault_on(
+        Scenario::WebhooksMatching.as_str(),
+        FaultTarget::Svix,
+        Fault::RateLimited { retry_after_secs: 3, times: 1 },
+    );
     let reply = h.svix(&list, Some(&token)).await;
     assert_eq!(reply.headers.get("retry-after").unwrap(), "3");
     check("rate limited", &list, reply, 429);
@@ -600,12 +609,18 @@ async fn requests_are_recorded_in_order_without_credentials() {
     h.svix(&endpoint, Some(&token)).await;
     h.svix(&format!("{endpoint}?iterator={token}"), Some(&token)).await;
     h.fapi(Scenario::ProductionOptionalMfa, "/v1/environment").await;
-    h.send(h.client.get(join(&h.sandbox.instance(Scenario::ProductionOptionalMfa).frontend_api_url, "/v1/environment")).bearer_auth(SECRET_KEY_PRODUCTION_OPTIONAL_MFA)).await;
+    h.send(
+        h.client
+            .get(join(&h.sandbox.instance(Scenario::ProductionOptionalMfa).frontend_api_url, "/v1/environment"))
+            .bearer_auth(SECRET_KEY_PRODUCTION_OPTIONAL_MFA),
+    )
+    .await;
     // Admin requests are not recorded.
     h.client.get(join(&h.sandbox.backend_api_url(), "/__sandbox/requests")).send().await.unwrap();
 
     let log = h.sandbox.requests();
-    let summary: Vec<(HostKind, &str, &str, Option<&str>, u16, PresentedCredential)> = log
+    type Row<'a> = (HostKind, &'a str, &'a str, Option<&'a str>, u16, PresentedCredential);
+    let summary: Vec<Row<'_>> = log
         .iter()
         .map(|r| (r.host, r.method.as_str(), r.path.as_str(), r.instance.as_deref(), r.status, r.credential))
         .collect();
@@ -668,7 +683,8 @@ async fn admin_surface_serves_instances_requests_and_faults() {
     let bad = json!({ "instance": "development", "fault": { "type": "explode" } });
     assert_eq!(h.client.post(admin("/__sandbox/faults")).json(&bad).send().await.unwrap().status(), 400);
 
-    let log: Vec<RecordedRequest> = h.client.get(admin("/__sandbox/requests")).send().await.unwrap().json().await.unwrap();
+    let log: Vec<RecordedRequest> =
+        h.client.get(admin("/__sandbox/requests")).send().await.unwrap().json().await.unwrap();
     assert_eq!(log, h.sandbox.requests());
     assert_eq!(log.len(), 3, "429 on the backend, 500 then 200 on the frontend");
     assert_eq!(h.client.delete(admin("/__sandbox/requests")).send().await.unwrap().status(), 204);
@@ -684,12 +700,23 @@ async fn instances_are_described_for_demo_scripts() {
         let (prefix, encoded) = instance.publishable_key.split_at(8);
         assert_eq!(prefix, if instance.environment_type == "production" { "pk_live_" } else { "pk_test_" });
         let decoded = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()).unwrap();
-        assert_eq!(decoded, format!("{}$", instance.frontend_api_url.host_str().unwrap().to_owned() + ":" + &instance.frontend_api_url.port().unwrap().to_string()));
+        assert_eq!(
+            decoded,
+            format!(
+                "{}$",
+                instance.frontend_api_url.host_str().unwrap().to_owned()
+                    + ":"
+                    + &instance.frontend_api_url.port().unwrap().to_string()
+            )
+        );
         assert_eq!(instance.frontend_api_url.host_str(), Some("127.0.0.1"));
     }
     let line = serde_json::to_string(&h.sandbox.info()).unwrap();
     assert!(!line.contains('\n'));
-    assert!(line.contains(&format!("\"frontend_api_url\":\"{}\"", origin(&h.sandbox.instance(Scenario::Development).frontend_api_url))));
+    assert!(line.contains(&format!(
+        "\"frontend_api_url\":\"{}\"",
+        origin(&h.sandbox.instance(Scenario::Development).frontend_api_url)
+    )));
     assert!(start(SandboxConfig { host: "0.0.0.0".parse().unwrap(), ..SandboxConfig::default() }).await.is_err());
     h.sandbox.shutdown().await;
 }
@@ -732,7 +759,8 @@ async fn dns_answers_each_scenarios_cname_targets() {
         for domain in &spec.domains {
             for target in domain.cname_targets.iter().flatten() {
                 let reply = dns_query(dns, &format!("{}.", target.host), RecordType::CNAME).await.expect("answered");
-                let missing = instance.scenario == Scenario::ProductionMissingClkmail && target.host.starts_with("clkmail.");
+                let missing =
+                    instance.scenario == Scenario::ProductionMissingClkmail && target.host.starts_with("clkmail.");
                 if missing {
                     if reply.metadata.response_code != ResponseCode::NXDomain || !reply.answers.is_empty() {
                         failures.push(format!("{}: {} should be NXDOMAIN", instance.name, target.host));
@@ -740,8 +768,16 @@ async fn dns_answers_each_scenarios_cname_targets() {
                     if reply.authorities.is_empty() {
                         failures.push(format!("{}: NXDOMAIN without SOA", target.host));
                     }
-                } else if reply.metadata.response_code != ResponseCode::NoError || cname_of(&reply).as_deref() != Some(&target.value) {
-                    failures.push(format!("{}: {} -> {:?} {:?}", instance.name, target.host, reply.metadata.response_code, cname_of(&reply)));
+                } else if reply.metadata.response_code != ResponseCode::NoError
+                    || cname_of(&reply).as_deref() != Some(&target.value)
+                {
+                    failures.push(format!(
+                        "{}: {} -> {:?} {:?}",
+                        instance.name,
+                        target.host,
+                        reply.metadata.response_code,
+                        cname_of(&reply)
+                    ));
                 }
             }
         }
@@ -783,7 +819,10 @@ async fn dns_faults_drop_fail_or_redirect() {
     );
     h.sandbox.clear_faults();
 
-    h.sandbox.set_fault(name, Fault::DnsWrongTarget { host: dkim.into(), target: "dkim1.someone-else.clerk.services".into() });
+    h.sandbox.set_fault(
+        name,
+        Fault::DnsWrongTarget { host: dkim.into(), target: "dkim1.someone-else.clerk.services".into() },
+    );
     let reply = dns_query(dns, dkim, RecordType::CNAME).await.unwrap();
     assert_eq!(cname_of(&reply).as_deref(), Some("dkim1.someone-else.clerk.services"));
     h.sandbox.clear_faults();
@@ -806,7 +845,8 @@ async fn hickory_resolver_reads_the_answers() {
     let dns = h.sandbox.dns_addr();
     let mut connection = ConnectionConfig::udp();
     connection.port = dns.port();
-    let config = ResolverConfig::from_parts(None, vec![], vec![NameServerConfig::new(dns.ip(), true, vec![connection])]);
+    let config =
+        ResolverConfig::from_parts(None, vec![], vec![NameServerConfig::new(dns.ip(), true, vec![connection])]);
     let resolver = Resolver::builder_with_config(config, TokioRuntimeProvider::default()).build().unwrap();
 
     let lookup = resolver.lookup("clk2._domainkey.acme-optional-mfa.example.", RecordType::CNAME).await.unwrap();

@@ -56,7 +56,7 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         ),
         (_, None) => (respond::clerk_unauthenticated(), Default::default()),
         (_, Some(index)) => {
-            let plan = shared.plan_faults(index, HostKind::Backend);
+            let plan = shared.plan_faults(index, HostKind::BackendApi);
             let answer = match plan.rejection {
                 Some(Rejection::Revoked) => respond::clerk_unauthenticated(),
                 Some(Rejection::RateLimited { retry_after_secs }) => respond::clerk_rate_limited(retry_after_secs),
@@ -67,7 +67,7 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         }
     };
 
-    shared.record(seq, HostKind::Backend, &head, instance, answer.status.as_u16(), credential);
+    shared.record(seq, HostKind::BackendApi, &head, instance, answer.status.as_u16(), credential);
     if !plan.latency.is_zero() {
         tokio::time::sleep(plan.latency).await;
     }

@@ -30,7 +30,7 @@ async fn handle(State(state): State<FrontendState>, method: Method, uri: Uri, he
     let seq = shared.next_seq();
     let head = RequestHead { method: &method, uri: &uri, headers: &headers };
     let (credential, _) = shared.classify_credential(&headers);
-    let plan = shared.plan_faults(instance, HostKind::Frontend);
+    let plan = shared.plan_faults(instance, HostKind::FrontendApi);
     let answer = match plan.rejection {
         Some(Rejection::Revoked) => respond::clerk_unauthenticated(),
         Some(Rejection::RateLimited { retry_after_secs }) => respond::clerk_rate_limited(retry_after_secs),
@@ -40,7 +40,7 @@ async fn handle(State(state): State<FrontendState>, method: Method, uri: Uri, he
             _ => respond::clerk_not_found(),
         },
     };
-    shared.record(seq, HostKind::Frontend, &head, Some(instance), answer.status.as_u16(), credential);
+    shared.record(seq, HostKind::FrontendApi, &head, Some(instance), answer.status.as_u16(), credential);
     if !plan.latency.is_zero() {
         tokio::time::sleep(plan.latency).await;
     }

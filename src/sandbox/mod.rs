@@ -24,7 +24,7 @@
 //!   (also clears the DNS log);
 //! - `GET /__sandbox/dns-queries`: the DNS log ([`RecordedDnsQuery`]);
 //! - `POST /__sandbox/faults` with `{"instance": name, "fault": {"type": "rate_limited", ...},
-//!   "target": "backend"|"frontend"|"svix"|"any"}` (`target` optional, default `backend`): 204, 404 for an
+//!   "target": "backend_api"|"frontend_api"|"svix_api"|"any"}` (`target` optional, default `backend_api`): 204, 404 for an
 //!   unknown instance, 400 for a bad body; `DELETE /__sandbox/faults` clears all faults.
 
 mod backend;
@@ -268,7 +268,7 @@ impl Sandbox {
     /// Adds a fault to an instance's Backend API (DNS faults: its DNS names). Panics on an unknown instance
     /// name (a test bug).
     pub fn set_fault(&self, instance_name: &str, fault: Fault) {
-        self.set_fault_on(instance_name, FaultTarget::Backend, fault);
+        self.set_fault_on(instance_name, FaultTarget::BackendApi, fault);
     }
 
     /// Adds a fault to the chosen HTTP host(s) of an instance.

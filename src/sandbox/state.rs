@@ -15,12 +15,12 @@ use super::scenario::ScenarioSpec;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HostKind {
-    /// The Backend API (`api.clerk.com` stand-in).
-    Backend,
-    /// An instance's Frontend API (`clerk.<domain>` stand-in).
-    Frontend,
-    /// The Svix API (`api.<region>.svix.com` stand-in).
-    Svix,
+    /// The Backend API (`api.clerk.com` stand-in). Serialized `backend_api`.
+    BackendApi,
+    /// An instance's Frontend API (`clerk.<domain>` stand-in). Serialized `frontend_api`.
+    FrontendApi,
+    /// The Svix API (`api.<region>.svix.com` stand-in). Serialized `svix_api`.
+    SvixApi,
 }
 
 /// What the request presented in its `Authorization` header, classified without keeping it.
@@ -133,10 +133,17 @@ impl Fault {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultTarget {
+    /// Serialized `backend_api` (also accepted: `backend`).
     #[default]
-    Backend,
-    Frontend,
-    Svix,
+    #[serde(alias = "backend")]
+    BackendApi,
+    /// Serialized `frontend_api` (also accepted: `frontend`).
+    #[serde(alias = "frontend")]
+    FrontendApi,
+    /// Serialized `svix_api` (also accepted: `svix`).
+    #[serde(alias = "svix")]
+    SvixApi,
+    /// Every HTTP host of the instance.
     Any,
 }
 
@@ -145,9 +152,9 @@ impl FaultTarget {
         matches!(
             (self, host),
             (FaultTarget::Any, _)
-                | (FaultTarget::Backend, HostKind::Backend)
-                | (FaultTarget::Frontend, HostKind::Frontend)
-                | (FaultTarget::Svix, HostKind::Svix)
+                | (FaultTarget::BackendApi, HostKind::BackendApi)
+                | (FaultTarget::FrontendApi, HostKind::FrontendApi)
+                | (FaultTarget::SvixApi, HostKind::SvixApi)
         )
     }
 }

@@ -38,7 +38,7 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
             Default::default(),
         ),
         Some(index) => {
-            let plan = shared.plan_faults(index, HostKind::Svix);
+            let plan = shared.plan_faults(index, HostKind::SvixApi);
             let answer = match plan.rejection {
                 Some(Rejection::Revoked) => {
                     respond::svix_error(StatusCode::UNAUTHORIZED, "authentication_failed", "Invalid token")
@@ -56,7 +56,7 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         }
     };
 
-    shared.record(seq, HostKind::Svix, &head, instance, answer.status.as_u16(), credential);
+    shared.record(seq, HostKind::SvixApi, &head, instance, answer.status.as_u16(), credential);
     if !plan.latency.is_zero() {
         tokio::time::sleep(plan.latency).await;
     }
@@ -122,7 +122,10 @@ fn list_endpoints(app: &SvixAppSpec, query: Option<&str>) -> Answer {
                 "ascending" => descending = false,
                 "descending" => descending = true,
                 _ => {
-                    return respond::svix_validation_error(&["query", "order"], "order must be ascending or descending");
+                    return respond::svix_validation_error(
+                        &["query", "order"],
+                        "order must be ascending or descending",
+                    );
                 }
             },
             _ => {}

@@ -457,13 +457,13 @@ async fn svix_error_answers_validate() {
 
     h.sandbox.set_fault_on(
         Scenario::WebhooksMatching.as_str(),
-        FaultTarget::Svix,
+        FaultTarget::SvixApi,
         Fault::RateLimited { retry_after_secs: 3, times: 1 },
     );
     let reply = h.svix(&list, Some(&token)).await;
     assert_eq!(reply.headers.get("retry-after").unwrap(), "3");
     check("rate limited", &list, reply, 429);
-    h.sandbox.set_fault_on(Scenario::WebhooksMatching.as_str(), FaultTarget::Svix, Fault::ServerError { times: 1 });
+    h.sandbox.set_fault_on(Scenario::WebhooksMatching.as_str(), FaultTarget::SvixApi, Fault::ServerError { times: 1 });
     check("server error", &list, h.svix(&list, Some(&token)).await, 500);
     check("after faults", &list, h.svix(&list, Some(&token)).await, 200);
     // The other app's token still opens its own app.
@@ -535,7 +535,7 @@ async fn revoked_rejects_every_backend_call_until_cleared() {
 async fn fault_targets_choose_the_host() {
     let h = harness().await;
     let name = Scenario::ProductionOptionalMfa.as_str();
-    h.sandbox.set_fault_on(name, FaultTarget::Frontend, Fault::ServerError { times: 1 });
+    h.sandbox.set_fault_on(name, FaultTarget::FrontendApi, Fault::ServerError { times: 1 });
     assert_eq!(h.bapi("GET", "/v1/instance", Some(SECRET_KEY_PRODUCTION_OPTIONAL_MFA)).await.status, 200);
     let reply = h.fapi(Scenario::ProductionOptionalMfa, "/v1/environment").await;
     assert_eq!(reply.status, 500);
@@ -629,14 +629,14 @@ async fn requests_are_recorded_in_order_without_credentials() {
     assert_eq!(
         summary,
         vec![
-            (Backend, "GET", "/v1/instance", Some("production-optional-mfa"), 200, ClerkSecretKey),
-            (Backend, "GET", "/v1/domains", Some("development"), 200, ClerkSecretKey),
-            (Backend, "GET", "/v1/users/count", None, 401, UnknownBearer),
-            (Backend, "POST", "/v1/webhooks/svix_url", Some("webhooks-matching"), 200, ClerkSecretKey),
-            (Svix, "GET", endpoint.as_str(), Some("webhooks-matching"), 200, SvixToken),
-            (Svix, "GET", endpoint.as_str(), Some("webhooks-matching"), 422, SvixToken),
-            (Frontend, "GET", "/v1/environment", Some("production-optional-mfa"), 200, PresentedCredential::None),
-            (Frontend, "GET", "/v1/environment", Some("production-optional-mfa"), 200, ClerkSecretKey),
+            (BackendApi, "GET", "/v1/instance", Some("production-optional-mfa"), 200, ClerkSecretKey),
+            (BackendApi, "GET", "/v1/domains", Some("development"), 200, ClerkSecretKey),
+            (BackendApi, "GET", "/v1/users/count", None, 401, UnknownBearer),
+            (BackendApi, "POST", "/v1/webhooks/svix_url", Some("webhooks-matching"), 200, ClerkSecretKey),
+            (SvixApi, "GET", endpoint.as_str(), Some("webhooks-matching"), 200, SvixToken),
+            (SvixApi, "GET", endpoint.as_str(), Some("webhooks-matching"), 422, SvixToken),
+            (FrontendApi, "GET", "/v1/environment", Some("production-optional-mfa"), 200, PresentedCredential::None),
+            (FrontendApi, "GET", "/v1/environment", Some("production-optional-mfa"), 200, ClerkSecretKey),
         ]
     );
     assert_eq!(log[0].clerk_api_version.as_deref(), Some("2026-05-12"));
@@ -672,7 +672,7 @@ async fn admin_surface_serves_instances_requests_and_faults() {
     let reply = h.bapi("GET", "/v1/instance", Some(SECRET_KEY_PRODUCTION_OPTIONAL_MFA)).await;
     assert_eq!((reply.status, reply.headers.get("retry-after").unwrap().to_str().unwrap()), (429, "2"));
 
-    let fault = json!({ "instance": "production-optional-mfa", "fault": { "type": "server_error", "times": 0 }, "target": "frontend" });
+    let fault = json!({ "instance": "production-optional-mfa", "fault": { "type": "server_error", "times": 0 }, "target": "frontend_api" });
     assert_eq!(h.client.post(admin("/__sandbox/faults")).json(&fault).send().await.unwrap().status(), 204);
     assert_eq!(h.fapi(Scenario::ProductionOptionalMfa, "/v1/environment").await.status, 500);
     assert_eq!(h.client.delete(admin("/__sandbox/faults")).send().await.unwrap().status(), 204);
@@ -862,4 +862,20 @@ async fn hickory_resolver_reads_the_answers() {
 
     let error = resolver.lookup("clkmail.acme-missing-clkmail.example.", RecordType::CNAME).await.unwrap_err();
     assert!(error.is_nx_domain(), "{error:?}");
+}
+
+#[test]
+fn fault_json_shapes_are_stable() {
+    assert_eq!(
+        serde_json::to_value(Fault::RateLimited { retry_after_secs: 2, times: 3 }).unwrap(),
+        json!({ "type": "rate_limited", "retry_after_secs": 2, "times": 3 })
+    );
+    assert_eq!(serde_json::to_value(Fault::Revoked).unwrap(), json!({ "type": "revoked" }));
+    assert_eq!(
+        serde_json::from_value::<Fault>(json!({ "type": "dns_no_answer", "host": null })).unwrap(),
+        Fault::DnsNoAnswer { host: None }
+    );
+    assert_eq!(serde_json::to_value(FaultTarget::FrontendApi).unwrap(), json!("frontend_api"));
+    assert_eq!(serde_json::from_value::<FaultTarget>(json!("svix")).unwrap(), FaultTarget::SvixApi);
+    assert_eq!(serde_json::to_value(HostKind::BackendApi).unwrap(), json!("backend_api"));
 }

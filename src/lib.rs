@@ -18,25 +18,26 @@
 //! demos), [`repo_scan`] (the artifact extractor) and [`cli`].
 
 pub mod artifact;
+pub mod broker;
 pub mod checks;
-pub mod facts;
+pub mod cli;
 pub mod configuration;
+pub mod consumer;
 pub mod db;
 pub mod decrypt;
 pub mod error;
-pub mod fetch;
-pub mod job;
-pub mod retry;
-pub mod secret;
-pub mod telemetry;
-pub mod broker;
 pub mod evaluate;
 pub mod events;
+pub mod facts;
+pub mod fetch;
+pub mod job;
+pub mod ops;
 pub mod persist;
 pub mod pipeline;
 pub mod publish;
-pub mod consumer;
-pub mod ops;
-pub mod startup;
-pub mod cli;
 pub mod report;
+pub mod retry;
+pub mod sandbox;
+pub mod secret;
+pub mod startup;
+pub mod telemetry;

@@ -45,6 +45,19 @@ pub async fn begin_scan(client: &Client, job: &ScanJob) -> Result<ScanStart, Job
     Ok(if status == "running" { ScanStart::Running { attempts: attempts.max(1) as u32 } } else { ScanStart::Finished })
 }
 
+/// Makes sure the scan row exists without counting an attempt (a failure recorded before
+/// [`begin_scan`] ran, e.g. the database was down at first).
+pub async fn ensure_scan(client: &Client, job: &ScanJob) -> Result<(), JobError> {
+    client
+        .execute(
+            "INSERT INTO scans (id, project_id, instance_name, key_ref, repo_scan_id, status, attempts, requested_at)
+             VALUES ($1, $2, $3, $4, $5, 'running', 1, $6) ON CONFLICT (id) DO NOTHING",
+            &[&job.scan_id, &job.project_id.as_str(), &job.instance_name.as_str(), &job.key_ref, &job.repo_scan_id, &job.requested_at],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Loads the repo artifact: the job's `repo_scan_id`, else the project's latest. A stored artifact that
 /// does not parse is treated as absent (and logged), since a retry cannot fix it.
 pub async fn load_artifact(

@@ -125,7 +125,7 @@ impl Pipeline {
     ) -> Result<Committed, JobError> {
         let mut client = self.pool.get().await?;
         // The scan row may not exist yet if the failure came before it was registered.
-        persist::begin_scan(&client, job).await?;
+        persist::ensure_scan(&client, job).await?;
         let committed =
             persist::fail_scan(&mut client, job, started_at, reason, detail, &self.events, delivery.traceparent.clone()).await?;
         self.relay_wake.notify_one();

@@ -563,7 +563,7 @@ async fn latency_delays_the_answer() {
 #[tokio::test]
 async fn slow_body_sends_headers_at_once_and_the_body_late() {
     let h = harness().await;
-    h.sandbox.set_fault(Scenario::ProductionOptionalMfa.as_str(), Fault::SlowBody { delay_ms: 600 });
+    h.sandbox.set_fault(Scenario::ProductionOptionalMfa.as_str(), Fault::SlowBody { delay_ms: 1000 });
     let started = Instant::now();
     let response = h
         .client
@@ -574,9 +574,9 @@ async fn slow_body_sends_headers_at_once_and_the_body_late() {
         .unwrap();
     let headers_after = started.elapsed();
     assert_eq!(response.status(), 200);
-    assert!(headers_after < Duration::from_millis(400), "headers took {headers_after:?}");
+    assert!(headers_after < Duration::from_millis(800), "headers took {headers_after:?}");
     let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(600));
+    assert!(started.elapsed() >= Duration::from_millis(1000));
     bapi().check_response("GET", "/v1/domains", 200, &body, "ClerkErrors").unwrap();
 
     // A client with a total timeout shorter than the delay gives up.
@@ -878,4 +878,50 @@ fn fault_json_shapes_are_stable() {
     assert_eq!(serde_json::to_value(FaultTarget::FrontendApi).unwrap(), json!("frontend_api"));
     assert_eq!(serde_json::from_value::<FaultTarget>(json!("svix")).unwrap(), FaultTarget::SvixApi);
     assert_eq!(serde_json::to_value(HostKind::BackendApi).unwrap(), json!("backend_api"));
+}
+
+/// A fixed backend port fixes the others (Svix `P + 1`, Frontend APIs `P + 2 + i`), and `run_cli` serves
+/// until stopped. Ports are chosen free at the time; a collision with another process is retried.
+#[tokio::test]
+async fn fixed_ports_and_run_cli() {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut attempt = 0;
+    let (sandbox, base) = loop {
+        attempt += 1;
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = probe.local_addr().unwrap().port();
+        drop(probe);
+        if base > u16::MAX - 20 {
+            continue;
+        }
+        let config = SandboxConfig { backend_port: base, ..SandboxConfig::default() };
+        match start(config).await {
+            Ok(sandbox) => break (sandbox, base),
+            Err(error) if attempt < 5 => eprintln!("retrying: {error:#}"),
+            Err(error) => panic!("{error:#}"),
+        }
+    };
+    assert_eq!(sandbox.backend_api_url().port(), Some(base));
+    assert_eq!(sandbox.svix_api_url().port(), Some(base + 1));
+    for (index, instance) in sandbox.instances().iter().enumerate() {
+        assert_eq!(instance.frontend_api_url.port(), Some(base + 2 + index as u16));
+    }
+    sandbox.shutdown().await;
+
+    // The same ports are free again: run_cli binds them and serves the admin surface.
+    let config = SandboxConfig { backend_port: base, ..SandboxConfig::default() };
+    let cli = tokio::spawn(run_cli(config));
+    let url = format!("http://127.0.0.1:{base}/__sandbox/instances");
+    let mut info = None;
+    for _ in 0..50 {
+        if let Ok(response) = client.get(&url).send().await {
+            info = Some(response.json::<Value>().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let info = info.expect("run_cli serves");
+    assert_eq!(info["svix_api_url"], json!(format!("http://127.0.0.1:{}", base + 1)));
+    assert!(!cli.is_finished());
+    cli.abort();
 }

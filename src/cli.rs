@@ -62,6 +62,17 @@ pub enum Command {
         #[arg(long, required_unless_present = "scan_id")]
         project: Option<String>,
     },
+    /// Serve the Clerk/Svix/DNS sandbox on loopback (tests and demos); prints its instances as JSON.
+    Sandbox {
+        /// Backend API port (Svix on +1, each instance's Frontend API on +2, +3, ...); 0 picks free ports.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// UDP port of the sandbox DNS server; 0 picks a free one.
+        #[arg(long, default_value_t = 0)]
+        dns_port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+    },
     /// KMS helpers for local setups and tests.
     Kms {
         #[command(subcommand)]
@@ -104,6 +115,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{AllowlistTable}");
             Ok(())
         }
+        Command::Sandbox { port, dns_port, host } => {
+            telemetry::init(crate::configuration::LogFormat::Text);
+            crate::sandbox::run_cli(crate::sandbox::SandboxConfig { host, backend_port: port, dns_port }).await
+        }
         command => {
             let settings = Settings::load()?;
             telemetry::init(settings.telemetry.log_format);
@@ -114,7 +129,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
-        Command::Endpoints => unreachable!("handled before configuration"),
+        Command::Endpoints | Command::Sandbox { .. } => unreachable!("handled before configuration"),
         Command::Worker => {
             let pool = db::pool(&settings.database)?;
             db::migrate(&pool).await.context("running migrations at start")?;

@@ -2,5 +2,6 @@
 
 mod failures;
 mod harness;
+mod http_layer;
 mod poison;
 mod scenarios;

@@ -1,0 +1,139 @@
+//! The allowlisted HTTP layer against the sandbox: refusals happen before any connection, credentials go
+//! only where their row says, and the transport limits hold.
+
+use clerk_audit::configuration::HttpSettings;
+use clerk_audit::fetch::allowlist::CallMethod;
+use clerk_audit::fetch::dns::DnsLookup;
+use clerk_audit::fetch::http::{CallError, HttpLayer};
+use clerk_audit::retry::RetryPolicy;
+use clerk_audit::sandbox::{self, Fault, HostKind, PresentedCredential, Sandbox, SandboxConfig, Scenario};
+use clerk_audit::secret::ClerkSecretKey;
+
+fn settings(allow_loopback: bool) -> HttpSettings {
+    HttpSettings {
+        allow_loopback,
+        connect_timeout_ms: 2_000,
+        request_timeout_ms: 5_000,
+        max_body_bytes: 1_048_576,
+        max_attempts: 3,
+        max_retry_after_secs: 3,
+    }
+}
+
+fn layer(sandbox: &Sandbox, settings: &HttpSettings) -> HttpLayer {
+    HttpLayer::new(settings, sandbox.backend_api_url(), "2026-05-12", 50, RetryPolicy::immediate(settings.max_attempts)).unwrap()
+}
+
+fn key(sandbox: &Sandbox, scenario: Scenario) -> ClerkSecretKey {
+    ClerkSecretKey::from_plaintext(sandbox.instance(scenario).secret_key.clone().into_bytes()).unwrap()
+}
+
+#[tokio::test]
+async fn requests_off_the_allowlist_are_refused_before_connecting() {
+    let sandbox = sandbox::start(SandboxConfig::default()).await.unwrap();
+    let http = layer(&sandbox, &settings(true));
+    let key = key(&sandbox, Scenario::ProductionOptionalMfa);
+    let calls = http.session("prj/x".into(), &key);
+    let backend = sandbox.backend_api_url();
+    for (method, url) in [
+        (CallMethod::Get, backend.join("/v1/users").unwrap()),
+        (CallMethod::Get, backend.join("/v1/users/user_123").unwrap()),
+        (CallMethod::Post, backend.join("/v1/instance").unwrap()),
+        (CallMethod::Get, backend.join("/v1/users/count?email_address=a@b.c").unwrap()),
+        (CallMethod::Get, backend.join("/v1/sessions").unwrap()),
+        (CallMethod::Get, sandbox.svix_api_url().join("/api/v1/app/app_1/endpoint").unwrap()),
+        (CallMethod::Get, "https://example.com/v1/instance".parse().unwrap()),
+    ] {
+        let error = calls.send(method, url.clone()).await.expect_err("refused");
+        assert!(matches!(error, CallError::NotAllowed(_)), "{url}: {error:?}");
+    }
+    assert!(sandbox.requests().is_empty(), "nothing reached the sandbox: {:?}", sandbox.requests());
+    assert!(calls.tallies().is_empty(), "refused requests are not calls");
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn production_configuration_refuses_plain_http_and_loopback() {
+    let sandbox = sandbox::start(SandboxConfig::default()).await.unwrap();
+    let key = key(&sandbox, Scenario::ProductionOptionalMfa);
+    let production = settings(false);
+    // Plain http to loopback.
+    let http = layer(&sandbox, &production);
+    let calls = http.session("prj/x".into(), &key);
+    let error = calls.send(CallMethod::Get, calls.backend_url("/v1/instance")).await.expect_err("refused");
+    assert!(matches!(error, CallError::AddressRefused(_)), "{error:?}");
+    // https to a name that resolves to loopback: refused by the resolver, before any TLS handshake.
+    let port = sandbox.backend_api_url().port().unwrap();
+    let by_name: url::Url = format!("https://localhost:{port}").parse().unwrap();
+    let http = HttpLayer::new(&production, by_name, "2026-05-12", 50, RetryPolicy::immediate(1)).unwrap();
+    let calls = http.session("prj/x".into(), &key);
+    let error = calls.send(CallMethod::Get, calls.backend_url("/v1/instance")).await.expect_err("refused");
+    assert!(matches!(error, CallError::AddressRefused(_)), "{error:?}");
+    // And the metadata address, even with loopback allowed.
+    let metadata: url::Url = "http://169.254.169.254".parse().unwrap();
+    let http = HttpLayer::new(&settings(true), metadata, "2026-05-12", 50, RetryPolicy::immediate(1)).unwrap();
+    let calls = http.session("prj/x".into(), &key);
+    let error = calls.send(CallMethod::Get, calls.backend_url("/v1/instance")).await.expect_err("refused");
+    assert!(matches!(error, CallError::AddressRefused(_)), "{error:?}");
+    assert!(sandbox.requests().is_empty());
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_secret_key_goes_to_the_backend_api_only() {
+    let sandbox = sandbox::start(SandboxConfig::default()).await.unwrap();
+    let http = layer(&sandbox, &settings(true));
+    let key = key(&sandbox, Scenario::ProductionOptionalMfa);
+    let mut calls = http.session("prj/x".into(), &key);
+    let dns = DnsLookup::from_settings(&clerk_audit::configuration::DnsSettings {
+        nameserver: sandbox.dns_addr().to_string(),
+        timeout_ms: 1_000,
+    })
+    .unwrap();
+    let facts = clerk_audit::fetch::gather(&mut calls, &dns).await.expect("facts");
+    assert!(facts.auth_settings.known().is_some());
+    let requests = sandbox.requests();
+    assert!(requests.iter().any(|r| r.host == HostKind::FrontendApi));
+    for request in &requests {
+        match request.host {
+            HostKind::BackendApi => {
+                assert_eq!(request.credential, PresentedCredential::ClerkSecretKey);
+                assert_eq!(request.clerk_api_version.as_deref(), Some("2026-05-12"));
+            }
+            _ => assert_eq!(request.credential, PresentedCredential::None, "{request:?}"),
+        }
+        assert_eq!(request.method, "GET");
+    }
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn rate_limit_retry_after_is_honoured_and_bodies_are_capped() {
+    let sandbox = sandbox::start(SandboxConfig::default()).await.unwrap();
+    let scenario = Scenario::ProductionRequiredMfa;
+    let instance = sandbox.instance(scenario).name.clone();
+    let key = key(&sandbox, scenario);
+
+    sandbox.set_fault(&instance, Fault::RateLimited { retry_after_secs: 1, times: 1 });
+    let http = layer(&sandbox, &settings(true));
+    let calls = http.session("prj/x".into(), &key);
+    let started = std::time::Instant::now();
+    let response = calls.send(CallMethod::Get, calls.backend_url("/v1/instance")).await.expect("second attempt succeeds");
+    assert_eq!(response.status, 200);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "waited for Retry-After");
+    let statuses: Vec<u16> = sandbox.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![429, 200]);
+
+    // A Retry-After beyond the in-job budget is not waited for: the job is delayed instead.
+    sandbox.set_fault(&instance, Fault::RateLimited { retry_after_secs: 120, times: 1 });
+    let error = calls.send(CallMethod::Get, calls.backend_url("/v1/instance")).await.expect_err("not waited");
+    assert_eq!(error, CallError::Status { status: 429, retry_after: Some(std::time::Duration::from_secs(120)) });
+
+    let mut tiny = settings(true);
+    tiny.max_body_bytes = 64;
+    let http = layer(&sandbox, &tiny);
+    let calls = http.session("prj/x".into(), &key);
+    let error = calls.send(CallMethod::Get, calls.backend_url("/v1/domains")).await.expect_err("capped");
+    assert_eq!(error, CallError::BodyTooLarge(64));
+    sandbox.shutdown().await;
+}

@@ -81,6 +81,10 @@ for i in json.load(open('$work/sandbox.json'))['instances']:
 ")
 
 echo "==> worker (${#scans[@]} jobs)"
+"$bin" events --count "${#scans[@]}" --idle-secs 60 >"$work/events.jsonl" 2>"$work/events.log" &
+events=$!
+pids+=("$events")
+for _ in $(seq 1 100); do grep -q listening "$work/events.log" 2>/dev/null && break; sleep 0.1; done
 "$bin" worker 2>"$work/worker.log" &
 worker=$!
 pids+=("$worker")
@@ -91,6 +95,7 @@ for _ in $(seq 1 600); do
     sleep 0.2
 done
 [[ "$pending" -ge "${#scans[@]}" ]] || die "scans did not finish in time: $(tail -20 "$work/worker.log")"
+wait "$events" || true
 kill -TERM "$worker"
 wait "$worker" || true
 
@@ -99,4 +104,10 @@ for scan in "${scans[@]}"; do
     "$bin" report --scan-id "$scan"
     echo "------------------------------------------------------------------------"
 done
-echo "Events went to exchange $CLERK_AUDIT_AMQP__FINDINGS_EXCHANGE; worker log: $work/worker.log"
+python3 - "$work/events.jsonl" <<'PY'
+import collections, json, sys
+events = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+kinds = collections.Counter(e["type"] for e in events)
+print(f"{len(events)} CloudEvents received on the findings exchange: " + ", ".join(f"{n} x {t}" for t, n in sorted(kinds.items())))
+PY
+echo "events: $work/events.jsonl  worker log: $work/worker.log"

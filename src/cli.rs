@@ -73,6 +73,15 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1")]
         host: std::net::IpAddr,
     },
+    /// Print findings events as they are published (binds a temporary queue to the findings exchange).
+    Events {
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Stop after this many seconds without an event.
+        #[arg(long, default_value_t = 60)]
+        idle_secs: u64,
+    },
     /// KMS helpers for local setups and tests.
     Kms {
         #[command(subcommand)]
@@ -191,6 +200,7 @@ async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Resu
             print!("{}", report(&client, scan_id, project.as_deref()).await?);
             Ok(())
         }
+        Command::Events { count, idle_secs } => watch_events(&settings, count, idle_secs).await,
         Command::Kms { command: KmsCommand::CreateKey } => {
             let kms = Kms::from_settings(&settings.kms, RetryPolicy::in_job(3)).await;
             let output = kms.client().create_key().description("clerk-audit credentials").send().await?;
@@ -218,6 +228,40 @@ pub async fn enqueue(settings: &Settings, job: &ScanJob) -> anyhow::Result<()> {
         std::time::Duration::from_secs(10),
     )
     .await?;
+    let _ = connection.close(200, "done".into()).await;
+    Ok(())
+}
+
+/// Prints each event on the findings exchange as one JSON line.
+async fn watch_events(settings: &Settings, count: Option<usize>, idle_secs: u64) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    use std::io::Write;
+
+    let connection = broker::connect(&settings.amqp, "clerk-audit events").await?;
+    let channel = connection.create_channel().await?;
+    broker::declare_topology(&channel, &settings.amqp, &settings.worker).await?;
+    let queue = channel
+        .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
+        .await?;
+    channel
+        .queue_bind(queue.name().clone(), settings.amqp.findings_exchange.as_str().into(), "#".into(), QueueBindOptions::default(), FieldTable::default())
+        .await?;
+    let mut consumer = channel.basic_consume(queue.name().clone(), "events".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+    // Tell a script that the queue is bound and events will be caught from now on.
+    eprintln!("listening on {}", settings.amqp.findings_exchange);
+    let mut seen = 0;
+    while count.is_none_or(|count| seen < count) {
+        let Ok(Some(delivery)) = tokio::time::timeout(std::time::Duration::from_secs(idle_secs), consumer.next()).await else { break };
+        let delivery = delivery?;
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(&delivery.data)?;
+        stdout.write_all(b"\n")?;
+        stdout.flush()?;
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+        seen += 1;
+    }
     let _ = connection.close(200, "done".into()).await;
     Ok(())
 }

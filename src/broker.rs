@@ -34,6 +34,8 @@ pub enum PublishError {
     Nacked,
     #[error("the message was returned as unroutable")]
     Returned,
+    #[error("the broker did not confirm the message in time (publishers blocked?)")]
+    Unconfirmed,
 }
 
 pub async fn connect(settings: &AmqpSettings, name: &str) -> lapin::Result<Connection> {
@@ -98,14 +100,42 @@ pub async fn declare_topology(channel: &Channel, amqp: &AmqpSettings, worker: &W
         )
         .await?;
 
-    // The delay queue: no consumer; messages expire and dead-letter straight back into the jobs queue
-    // (through the default exchange, so other consumers of the scans exchange never see retries).
-    let mut retry_args = FieldTable::default();
-    retry_args.insert("x-message-ttl".into(), AMQPValue::LongLongInt((worker.retry_delay_secs * 1000) as i64));
-    retry_args.insert("x-dead-letter-exchange".into(), text(""));
-    retry_args.insert("x-dead-letter-routing-key".into(), text(&amqp.jobs_queue));
-    channel.queue_declare(amqp.retry_queue.as_str().into(), durable_queue(), retry_args).await?;
+    declare_delay_queue(channel, amqp, worker.retry_delay_secs).await?;
     Ok(())
+}
+
+/// The longest a job waits in a delay queue.
+pub const MAX_DELAY_SECS: u64 = 3600;
+
+/// The delay tier for a retry: exponential in the attempt from `base_secs`, at least `at_least_secs` (a
+/// long Retry-After), rounded up to `base * 2^k` so only a few delay queues ever exist.
+pub fn delay_tier_secs(base_secs: u64, attempt: u32, at_least_secs: u64) -> u64 {
+    let base = base_secs.max(1);
+    let exponential = base.saturating_mul(1u64 << attempt.saturating_sub(1).min(16));
+    let wanted = exponential.max(at_least_secs).min(MAX_DELAY_SECS.max(base));
+    let mut tier = base;
+    while tier < wanted {
+        tier = tier.saturating_mul(2);
+    }
+    tier
+}
+
+/// Name of the delay queue of a tier: `<retry_queue>.<secs>s`.
+pub fn delay_queue_name(amqp: &AmqpSettings, secs: u64) -> String {
+    format!("{}.{secs}s", amqp.retry_queue)
+}
+
+/// Declares a delay queue: no consumer; messages expire after `secs` and dead-letter straight back into
+/// the jobs queue (through the default exchange, so other consumers of the scans exchange never see
+/// retries). Idempotent; answers the queue name.
+pub async fn declare_delay_queue(channel: &Channel, amqp: &AmqpSettings, secs: u64) -> lapin::Result<String> {
+    let name = delay_queue_name(amqp, secs);
+    let mut args = FieldTable::default();
+    args.insert("x-message-ttl".into(), AMQPValue::LongLongInt((secs * 1000) as i64));
+    args.insert("x-dead-letter-exchange".into(), text(""));
+    args.insert("x-dead-letter-routing-key".into(), text(&amqp.jobs_queue));
+    channel.queue_declare(name.as_str().into(), durable_queue(), args).await?;
+    Ok(name)
 }
 
 /// Publishes persistently and mandatorily, and waits for the broker's confirm. A nack or a return
@@ -128,12 +158,7 @@ pub async fn publish_confirmed(
             properties,
         )
         .await?;
-    let confirmation = tokio::time::timeout(timeout, confirm)
-        .await
-        .map_err(|_| PublishError::Broker(lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
-            lapin::ChannelState::Error,
-            "publisher confirm timed out".into(),
-        ))))??;
+    let confirmation = tokio::time::timeout(timeout, confirm).await.map_err(|_| PublishError::Unconfirmed)??;
     if confirmation.is_nack() {
         return Err(PublishError::Nacked);
     }
@@ -177,4 +202,22 @@ pub fn with_headers(properties: &BasicProperties, extra: &[(&str, AMQPValue)]) -
 
 pub fn text_value(value: &str) -> AMQPValue {
     text(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_tiers_grow_with_attempts_and_honour_retry_after() {
+        assert_eq!(delay_tier_secs(30, 1, 0), 30);
+        assert_eq!(delay_tier_secs(30, 2, 0), 60);
+        assert_eq!(delay_tier_secs(30, 3, 0), 120);
+        // A Retry-After longer than the exponential delay wins, rounded up to a tier.
+        assert_eq!(delay_tier_secs(30, 1, 45), 60);
+        assert_eq!(delay_tier_secs(1, 1, 3), 4);
+        // Capped near an hour.
+        assert_eq!(delay_tier_secs(30, 40, 0), 3840);
+        assert_eq!(delay_tier_secs(0, 1, 0), 1);
+    }
 }

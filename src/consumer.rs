@@ -28,9 +28,21 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::broker::{self, ATTEMPT_HEADER, DETAIL_HEADER, REASON_HEADER, publish_confirmed, text_value, with_headers};
-use crate::configuration::Settings;
+use crate::configuration::{AmqpSettings, Settings};
 use crate::error::FailureReason;
 use crate::pipeline::{DeliveryInfo, JobOutcome, Pipeline, outcome_label};
+
+/// What the consumer runs for each delivery. [`Pipeline`] is the real one; tests substitute others
+/// (a handler that panics, one that blocks) to prove the loop's own guarantees.
+pub trait ProcessJob: Send + Sync + 'static {
+    fn process<'a>(&'a self, body: &'a [u8], delivery: &'a DeliveryInfo) -> futures::future::BoxFuture<'a, JobOutcome>;
+}
+
+impl ProcessJob for Pipeline {
+    fn process<'a>(&'a self, body: &'a [u8], delivery: &'a DeliveryInfo) -> futures::future::BoxFuture<'a, JobOutcome> {
+        Box::pin(Pipeline::process(self, body, delivery))
+    }
+}
 
 const COPY_CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -47,8 +59,9 @@ pub enum ConsumeEnd {
 #[derive(Clone)]
 struct Settler {
     publisher: Channel,
-    dead_letter_exchange: String,
-    retry_queue: String,
+    amqp: AmqpSettings,
+    retry_delay_secs: u64,
+    max_attempts: u32,
 }
 
 impl Settler {
@@ -57,7 +70,15 @@ impl Settler {
             JobOutcome::Completed | JobOutcome::AlreadyFinished | JobOutcome::Failed(_) => Ok(()),
             JobOutcome::Poison(reason) => self.dead_letter(delivery, reason.code(), &reason.to_string()).await,
             JobOutcome::GaveUp { reason, detail } => self.dead_letter(delivery, reason.code(), detail).await,
-            JobOutcome::RetryLater { .. } => self.delay(delivery, attempt + 1).await,
+            // A handler that keeps failing without reaching its own attempt limit (a panic) stops here.
+            JobOutcome::RetryLater { reason, detail, .. } if attempt >= self.max_attempts => {
+                self.dead_letter(delivery, reason.code(), detail).await
+            }
+            JobOutcome::RetryLater { delay, .. } => {
+                let at_least = delay.map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)).unwrap_or(0);
+                let secs = broker::delay_tier_secs(self.retry_delay_secs, attempt, at_least);
+                self.delay(delivery, attempt + 1, secs).await
+            }
         };
         match result {
             Ok(()) => {
@@ -80,7 +101,7 @@ impl Settler {
         let properties = with_headers(&delivery.properties, &[(REASON_HEADER, text_value(code)), (DETAIL_HEADER, text_value(&detail))]);
         publish_confirmed(
             &self.publisher,
-            &self.dead_letter_exchange,
+            &self.amqp.dead_letter_exchange,
             delivery.routing_key.as_str(),
             &delivery.data,
             properties,
@@ -89,9 +110,12 @@ impl Settler {
         .await
     }
 
-    async fn delay(&self, delivery: &Delivery, next_attempt: u32) -> Result<(), broker::PublishError> {
+    async fn delay(&self, delivery: &Delivery, next_attempt: u32, secs: u64) -> Result<(), broker::PublishError> {
+        // Declared on use: tiers other than the base one exist only once a job needed them.
+        let queue = broker::declare_delay_queue(&self.publisher, &self.amqp, secs).await?;
         let properties = with_headers(&delivery.properties, &[(ATTEMPT_HEADER, AMQPValue::LongLongInt(i64::from(next_attempt)))]);
-        publish_confirmed(&self.publisher, "", &self.retry_queue, &delivery.data, properties, COPY_CONFIRM_TIMEOUT).await
+        info!(delay_secs = secs, next_attempt, "job delayed");
+        publish_confirmed(&self.publisher, "", &queue, &delivery.data, properties, COPY_CONFIRM_TIMEOUT).await
     }
 }
 
@@ -106,7 +130,7 @@ fn delivery_info(properties: &BasicProperties) -> DeliveryInfo {
 pub async fn consume(
     channel: Channel,
     publisher: Channel,
-    pipeline: Arc<Pipeline>,
+    pipeline: Arc<dyn ProcessJob>,
     settings: &Settings,
     shutdown: CancellationToken,
 ) -> ConsumeEnd {
@@ -126,8 +150,9 @@ pub async fn consume(
 
     let settler = Settler {
         publisher,
-        dead_letter_exchange: settings.amqp.dead_letter_exchange.clone(),
-        retry_queue: settings.amqp.retry_queue.clone(),
+        amqp: settings.amqp.clone(),
+        retry_delay_secs: settings.worker.retry_delay_secs,
+        max_attempts: settings.worker.max_attempts,
     };
     let permits = Arc::new(Semaphore::new(usize::from(concurrency)));
     let mut in_flight = JoinSet::new();

@@ -37,6 +37,11 @@ pub fn pool(settings: &DatabaseSettings) -> Result<Pool, DbError> {
         .map_err(|e| DbError::BadUrl(e.to_string()))?;
     let timeout = Duration::from_millis(settings.timeout_ms);
     config.connect_timeout(timeout);
+    // Server-side timeouts cannot help when the network black-holes the connection: the kernel drops a
+    // connection whose sent data stays unacknowledged this long, so the waiting query fails instead of hanging.
+    config.tcp_user_timeout(timeout);
+    config.keepalives(true);
+    config.keepalives_idle(Duration::from_secs(30));
     config.options(format!("-c statement_timeout={} -c lock_timeout={}", settings.timeout_ms, settings.timeout_ms));
     config.application_name("clerk-audit");
     let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });

@@ -125,7 +125,8 @@ pub async fn backlog(pool: &Pool) -> Result<(i64, Option<f64>), RelayError> {
     Ok((row.get("n"), row.get("oldest")))
 }
 
-/// Runs the relay until `shutdown` fires or the broker channel fails (the caller reconnects).
+/// Runs the relay until `shutdown` fires or the broker channel is closed (the caller reconnects). A
+/// database outage or a broker that blocks publishers (confirms time out) only delays the rows.
 pub async fn run(pool: Pool, channel: Channel, wake: Arc<Notify>, shutdown: CancellationToken) -> Result<(), RelayError> {
     loop {
         loop {
@@ -136,7 +137,13 @@ pub async fn run(pool: Pool, channel: Channel, wake: Arc<Notify>, shutdown: Canc
                     warn!(error = %error, "outbox relay: database unavailable");
                     break;
                 }
-                Err(error @ RelayError::Broker(_)) => return Err(error),
+                Err(RelayError::Broker(error)) => {
+                    if !channel.status().connected() {
+                        return Err(RelayError::Broker(error));
+                    }
+                    warn!(error = %error, "outbox relay: publish failed; will retry");
+                    break;
+                }
             }
         }
         tokio::select! {

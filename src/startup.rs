@@ -44,7 +44,8 @@ impl Application {
             settings.clerk.rate_limit_per_10s,
             policy,
         )
-        .context("building the HTTP client")?;
+        .context("building the HTTP client")?
+        .with_svix_api_url(&settings.svix.api_url)?;
         let dns = DnsLookup::from_settings(&settings.dns).context("building the DNS resolver")?;
         let pipeline = Arc::new(Pipeline {
             pool,

@@ -133,6 +133,7 @@ pub(crate) mod fixtures {
             primary_domain: None,
             auth_settings: Fact::NotApplicable("development instance".into()),
             email_dns: Fact::NotApplicable("development instance".into()),
+            webhooks: Fact::Known(WebhookFacts { svix_app: false, endpoints: vec![] }),
         }
     }
 

@@ -526,6 +526,60 @@ mod tests {
         assert_eq!(endpoints[1].secret_fingerprint, None);
     }
 
+    /// No Svix call outside rows 6 and 7 can be made: refused by `send` before any connection.
+    #[tokio::test]
+    async fn send_refuses_every_svix_call_outside_the_allowlist() {
+        use crate::configuration::Settings;
+        use crate::fetch::http::HttpLayer;
+        use crate::retry::RetryPolicy;
+        use crate::secret::ClerkSecretKey;
+
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let settings = Settings::load_from(&dir, "local").unwrap();
+        let http = HttpLayer::new(
+            &settings.http,
+            Url::parse("https://api.clerk.com").unwrap(),
+            "2026-05-12",
+            50,
+            RetryPolicy::immediate(1),
+        )
+        .unwrap();
+        let key = ClerkSecretKey::from_plaintext(b"sk_live_UnitTestKey".to_vec()).unwrap();
+        let mut calls = http.session("p/i".into(), &key);
+        calls.set_svix(regional_host(Some("eu")), SecretString::from(TOKEN));
+
+        let svix = |path: &str| calls.svix_url(path).unwrap();
+        let mut with_query = svix("/api/v1/app/app_1/endpoint");
+        with_query.set_query(Some("limit=250&order=descending"));
+        let refused = [
+            (CallMethod::Post, svix("/api/v1/app/app_1/endpoint")),
+            (CallMethod::Get, svix("/api/v1/app/app_1/endpoint/ep_1/secret/rotate")),
+            (CallMethod::Post, svix("/api/v1/app/app_1/endpoint/ep_1/secret/rotate")),
+            (CallMethod::Get, svix("/api/v1/app/app_1/endpoint/ep_1")),
+            (CallMethod::Get, svix("/api/v1/app/app_1/msg")),
+            (CallMethod::Get, svix("/api/v1/app")),
+            (CallMethod::Get, svix("/api/v1/app/app_1/endpoint/../../app")),
+            (CallMethod::Post, svix("/v1/webhooks/svix_url")),
+            (CallMethod::Get, with_query),
+            // A Svix path on the Backend API host, and the app portal itself.
+            (CallMethod::Get, calls.backend_url("/api/v1/app/app_1/endpoint")),
+            (CallMethod::Get, calls.backend_url("/api/v1/app/app_1/endpoint/ep_1/secret")),
+            (CallMethod::Get, Url::parse("https://app.svix.com/login").unwrap()),
+            (CallMethod::Get, Url::parse("https://api.us.svix.com/api/v1/app/app_1/endpoint").unwrap()),
+        ];
+        for (method, url) in refused {
+            let shown = format!("{} {url}", method.as_str());
+            match calls.send(method, url).await {
+                Err(CallError::NotAllowed(_)) => {}
+                other => panic!("{shown} was not refused by the allowlist: {other:?}"),
+            }
+        }
+        assert!(calls.tallies().is_empty(), "nothing was sent");
+        // The allowed shapes pass the same gate (they are not sent here).
+        assert_eq!(calls.authorize(CallMethod::Get, &svix("/api/v1/app/app_1/endpoint")).unwrap().row, 6);
+        assert_eq!(calls.authorize(CallMethod::Get, &svix("/api/v1/app/app_1/endpoint/ep_1/secret")).unwrap().row, 7);
+    }
+
     #[test]
     fn secrets_are_wanted_only_for_written_literals() {
         use crate::artifact::{ARTIFACT_SCHEMA, Verification, WebhookHandler};

@@ -4,3 +4,4 @@ mod failures;
 mod harness;
 mod poison;
 mod scenarios;
+mod webhooks;

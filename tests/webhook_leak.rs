@@ -104,7 +104,7 @@ async fn svix_secrets_and_tokens_appear_in_no_log_event_or_table() {
     tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
 
     let mut app = spawn_app().await;
-    let events = vec![
+    let events = [
         // Row 7 on the endpoint whose secret is WEBHOOK_SECRET_MATCHING: CLERK-WEBHOOK-003.
         scan(&mut app, Scenario::WebhooksMatching, &artifact_with_literal(Some(WEBHOOK_ROUTE), WEBHOOK_SECRET_MATCHING)).await,
         // The same endpoint compared with a stale literal: CLERK-WEBHOOK-004.

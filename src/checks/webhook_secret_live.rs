@@ -7,7 +7,8 @@
 use serde_json::json;
 
 use super::webhook_common::{
-    distinct_handlers, endpoint_details, handler_details, handler_label, literal_fingerprint, route_key, webhook_facts,
+    distinct_handlers, endpoint_details, handler_details, handler_label, literal_fingerprint,
+    route_key, webhook_facts,
 };
 use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
 
@@ -31,8 +32,10 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
     let Some(artifact) = input.artifact else {
         return Verdict::Skipped(NO_REPO_SCAN.into());
     };
-    let handlers: Vec<_> =
-        distinct_handlers(&artifact.webhook_handlers).into_iter().filter(|h| literal_fingerprint(h).is_some()).collect();
+    let handlers: Vec<_> = distinct_handlers(&artifact.webhook_handlers)
+        .into_iter()
+        .filter(|h| literal_fingerprint(h).is_some())
+        .collect();
     if handlers.is_empty() {
         return Verdict::Pass;
     }
@@ -82,10 +85,17 @@ mod tests {
     const OTHER: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
     fn run(facts: &ClerkFacts, artifact: Option<&crate::artifact::RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
+        evaluate(&CheckInput {
+            facts,
+            artifact,
+            settings: &CheckSettings::default(),
+        })
     }
 
-    fn read(mut endpoint: crate::facts::WebhookEndpoint, fingerprint: &str) -> crate::facts::WebhookEndpoint {
+    fn read(
+        mut endpoint: crate::facts::WebhookEndpoint,
+        fingerprint: &str,
+    ) -> crate::facts::WebhookEndpoint {
         endpoint.secret_fingerprint = Some(fingerprint.into());
         endpoint
     }
@@ -98,41 +108,74 @@ mod tests {
 
     #[test]
     fn skipped_without_a_repo_scan() {
-        assert_eq!(run(&facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+        assert_eq!(
+            run(&facts(no_app()), None),
+            Verdict::Skipped(NO_REPO_SCAN.into())
+        );
     }
 
     #[test]
     fn passes_without_handlers_or_without_written_secrets() {
         let unavailable = facts(Fact::Unavailable("down".into()));
         assert_eq!(run(&unavailable, Some(&artifact(vec![]))), Verdict::Pass);
-        assert_eq!(run(&unavailable, Some(&artifact(vec![handler()]))), Verdict::Pass);
+        assert_eq!(
+            run(&unavailable, Some(&artifact(vec![handler()]))),
+            Verdict::Pass
+        );
     }
 
     #[test]
     fn error_when_webhooks_are_unavailable() {
-        let verdict = run(&facts(Fact::Unavailable("Svix endpoint secret: timed out".into())), Some(&artifact(vec![with_literal(handler(), LIVE)])));
-        assert_eq!(verdict, Verdict::Error("webhook configuration unavailable: Svix endpoint secret: timed out".into()));
+        let verdict = run(
+            &facts(Fact::Unavailable("Svix endpoint secret: timed out".into())),
+            Some(&artifact(vec![with_literal(handler(), LIVE)])),
+        );
+        assert_eq!(
+            verdict,
+            Verdict::Error(
+                "webhook configuration unavailable: Svix endpoint secret: timed out".into()
+            )
+        );
     }
 
     #[test]
     fn fails_when_the_written_secret_is_a_live_endpoints() {
-        let webhooks = app(vec![read(endpoint(1, "/other", false), OTHER), read(endpoint(2, ROUTE, false), LIVE)]);
-        let Verdict::Fail(findings) = run(&facts(webhooks), Some(&artifact(vec![with_literal(handler(), LIVE)]))) else {
+        let webhooks = app(vec![
+            read(endpoint(1, "/other", false), OTHER),
+            read(endpoint(2, ROUTE, false), LIVE),
+        ]);
+        let Verdict::Fail(findings) = run(
+            &facts(webhooks),
+            Some(&artifact(vec![with_literal(handler(), LIVE)])),
+        ) else {
             panic!("expected a failure")
         };
         assert_eq!(findings.len(), 1);
         let finding = &findings[0];
-        assert_eq!(finding.identity, vec!["app/api/webhooks/clerk/route.ts", ROUTE, "ep_2"]);
+        assert_eq!(
+            finding.identity,
+            vec!["app/api/webhooks/clerk/route.ts", ROUTE, "ep_2"]
+        );
         assert_eq!(
             finding.evidence.repo.as_deref(),
-            Some("app/api/webhooks/clerk/route.ts:12 (route /api/webhooks/clerk) verifies Clerk webhooks with a whsec_ secret written in the code")
+            Some(
+                "app/api/webhooks/clerk/route.ts:12 (route /api/webhooks/clerk) verifies Clerk webhooks with a whsec_ secret written in the code"
+            )
         );
         assert_eq!(
             finding.evidence.clerk.as_deref(),
-            Some("it is the signing secret of the enabled webhook endpoint https://acme.com/api/webhooks/clerk (ep_2)")
+            Some(
+                "it is the signing secret of the enabled webhook endpoint https://acme.com/api/webhooks/clerk (ep_2)"
+            )
         );
-        assert_eq!(finding.evidence.details["handler"]["secret_source"], "literal");
-        assert_eq!(finding.evidence.details["endpoint"]["url"], "https://acme.com/api/webhooks/clerk");
+        assert_eq!(
+            finding.evidence.details["handler"]["secret_source"],
+            "literal"
+        );
+        assert_eq!(
+            finding.evidence.details["endpoint"]["url"],
+            "https://acme.com/api/webhooks/clerk"
+        );
         let text = serde_json::to_string(&finding.evidence).unwrap();
         assert!(!text.contains(LIVE), "no fingerprint in the evidence");
     }
@@ -140,16 +183,37 @@ mod tests {
     #[test]
     fn passes_when_the_written_secret_matches_no_delivering_endpoint() {
         // Stale secret (that is CLERK-WEBHOOK-004), or no endpoint delivering to the handler at all.
-        let webhooks = app(vec![read(endpoint(1, ROUTE, false), OTHER), endpoint(2, ROUTE, true)]);
-        assert_eq!(run(&facts(webhooks), Some(&artifact(vec![with_literal(handler(), LIVE)]))), Verdict::Pass);
-        assert_eq!(run(&facts(no_app()), Some(&artifact(vec![with_literal(handler(), LIVE)]))), Verdict::Pass);
+        let webhooks = app(vec![
+            read(endpoint(1, ROUTE, false), OTHER),
+            endpoint(2, ROUTE, true),
+        ]);
+        assert_eq!(
+            run(
+                &facts(webhooks),
+                Some(&artifact(vec![with_literal(handler(), LIVE)]))
+            ),
+            Verdict::Pass
+        );
+        assert_eq!(
+            run(
+                &facts(no_app()),
+                Some(&artifact(vec![with_literal(handler(), LIVE)]))
+            ),
+            Verdict::Pass
+        );
     }
 
     #[test]
     fn error_when_a_delivering_endpoints_secret_was_not_read() {
-        let webhooks = app(vec![read(endpoint(1, ROUTE, false), OTHER), endpoint(2, ROUTE, false)]);
+        let webhooks = app(vec![
+            read(endpoint(1, ROUTE, false), OTHER),
+            endpoint(2, ROUTE, false),
+        ]);
         assert_eq!(
-            run(&facts(webhooks), Some(&artifact(vec![with_literal(handler(), LIVE)]))),
+            run(
+                &facts(webhooks),
+                Some(&artifact(vec![with_literal(handler(), LIVE)]))
+            ),
             Verdict::Error(SECRETS_NOT_READ.into())
         );
     }

@@ -208,8 +208,8 @@ pub async fn portal(calls: &ScanCalls<'_>) -> Result<Portal, JobError> {
                     Ok(Portal::Unavailable(format!("{CALL}: {error}")))
                 }
             },
-            // The decode error of a body that is not the expected shape; serde does not quote values.
-            Err(error) => Ok(Portal::Unavailable(format!("{CALL}: {error}"))),
+            // Not the decoder's message: it may quote a value of the body, which holds the token.
+            Err(_) => Ok(Portal::Unavailable(format!("{CALL}: the answer is not the expected shape"))),
         },
         Err(CallError::Status { status: 400, .. }) => Ok(Portal::NoApp),
         Err(CallError::Status { status: 401 | 403, .. }) => Err(JobError::permanent(
@@ -286,7 +286,9 @@ async fn list_page(calls: &ScanCalls<'_>, app_id: &str, iterator: Option<String>
 async fn read_secret_fingerprint(calls: &ScanCalls<'_>, app_id: &str, endpoint_id: &str) -> Result<String, String> {
     let url = calls.svix_url(&format!("/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret")).ok_or("no Svix host set")?;
     let response = calls.send(CallMethod::Get, url).await.map_err(|e| format!("Svix endpoint secret: {e}"))?;
-    let secret: EndpointSecretOut = take_json(response).map_err(|e| format!("Svix endpoint secret: {e}"))?;
+    // Not the decoder's message: it may quote a value of the body, which holds the secret.
+    let secret: EndpointSecretOut =
+        take_json(response).map_err(|_| "Svix endpoint secret: the answer is not the expected shape".to_owned())?;
     Ok(secret_fingerprint(secret.key.expose_secret()))
     // `secret` drops here: SecretString zeroizes the plaintext.
 }

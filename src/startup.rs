@@ -44,9 +44,9 @@ impl Application {
             settings.clerk.rate_limit_per_10s,
             policy,
         )
-        .context("building the HTTP client")?
-        .with_svix_api_url(&settings.svix.api_url)?;
+        .context("building the HTTP client")?;
         let dns = DnsLookup::from_settings(&settings.dns).context("building the DNS resolver")?;
+        let http = http.with_svix_api_url(&settings.svix.api_url)?;
         let pipeline = Arc::new(Pipeline {
             pool,
             kms,

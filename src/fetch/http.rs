@@ -97,10 +97,10 @@ pub struct HttpLayer {
     settings: HttpSettings,
     backend_api: Url,
     api_version: HeaderValue,
-    limiter: Arc<DefaultKeyedRateLimiter<String>>,
-    policy: RetryPolicy,
     /// `svix.api_url` when set: replaces the regional Svix host named by the app-portal token (tests).
     svix_api_url: Option<Url>,
+    limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    policy: RetryPolicy,
 }
 
 /// Resolves host names, refusing any host with an address outside what [`is_refused`] allows.
@@ -153,10 +153,19 @@ impl HttpLayer {
             settings: settings.clone(),
             backend_api,
             api_version: HeaderValue::from_str(api_version)?,
+            svix_api_url: None,
             limiter: Arc::new(RateLimiter::keyed(quota)),
             policy,
-            svix_api_url: None,
         })
+    }
+
+    pub fn backend_api(&self) -> &Url {
+        &self.backend_api
+    }
+
+    /// The `svix.api_url` override, if configured.
+    pub fn svix_api_url(&self) -> Option<&Url> {
+        self.svix_api_url.as_ref()
     }
 
     /// Sets the `svix.api_url` override: empty keeps the regional Svix host named by each app-portal token.
@@ -170,15 +179,6 @@ impl HttpLayer {
             Some(url)
         };
         Ok(self)
-    }
-
-    pub fn backend_api(&self) -> &Url {
-        &self.backend_api
-    }
-
-    /// The `svix.api_url` override, if configured.
-    pub fn svix_api_url(&self) -> Option<&Url> {
-        self.svix_api_url.as_ref()
     }
 
     /// Starts one scan's session of calls, keyed for the rate limit by `instance_key`.

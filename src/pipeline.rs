@@ -139,16 +139,17 @@ impl Pipeline {
             return Ok(JobOutcome::AlreadyFinished);
         }
         let credential = load_credential(&client, job.key_ref, &job.project_id).await?;
+        // Loaded before the fetch: a `whsec_` written in the repo is what allows reading a signing secret.
+        let artifact = persist::load_artifact(&client, &job.project_id, job.repo_scan_id.as_deref()).await?;
         // The key lives only inside this block: decrypted, used for the Backend API calls, dropped.
         let (facts, calls) = {
             let key = self.kms.decrypt(&credential).await?;
             let mut calls = self.http.session(format!("{}/{}", job.project_id, job.instance_name), &key);
-            let facts = tokio::time::timeout(FETCH_DEADLINE, gather(&mut calls, &self.dns))
+            let facts = tokio::time::timeout(FETCH_DEADLINE, gather(&mut calls, &self.dns, artifact.as_ref()))
                 .await
                 .map_err(|_| JobError::transient(FailureReason::ClerkUnavailable, "fetching Clerk facts took too long"))??;
             (facts, calls.tallies())
         };
-        let artifact = persist::load_artifact(&client, &job.project_id, job.repo_scan_id.as_deref()).await?;
         let input = CheckInput { facts: &facts, artifact: artifact.as_ref(), settings: &self.checks };
         let evaluation = evaluate(&input, job.project_id.as_str(), job.instance_name.as_str());
         let instance = InstanceSummary {

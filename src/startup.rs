@@ -46,6 +46,7 @@ impl Application {
         )
         .context("building the HTTP client")?;
         let dns = DnsLookup::from_settings(&settings.dns).context("building the DNS resolver")?;
+        let http = http.with_svix_api_url(&settings.svix.api_url)?;
         let pipeline = Arc::new(Pipeline {
             pool,
             kms,

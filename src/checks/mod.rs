@@ -16,6 +16,12 @@ pub mod email_dns;
 pub mod instance_kind;
 pub mod mfa_missing;
 pub mod mfa_optional;
+pub mod webhook_common;
+pub mod webhook_events_filtered;
+pub mod webhook_secret_live;
+pub mod webhook_secret_stale;
+pub mod webhook_unfed;
+pub mod webhook_unverified;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -111,6 +117,11 @@ pub const ALL: &[Check] = &[
     Check { meta: &mfa_optional::META, evaluate: mfa_optional::evaluate },
     Check { meta: &mfa_missing::META, evaluate: mfa_missing::evaluate },
     Check { meta: &email_dns::META, evaluate: email_dns::evaluate },
+    Check { meta: &webhook_unfed::META, evaluate: webhook_unfed::evaluate },
+    Check { meta: &webhook_unverified::META, evaluate: webhook_unverified::evaluate },
+    Check { meta: &webhook_secret_live::META, evaluate: webhook_secret_live::evaluate },
+    Check { meta: &webhook_secret_stale::META, evaluate: webhook_secret_stale::evaluate },
+    Check { meta: &webhook_events_filtered::META, evaluate: webhook_events_filtered::evaluate },
 ];
 
 /// The reason a repo-dependent check gives when no repo scan is stored.
@@ -133,6 +144,7 @@ pub(crate) mod fixtures {
             primary_domain: None,
             auth_settings: Fact::NotApplicable("development instance".into()),
             email_dns: Fact::NotApplicable("development instance".into()),
+            webhooks: Fact::Known(WebhookFacts { svix_app: false, endpoints: vec![] }),
         }
     }
 

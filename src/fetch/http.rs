@@ -97,6 +97,8 @@ pub struct HttpLayer {
     settings: HttpSettings,
     backend_api: Url,
     api_version: HeaderValue,
+    /// `svix.api_url` when set: replaces the regional Svix host named by the app-portal token (tests).
+    svix_api_url: Option<Url>,
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
     policy: RetryPolicy,
 }
@@ -151,6 +153,7 @@ impl HttpLayer {
             settings: settings.clone(),
             backend_api,
             api_version: HeaderValue::from_str(api_version)?,
+            svix_api_url: None,
             limiter: Arc::new(RateLimiter::keyed(quota)),
             policy,
         })
@@ -158,6 +161,24 @@ impl HttpLayer {
 
     pub fn backend_api(&self) -> &Url {
         &self.backend_api
+    }
+
+    /// The `svix.api_url` override, if configured.
+    pub fn svix_api_url(&self) -> Option<&Url> {
+        self.svix_api_url.as_ref()
+    }
+
+    /// Sets the `svix.api_url` override: empty keeps the regional Svix host named by each app-portal token.
+    pub fn with_svix_api_url(mut self, raw: &str) -> anyhow::Result<Self> {
+        let raw = raw.trim();
+        self.svix_api_url = if raw.is_empty() {
+            None
+        } else {
+            let url = Url::parse(raw).map_err(|e| anyhow::anyhow!("svix.api_url: {e}"))?;
+            anyhow::ensure!(url.host_str().is_some(), "svix.api_url: no host");
+            Some(url)
+        };
+        Ok(self)
     }
 
     /// Starts one scan's session of calls, keyed for the rate limit by `instance_key`.
@@ -211,6 +232,11 @@ impl ScanCalls<'_> {
 
     pub fn frontend_url(&self, path: &str) -> Option<Url> {
         self.frontend_api.as_ref().map(|base| join(base, path))
+    }
+
+    /// The `svix.api_url` override, if configured (see [`HttpLayer::with_svix_api_url`]).
+    pub fn svix_api_override(&self) -> Option<&Url> {
+        self.http.svix_api_url.as_ref()
     }
 
     pub fn svix_url(&self, path: &str) -> Option<Url> {

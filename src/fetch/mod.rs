@@ -5,16 +5,19 @@
 //! - [`http`]: the one outbound HTTP layer.
 //! - [`clerk`]: the shapes of Clerk's answers.
 //! - [`dns`]: CNAME lookups of the email sender records.
+//! - [`svix`]: the webhook facts (rows 4, 6, 7): the Svix app, its endpoints, signing-secret fingerprints.
 //!
 //! Backend API failures decide the job (401/403: the key is rejected, permanent; 429/5xx/timeouts:
-//! transient). Frontend API and DNS failures only make the facts they feed [`Fact::Unavailable`], so
-//! the checks that need them report `error` and the rest of the scan still completes.
+//! transient). Frontend API, DNS and Svix failures (and row 4's other failures) only make the facts they
+//! feed [`Fact::Unavailable`], so the checks that need them report `error` and the rest of the scan still
+//! completes.
 
 pub mod address;
 pub mod allowlist;
 pub mod clerk;
 pub mod dns;
 pub mod http;
+pub mod svix;
 
 use std::time::Duration;
 
@@ -24,8 +27,10 @@ use self::allowlist::CallMethod;
 use self::clerk::{DomainsResponse, EnvironmentResponse, InstanceResponse, TotalCountResponse};
 use self::dns::{DnsLookup, is_email_record};
 use self::http::{CallError, ScanCalls};
+use self::svix::Portal;
+use crate::artifact::RepoArtifact;
 use crate::error::{FailureReason, JobError};
-use crate::facts::{AuthSettings, ClerkFacts, DnsRecordStatus, Fact, InstanceInfo, PrimaryDomain};
+use crate::facts::{AuthSettings, ClerkFacts, DnsRecordStatus, Fact, InstanceInfo, PrimaryDomain, WebhookFacts};
 
 /// Maps a Backend API failure to the job's error.
 fn backend_failure(call: &str, error: CallError) -> JobError {
@@ -53,8 +58,10 @@ async fn get_backend<T: serde::de::DeserializeOwned>(calls: &ScanCalls<'_>, path
     response.json().map_err(|e| backend_failure(name, e))
 }
 
-/// Learns everything the checks need. `calls` must be fresh for this scan.
-pub async fn gather(calls: &mut ScanCalls<'_>, dns: &DnsLookup) -> Result<ClerkFacts, JobError> {
+/// Learns everything the checks need. `calls` must be fresh for this scan. The artifact (when one is
+/// stored) decides whether any endpoint signing secret is read (row 7): only to compare with a `whsec_`
+/// written in the repo.
+pub async fn gather(calls: &mut ScanCalls<'_>, dns: &DnsLookup, artifact: Option<&RepoArtifact>) -> Result<ClerkFacts, JobError> {
     // Rows 1-3 are independent: run them together.
     let (instance, count, domains) = tokio::join!(
         get_backend::<InstanceResponse>(calls, "/v1/instance", "GET /v1/instance"),
@@ -72,27 +79,52 @@ pub async fn gather(calls: &mut ScanCalls<'_>, dns: &DnsLookup) -> Result<ClerkF
     let primary_domain = domains?.primary();
     info!(environment = instance.environment.as_str(), user_count, "instance facts fetched");
 
+    // Row 4, once the key is known to be accepted: every instance kind (Svix serves development too).
+    let webhook_app = match svix::portal(calls).await? {
+        Portal::Access(access) => {
+            let base = svix::api_base(calls.svix_api_override(), access.region.as_deref());
+            calls.set_svix(base, access.token);
+            Ok(access.app_id)
+        }
+        Portal::NoApp => Err(Fact::Known(WebhookFacts { svix_app: false, endpoints: Vec::new() })),
+        Portal::Unavailable(reason) => Err(Fact::Unavailable(reason)),
+    };
+    let secret_wants = svix::secret_wants(artifact);
+
     let production = instance.environment == crate::facts::InstanceEnvironment::Production;
-    let (auth_settings, email_dns) = if production {
+    let frontend_base = if production {
+        primary_domain
+            .as_ref()
+            .and_then(|domain| url::Url::parse(&domain.frontend_api_url).ok())
+            .filter(|url| url.host_str().is_some())
+    } else {
+        None
+    };
+    if let Some(base) = &frontend_base {
+        calls.set_frontend_api(base.clone());
+    }
+    let calls = &*calls;
+    let sign_in_and_email = async {
+        if !production {
+            let reason = format!("{} instance", instance.environment.as_str());
+            return (Fact::NotApplicable(reason.clone()), Fact::NotApplicable(reason));
+        }
         match &primary_domain {
-            Some(domain) => {
-                let frontend_base = url::Url::parse(&domain.frontend_api_url).ok().filter(|url| url.host_str().is_some());
-                if let Some(base) = &frontend_base {
-                    calls.set_frontend_api(base.clone());
-                }
-                let calls = &*calls;
-                tokio::join!(frontend_settings(calls, frontend_base.is_some()), email_records(calls, dns, domain))
-            }
+            Some(domain) => tokio::join!(frontend_settings(calls, frontend_base.is_some()), email_records(calls, dns, domain)),
             None => (
                 Fact::Unavailable("the instance has no primary domain".into()),
                 Fact::Unavailable("the instance has no primary domain".into()),
             ),
         }
-    } else {
-        let reason = format!("{} instance", instance.environment.as_str());
-        (Fact::NotApplicable(reason.clone()), Fact::NotApplicable(reason))
     };
-    Ok(ClerkFacts { instance, user_count, primary_domain, auth_settings, email_dns })
+    let webhooks = async {
+        match &webhook_app {
+            Ok(app_id) => svix::endpoints(calls, app_id, &secret_wants).await,
+            Err(fact) => fact.clone(),
+        }
+    };
+    let ((auth_settings, email_dns), webhooks) = tokio::join!(sign_in_and_email, webhooks);
+    Ok(ClerkFacts { instance, user_count, primary_domain, auth_settings, email_dns, webhooks })
 }
 
 /// Row 5 against the Frontend API host named by `GET /v1/domains`.

@@ -5,3 +5,4 @@ mod harness;
 mod http_layer;
 mod poison;
 mod scenarios;
+mod webhooks;

@@ -94,6 +94,11 @@ async fn development_instance_with_live_key_is_a_blocker() {
             ("CLERK-MFA-001", "pass"),
             ("CLERK-MFA-002", "pass"),
             ("CLERK-EMAIL-001", "pass"),
+            ("CLERK-WEBHOOK-001", "pass"),
+            ("CLERK-WEBHOOK-002", "pass"),
+            ("CLERK-WEBHOOK-003", "pass"),
+            ("CLERK-WEBHOOK-004", "pass"),
+            ("CLERK-WEBHOOK-005", "pass"),
         ])
     );
     assert_eq!(finding_ids(&event), vec!["CLERK-DEV-IN-PROD-001"]);
@@ -103,9 +108,10 @@ async fn development_instance_with_live_key_is_a_blocker() {
     assert!(blocker["evidence"]["repo"].as_str().unwrap().contains(".env.production"));
     assert_eq!(event["data"]["instance"]["kind"], "development");
     assert_eq!(event["data"]["instance"]["user_count"], app.sandbox.instance(Scenario::Development).user_count);
-    // A development instance: no Frontend API call (it wants a dev-browser token) and no DNS lookup.
+    // A development instance: no Frontend API call (it wants a dev-browser token) and no DNS lookup; its
+    // webhooks are asked for (row 4 answers 400: no Svix app, so no Svix call).
     let rows = calls_by_row(&event);
-    assert_eq!(rows.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(rows.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     app.stop().await;
 }
 
@@ -138,15 +144,21 @@ async fn busy_production_instance_with_optional_mfa_warns() {
             ("CLERK-MFA-001", "fail"),
             ("CLERK-MFA-002", "pass"),
             ("CLERK-EMAIL-001", "pass"),
+            ("CLERK-WEBHOOK-001", "pass"),
+            ("CLERK-WEBHOOK-002", "pass"),
+            ("CLERK-WEBHOOK-003", "pass"),
+            ("CLERK-WEBHOOK-004", "pass"),
+            ("CLERK-WEBHOOK-005", "pass"),
         ])
     );
     assert_eq!(finding_ids(&event), vec!["CLERK-MFA-001"]);
     let warning = finding(&event, "CLERK-MFA-001");
     assert_finding_shape(warning, "warning");
     assert_eq!(event["data"]["instance"], serde_json::json!({"kind": "production", "user_count": 1247, "domain": app.sandbox.instance(Scenario::ProductionOptionalMfa).domain}));
-    // Rows 1, 2, 3, 5 once each; three DNS lookups (row 8).
+    // Rows 1-6 once each (one page of endpoints; no secret read: the repo writes no whsec_); three DNS
+    // lookups (row 8).
     let rows = calls_by_row(&event);
-    assert_eq!(rows, [(1, 1), (2, 1), (3, 1), (5, 1), (8, 3)].into_iter().collect());
+    assert_eq!(rows, [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1), (8, 3)].into_iter().collect());
     app.stop().await;
 }
 

@@ -90,7 +90,7 @@ async fn the_secret_key_goes_to_the_backend_api_only() {
         timeout_ms: 1_000,
     })
     .unwrap();
-    let facts = clerk_audit::fetch::gather(&mut calls, &dns).await.expect("facts");
+    let facts = clerk_audit::fetch::gather(&mut calls, &dns, None).await.expect("facts");
     assert!(facts.auth_settings.known().is_some());
     let requests = sandbox.requests();
     assert!(requests.iter().any(|r| r.host == HostKind::FrontendApi));

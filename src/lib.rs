@@ -20,3 +20,4 @@
 pub mod artifact;
 pub mod checks;
 pub mod facts;
+pub mod repo_scan;

@@ -1,6 +1,6 @@
 //! `repo` and `commit` from the checkout's `.git`, read as files (no git binary).
 //!
-//! - The git directory is `.git` in the scan root or the nearest folder above it; a `.git` *file*
+//! - The git directory is `.git` in the scan root (not above it: that is outside the tree); a `.git` *file*
 //!   (`gitdir: ...`, worktrees and submodules) is followed, and a worktree's `commondir` gives the shared
 //!   refs and config.
 //! - `commit`: `HEAD`, following `ref: refs/heads/x` through loose refs and `packed-refs`; a detached
@@ -31,35 +31,29 @@ fn read_small(path: &Path) -> Option<String> {
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// (git dir, common dir) for a checkout at or below `root`.
+/// (git dir, common dir) of the checkout at `root`. Only `root/.git` is considered: a folder above the
+/// scan root is outside the tree, and reading it would make the artifact depend on where the tree sits.
 fn git_dirs(root: &Path) -> Option<(PathBuf, PathBuf)> {
-    let mut dir = Some(root);
-    while let Some(d) = dir {
-        let dot_git = d.join(".git");
-        if let Ok(meta) = fs::symlink_metadata(&dot_git) {
-            let git_dir = if meta.is_dir() {
-                dot_git
-            } else if meta.is_file() {
-                let text = read_small(&dot_git)?;
-                let target = text.lines().find_map(|l| l.strip_prefix("gitdir:"))?.trim();
-                let p = Path::new(target);
-                if p.is_absolute() { p.to_path_buf() } else { d.join(p) }
-            } else {
-                return None;
-            };
-            let common = match read_small(&git_dir.join("commondir")) {
-                Some(c) => {
-                    let c = c.trim();
-                    let p = Path::new(c);
-                    if p.is_absolute() { p.to_path_buf() } else { git_dir.join(p) }
-                }
-                None => git_dir.clone(),
-            };
-            return Some((git_dir, common));
+    let dot_git = root.join(".git");
+    let meta = fs::symlink_metadata(&dot_git).ok()?;
+    let git_dir = if meta.is_dir() {
+        dot_git
+    } else if meta.is_file() {
+        let text = read_small(&dot_git)?;
+        let target = text.lines().find_map(|l| l.strip_prefix("gitdir:"))?.trim();
+        let p = Path::new(target);
+        if p.is_absolute() { p.to_path_buf() } else { root.join(p) }
+    } else {
+        return None;
+    };
+    let common = match read_small(&git_dir.join("commondir")) {
+        Some(c) => {
+            let p = Path::new(c.trim());
+            if p.is_absolute() { p.to_path_buf() } else { git_dir.join(p) }
         }
-        dir = d.parent();
-    }
-    None
+        None => git_dir.clone(),
+    };
+    Some((git_dir, common))
 }
 
 fn is_object_id(s: &str) -> bool {

@@ -50,7 +50,7 @@ pub(crate) static VENDOR_WORD: LazyLock<Regex> =
 static DOCKER_VAR: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)^\s*(?:ENV|ARG)\s+([A-Za-z_][A-Za-z0-9_]*)\s*[= ]\s*[\x22']?\s*$"));
 static ASSIGNED_VAR: LazyLock<Regex> = LazyLock::new(|| {
-    re(r#"([A-Za-z_$][\w$.\-]*)["'`]?\]?\s*(?::=|\?\?=|\|\|=|=>|=|:|\?\?|\|\||,|\s)\s*["'`]?\s*$"#)
+    re(r#"([A-Za-z_$][\w$.\-]*)["'`]?\]?\s*(?::=|\?\?=|\|\|=|=>|=|:|\?\?|\|\||,)\s*["'`]?\s*$"#)
 });
 static YAML_NAME: LazyLock<Regex> = LazyLock::new(|| re(r#"^\s*-?\s*name:\s*["']?([A-Za-z_][\w.\-]*)["']?\s*$"#));
 
@@ -322,6 +322,8 @@ mod tests {
         assert_eq!(variable_of("# NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY=", "").as_deref(), Some("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY"));
         assert_eq!(variable_of("clerk.SetKey(\"", "").as_deref(), None);
         assert_eq!(variable_of("", "").as_deref(), None);
+        assert_eq!(variable_of("Set it (for example `", "").as_deref(), None);
+        assert_eq!(variable_of("Authorization: Bearer ", "").as_deref(), None);
     }
 
     #[test]

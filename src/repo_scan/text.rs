@@ -97,6 +97,8 @@ pub(crate) enum Syntax {
 pub(crate) struct Brackets {
     /// `(open offset, close offset)`, sorted by open offset.
     pairs: Vec<(usize, usize)>,
+    /// Byte ranges of comments.
+    comments: Vec<(usize, usize)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -111,6 +113,7 @@ impl Brackets {
         let b = text.as_bytes();
         let n = b.len();
         let mut pairs = Vec::new();
+        let mut comments = Vec::new();
         let mut stack: Vec<Frame> = Vec::new();
         let mut i = 0;
         // Whether we are inside a template literal body (JS), resumed after a `${...}` closes.
@@ -135,13 +138,19 @@ impl Brackets {
             let c = b[i];
             match c {
                 b'/' if syntax != Syntax::Py && i + 1 < n && b[i + 1] == b'/' => {
-                    i = memchr_from(b, b'\n', i).unwrap_or(n);
+                    let end = memchr_from(b, b'\n', i).unwrap_or(n);
+                    comments.push((i, end));
+                    i = end;
                 }
                 b'/' if syntax != Syntax::Py && i + 1 < n && b[i + 1] == b'*' => {
-                    i = find_from(b, b"*/", i + 2).map_or(n, |p| p + 2);
+                    let end = find_from(b, b"*/", i + 2).map_or(n, |p| p + 2);
+                    comments.push((i, end));
+                    i = end;
                 }
                 b'#' if syntax == Syntax::Py => {
-                    i = memchr_from(b, b'\n', i).unwrap_or(n);
+                    let end = memchr_from(b, b'\n', i).unwrap_or(n);
+                    comments.push((i, end));
+                    i = end;
                 }
                 b'"' | b'\'' if syntax == Syntax::Py => {
                     if i + 2 < n && b[i + 1] == c && b[i + 2] == c {
@@ -192,7 +201,24 @@ impl Brackets {
             }
         }
         pairs.sort_unstable();
-        Self { pairs }
+        Self { pairs, comments }
+    }
+
+    /// The text with every comment blanked out (newlines kept), so offsets and lines are unchanged.
+    /// Blanking every byte of a comment with an ASCII space keeps the text valid UTF-8.
+    pub(crate) fn masked(&self, text: &str) -> String {
+        if self.comments.is_empty() {
+            return text.to_owned();
+        }
+        let mut bytes = text.as_bytes().to_vec();
+        for &(s, e) in &self.comments {
+            for b in bytes.iter_mut().take(e.min(text.len())).skip(s) {
+                if *b != b'\n' {
+                    *b = b' ';
+                }
+            }
+        }
+        String::from_utf8(bytes).unwrap_or_else(|_| text.to_owned())
     }
 
     /// The offset of the bracket closing the one opened at `open`.
@@ -335,6 +361,20 @@ mod tests {
         assert_eq!(br.close_of(1), Some(src.find(") //").unwrap_or(0)));
         let g = src.find("g{").unwrap_or(0) + 1;
         assert_eq!(br.close_of(g), Some(g + 1));
+    }
+
+    #[test]
+    fn masks_comments_keeping_offsets() {
+        let src = "a(1) // x(é)\n/* é\n */ b('//')";
+        let br = Brackets::new(src, Syntax::Js);
+        let m = br.masked(src);
+        assert_eq!(m.len(), src.len());
+        assert!(!m.contains('x') && !m.contains('é'));
+        assert!(m.contains("b('//')"));
+        assert_eq!(m.matches('\n').count(), 2);
+        let py = "x = 1  # verify(\ny = '#'\n";
+        let m = Brackets::new(py, Syntax::Py).masked(py);
+        assert!(!m.contains("verify") && m.contains("'#'"));
     }
 
     #[test]

@@ -72,11 +72,14 @@ fn default_package_name(path: &str) -> String {
     last.trim_start_matches("go-").to_owned()
 }
 
-pub(crate) fn analyze(path: &str, text: &str, lines: &LineIndex) -> CodeFacts {
-    let interesting = interesting(text, path);
-    if !interesting && !ROUTERISH.is_match(text) {
+pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
+    let interesting = interesting(raw, path);
+    if !interesting && !ROUTERISH.is_match(raw) {
         return CodeFacts::default();
     }
+    let brackets = Brackets::new(raw, Syntax::Go);
+    let masked = brackets.masked(raw);
+    let text = masked.as_str();
     let mut facts = CodeFacts::default();
     let imports = imports(text);
     let mut verifiers = Verifiers::default();
@@ -99,7 +102,6 @@ pub(crate) fn analyze(path: &str, text: &str, lines: &LineIndex) -> CodeFacts {
     } else {
         GO_NET_HTTP
     };
-    let brackets = Brackets::new(text, Syntax::Go);
     let mut locals: HashMap<String, String> = HashMap::new();
     if interesting {
         for c in SHORT_ASSIGN.captures_iter(text).chain(VAR_ASSIGN.captures_iter(text)) {
@@ -109,7 +111,7 @@ pub(crate) fn analyze(path: &str, text: &str, lines: &LineIndex) -> CodeFacts {
         }
     }
     let local_env: HashMap<String, SecretExpr> = HashMap::new();
-    let ctx = FileCtx { path, text, lang: Lang::Go, brackets: &brackets, verifiers: &verifiers, locals: &locals, local_env: &local_env };
+    let ctx = FileCtx { path, text, raw, lang: Lang::Go, brackets: &brackets, verifiers: &verifiers, locals: &locals, local_env: &local_env };
 
     // gin groups: `api := r.Group("/api")`; chi sub-routers: `r.Route("/webhooks", func(r chi.Router) {...})`.
     let mut groups: HashMap<String, String> = HashMap::new();

@@ -228,13 +228,16 @@ fn def_line(text: &str, lines: &LineIndex, name: &str) -> Option<u32> {
         .map(|m| lines.line_of(m.start()))
 }
 
-pub(crate) fn analyze(path: &str, text: &str, lines: &LineIndex) -> CodeFacts {
-    let interesting = interesting(text, path);
+pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
+    let interesting = interesting(raw, path);
     let name = path.rsplit('/').next().unwrap_or(path);
-    let routes_config = matches!(name, "routes.ts" | "routes.js" | "routes.mts") && text.contains("@react-router/dev/routes");
-    if !interesting && !routes_config && !ROUTERISH.is_match(text) {
+    let routes_config = matches!(name, "routes.ts" | "routes.js" | "routes.mts") && raw.contains("@react-router/dev/routes");
+    if !interesting && !routes_config && !ROUTERISH.is_match(raw) {
         return CodeFacts::default();
     }
+    let brackets = Brackets::new(raw, Syntax::Js);
+    let masked = brackets.masked(raw);
+    let text = masked.as_str();
     let mut facts = CodeFacts::default();
     if routes_config {
         facts.rr_routes = RR_ROUTE
@@ -244,10 +247,9 @@ pub(crate) fn analyze(path: &str, text: &str, lines: &LineIndex) -> CodeFacts {
     }
     let imports = imports(text);
     let verifiers = verifiers(&imports);
-    let brackets = Brackets::new(text, Syntax::Js);
 
     let (locals, local_env) = if interesting { locals(text) } else { Default::default() };
-    let ctx = FileCtx { path, text, lang: Lang::Js, brackets: &brackets, verifiers: &verifiers, locals: &locals, local_env: &local_env };
+    let ctx = FileCtx { path, text, raw, lang: Lang::Js, brackets: &brackets, verifiers: &verifiers, locals: &locals, local_env: &local_env };
 
     if interesting {
         if let Some((kind, line, framework)) = fs_module(path, text, lines, &imports) {

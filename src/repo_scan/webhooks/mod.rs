@@ -273,7 +273,10 @@ pub(crate) struct Cand {
 /// Everything the shared evaluation needs about a file.
 pub(crate) struct FileCtx<'a> {
     pub path: &'a str,
+    /// The file with comments blanked out: what the code does.
     pub text: &'a str,
+    /// The file as written: comments still count as Clerk evidence.
+    pub raw: &'a str,
     pub lang: Lang,
     pub brackets: &'a Brackets,
     pub verifiers: &'a Verifiers,
@@ -312,6 +315,7 @@ pub(crate) fn evaluate(ctx: &FileCtx<'_>, cands: &[Cand]) -> Vec<UnitDraft> {
         .map(|c| {
             let own = if cands.len() <= 1 { (0, n) } else { (c.start.min(n), c.end.min(n)) };
             let own_text = slice(ctx.text, own);
+            let own_raw = slice(ctx.raw, own);
             let mut region: Vec<(usize, usize)> = vec![own];
             region.extend(shared.iter().copied());
 
@@ -335,7 +339,7 @@ pub(crate) fn evaluate(ctx: &FileCtx<'_>, cands: &[Cand]) -> Vec<UnitDraft> {
                 secret,
                 fallback_secret,
                 events,
-                clerk_word: path_clerk || CLERK_WORD.is_match(own_text),
+                clerk_word: path_clerk || CLERK_WORD.is_match(own_raw),
                 clerk_type: ctx.verifiers.clerk_import && CLERK_TYPES.is_match(own_text),
                 svix_headers: SVIX_HEADERS.is_match(own_text),
                 handler_like: c.handler_like,

@@ -91,16 +91,18 @@ fn framework_of(imports: &[(String, String)]) -> Option<&'static str> {
     }
 }
 
-pub(crate) fn analyze(path: &str, text: &str, lines: &LineIndex) -> CodeFacts {
-    let interesting = interesting(text, path);
-    if !interesting && !ROUTERISH.is_match(text) {
+pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
+    let interesting = interesting(raw, path);
+    if !interesting && !ROUTERISH.is_match(raw) {
         return CodeFacts::default();
     }
+    let brackets = Brackets::new(raw, Syntax::Py);
+    let masked = brackets.masked(raw);
+    let text = masked.as_str();
     let mut facts = CodeFacts::default();
     let imports = imports(text);
     let verifiers = verifiers(&imports);
     let framework = framework_of(&imports);
-    let brackets = Brackets::new(text, Syntax::Py);
     let mut locals: HashMap<String, String> = HashMap::new();
     if interesting {
         for c in LOCAL_ASSIGN.captures_iter(text) {
@@ -110,7 +112,7 @@ pub(crate) fn analyze(path: &str, text: &str, lines: &LineIndex) -> CodeFacts {
         }
     }
     let local_env: HashMap<String, SecretExpr> = HashMap::new();
-    let ctx = FileCtx { path, text, lang: Lang::Py, brackets: &brackets, verifiers: &verifiers, locals: &locals, local_env: &local_env };
+    let ctx = FileCtx { path, text, raw, lang: Lang::Py, brackets: &brackets, verifiers: &verifiers, locals: &locals, local_env: &local_env };
 
     // Router variables with a prefix: `router = APIRouter(prefix="/webhooks")`.
     let mut prefixes: HashMap<String, String> = HashMap::new();

@@ -81,3 +81,251 @@ fn every_fixture_has_an_expected_artifact_and_matches_it() {
         }
     }
 }
+
+#[test]
+fn nextjs_pages_router() {
+    let a = fixture("nextjs-pages-router");
+    let h = handler(&a, "pages/api/webhooks/clerk.ts");
+    assert_eq!((h.framework.as_str(), h.route.as_deref()), ("nextjs-pages-router", Some("/api/webhooks/clerk")));
+    assert_eq!(h.line, 10, "the function `export default handler` names");
+    assert_eq!(h.verification, Verification::Svix);
+    assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SECRET"), "through `const webhookSecret = process.env...`");
+    assert_eq!(a.webhook_handlers.len(), 1, "pages/api/hello.ts is not a webhook handler");
+    let v = key(&a, "vercel.json", 4);
+    assert_eq!((v.environment, v.context), (KeyEnvironment::Test, ReferenceContext::Production));
+    assert_eq!(key(&a, ".env.local", 1).context, ReferenceContext::Development);
+}
+
+#[test]
+fn express_router_mounted_from_another_module() {
+    let a = fixture("express");
+    let h = handler(&a, "src/routes/webhooks.js");
+    assert_eq!((h.framework.as_str(), h.route.as_deref()), ("express", Some("/api/webhooks/clerk")));
+    assert_eq!(h.verification, Verification::ClerkVerifyWebhook);
+    assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SECRET"), "the signingSecret option wins over the default");
+    assert_eq!(events(h), ["organization.created", "organizationMembership.created"]);
+    let d = key(&a, "Dockerfile", 9);
+    assert_eq!((d.variable.as_deref(), d.context), (Some("CLERK_PUBLISHABLE_KEY"), ReferenceContext::Production));
+}
+
+#[test]
+fn fastify_route_object_under_register_prefix() {
+    let a = fixture("fastify");
+    let h = handler(&a, "src/webhooks.ts");
+    assert_eq!((h.framework.as_str(), h.route.as_deref()), ("fastify", Some("/webhooks/clerk")));
+    assert_eq!((h.verification, h.secret_source.clone()), (Verification::Svix, env("CLERK_WEBHOOK_SIGNING_SECRET")));
+    assert_eq!(key(&a, "fly.toml", 5).context, ReferenceContext::Production);
+}
+
+#[test]
+fn remix_and_react_router() {
+    let a = fixture("remix");
+    let h = handler(&a, "app/routes/api.webhooks.clerk.ts");
+    assert_eq!((h.framework.as_str(), h.route.as_deref(), h.line), ("remix", Some("/api/webhooks/clerk"), 4));
+    assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SECRET"));
+    let a = fixture("react-router");
+    let h = handler(&a, "app/routes/webhooks.clerk.ts");
+    assert_eq!(h.framework, "react-router");
+    assert_eq!(h.route.as_deref(), Some("/api/clerk-webhook"), "app/routes.ts overrides the file name");
+    assert_eq!(h.verification, Verification::ClerkVerifyWebhook);
+}
+
+#[test]
+fn sveltekit_env_static_private_and_placeholders() {
+    let a = fixture("sveltekit");
+    let h = handler(&a, "src/routes/api/webhooks/clerk/+server.ts");
+    assert_eq!((h.framework.as_str(), h.route.as_deref()), ("sveltekit", Some("/api/webhooks/clerk")));
+    assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SECRET"), "imported from $env/static/private");
+    assert!(a.key_references.is_empty(), "pk_test_xxx... placeholders in .env.example are not keys");
+}
+
+#[test]
+fn astro_with_netlify_contexts_and_a_malformed_key() {
+    let a = fixture("astro");
+    let h = handler(&a, "src/pages/api/webhooks/clerk.ts");
+    assert_eq!((h.framework.as_str(), h.route.as_deref()), ("astro", Some("/api/webhooks/clerk")));
+    assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SIGNING_SECRET"));
+    assert_eq!(key(&a, "netlify.toml", 6).context, ReferenceContext::Production);
+    assert_eq!(key(&a, "netlify.toml", 10).context, ReferenceContext::Unknown, "deploy previews");
+    let bad = key(&a, "netlify.toml", 13);
+    assert!(bad.malformed, "a pk_live_ that does not decode is kept, marked malformed");
+    assert_eq!(bad.frontend_api_host, None);
+}
+
+#[test]
+fn nuxt_runtime_config() {
+    let a = fixture("nuxt");
+    let h = handler(&a, "server/api/webhooks/clerk.post.ts");
+    assert_eq!((h.framework.as_str(), h.route.as_deref()), ("nuxt", Some("/api/webhooks/clerk")));
+    assert_eq!(h.secret_source, env("NUXT_CLERK_WEBHOOK_SECRET"), "runtimeConfig.clerkWebhookSecret");
+    assert_eq!(a.webhook_handlers.len(), 1, "profile.get.ts is not a webhook handler");
+    let sk = key(&a, ".env.production", 2);
+    assert_eq!((sk.variable.as_deref(), sk.confidence), (Some("NUXT_CLERK_SECRET_KEY"), Some(Confidence::High)));
+}
+
+#[test]
+fn convex_http_action_with_verifying_helper() {
+    let a = fixture("convex");
+    assert_eq!(a.webhook_handlers.len(), 1, "validateRequest is a helper, not a second handler");
+    let h = handler(&a, "convex/http.ts");
+    assert_eq!((h.framework.as_str(), h.route.as_deref(), h.line), ("convex", Some("/clerk-users-webhook"), 9));
+    assert_eq!(h.verification, Verification::Svix, "inherited from validateRequest()");
+    assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SECRET"));
+}
+
+#[test]
+fn hono_on_workers() {
+    let a = fixture("hono");
+    let h = handler(&a, "src/index.ts");
+    assert_eq!((h.framework.as_str(), h.route.as_deref()), ("hono", Some("/api/webhooks/clerk")));
+    assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SIGNING_SECRET"), "c.env.X");
+    assert_eq!(key(&a, "wrangler.toml", 6).context, ReferenceContext::Production);
+    assert_eq!(key(&a, "wrangler.toml", 9).context, ReferenceContext::Unknown, "[env.staging]");
+}
+
+#[test]
+fn fastapi_router_prefixes_and_settings_module() {
+    let a = fixture("fastapi");
+    let h = handler(&a, "app/routers/webhooks.py");
+    assert_eq!((h.framework.as_str(), h.route.as_deref(), h.line), ("fastapi", Some("/api/webhooks/clerk"), 10));
+    assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SECRET"), "imported from app/config.py");
+    let k = key(&a, "deploy/k8s/deployment.yaml", 13);
+    assert_eq!(k.variable.as_deref(), Some("CLERK_SECRET_KEY"), "from the `- name:` line above");
+    assert_eq!(k.context, ReferenceContext::Production);
+}
+
+#[test]
+fn flask_blueprint_with_standard_webhooks() {
+    let a = fixture("flask");
+    assert_eq!(a.webhook_handlers.len(), 1, "the GET status route is not a handler");
+    let h = handler(&a, "app.py");
+    assert_eq!((h.framework.as_str(), h.route.as_deref()), ("flask", Some("/webhooks/clerk")));
+    assert_eq!(h.verification, Verification::Standardwebhooks);
+    assert_eq!(key(&a, ".github/workflows/deploy.yml", 10).context, ReferenceContext::Test);
+    assert_eq!(key(&a, ".github/workflows/deploy.yml", 19).context, ReferenceContext::Production);
+}
+
+#[test]
+fn django_view_routed_through_include() {
+    let a = fixture("django");
+    let h = handler(&a, "accounts/views.py");
+    assert_eq!((h.framework.as_str(), h.route.as_deref(), h.line), ("django", Some("/webhooks/clerk/"), 12));
+    assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SECRET"), "settings.CLERK_WEBHOOK_SECRET read from settings.py");
+    assert_eq!(a.webhook_handlers.len(), 1, "profile() is not a webhook handler");
+}
+
+#[test]
+fn go_routers() {
+    let a = fixture("go-net-http");
+    let h = handler(&a, "webhook.go");
+    assert_eq!((h.framework.as_str(), h.route.as_deref(), h.line), ("go-net-http", Some("/webhooks/clerk"), 17));
+    assert_eq!((h.verification, h.secret_source.clone()), (Verification::Svix, env("CLERK_WEBHOOK_SECRET")));
+    assert_eq!(key(&a, "config/production.env", 1).context, ReferenceContext::Production);
+
+    let a = fixture("go-chi");
+    let h = handler(&a, "internal/handlers/handlers.go");
+    assert_eq!((h.framework.as_str(), h.route.as_deref()), ("go-chi", Some("/webhooks/clerk")), "r.Route prefix");
+
+    let a = fixture("go-gin");
+    let h = handler(&a, "main.go");
+    assert_eq!((h.framework.as_str(), h.route.as_deref()), ("go-gin", Some("/api/webhooks/clerk")), "Group prefix");
+    assert_eq!(h.verification, Verification::Standardwebhooks);
+    assert_eq!(events(h), ["session.ended"], "an event named only in a comment is not handled");
+}
+
+#[test]
+fn negative_stripe_keys_without_clerk_are_not_clerk_keys() {
+    let a = fixture("neg-stripe-only");
+    assert!(a.key_references.is_empty(), "{:#?}", a.key_references);
+    assert!(a.webhook_handlers.is_empty(), "a Stripe webhook is not a Clerk webhook");
+}
+
+#[test]
+fn negative_keys_in_comments_are_examples() {
+    let a = fixture("neg-commented-example");
+    for k in &a.key_references {
+        if k.file == ".env.example" || k.file == "README.md" {
+            assert_eq!(k.context, ReferenceContext::Example, "{k:?}");
+        }
+    }
+    // A commented-out development key in .env.production sets nothing in production.
+    let old = key(&a, ".env.production", 2);
+    assert_eq!((old.environment, old.context), (KeyEnvironment::Test, ReferenceContext::Example));
+    assert!(!a.key_references.iter().any(|k| k.environment == KeyEnvironment::Test && k.context == ReferenceContext::Production));
+    // Placeholders (`pk_test_xxx`, `sk_test_YOUR_SECRET_KEY`) are no references at all.
+    assert!(!a.key_references.iter().any(|k| k.file == ".env.example" && k.line <= 3));
+}
+
+#[test]
+fn negative_restringified_body_is_still_a_signature_check() {
+    let a = fixture("neg-json-stringify");
+    let h = handler(&a, "index.js");
+    assert_eq!(h.verification, Verification::Svix, "JSON.stringify(req.body) is verified, just fragile");
+    assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SECRET"));
+    assert_eq!(h.route.as_deref(), Some("/api/webhooks/clerk"));
+}
+
+#[test]
+fn negative_handler_without_verification() {
+    let a = fixture("neg-no-verification");
+    let h = handler(&a, "app/api/webhooks/clerk/route.ts");
+    assert_eq!(h.verification, Verification::None, "commented-out verification does not count");
+    assert_eq!(h.secret_source, None);
+    assert_eq!(events(h), ["user.created", "user.deleted"]);
+}
+
+#[test]
+fn negative_hardcoded_whsec_is_fingerprinted() {
+    let a = fixture("neg-hardcoded-whsec");
+    let secret = "whsec_Zml4dHVyZS1vbmx5LW5vdC1yZWFsLXNlY3JldA==";
+    let fp = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(secret.as_bytes())));
+    let want = Some(SecretSource::LiteralFingerprint { literal_fingerprint: fp });
+    assert_eq!(handler(&a, "app/api/webhooks/clerk/route.ts").secret_source, want, "through a module constant");
+    assert_eq!(handler(&a, "worker/hooks.py").secret_source, want, "written in the call");
+    assert!(!clerk_audit::repo_scan::to_json(&a).contains("whsec_"));
+}
+
+#[test]
+fn monorepo_projects_scope_the_evidence() {
+    let a = fixture("monorepo-two-apps");
+    let h = handler(&a, "apps/web/src/app/api/webhooks/clerk/route.ts");
+    assert_eq!(h.route.as_deref(), Some("/api/webhooks/clerk"), "relative to apps/web");
+    assert_eq!(h.secret_source, env("WEB_CLERK_WEBHOOK_SECRET"));
+    // The worker app has no Clerk in sight; Clerk is elsewhere in the repo: low confidence.
+    let k = key(&a, "apps/worker/.env.production", 1);
+    assert_eq!((k.kind, k.confidence), (KeyKind::Secret, Some(Confidence::Low)));
+    let c = key(&a, "docker-compose.prod.yml", 6);
+    assert_eq!((c.context, c.confidence), (ReferenceContext::Production, Some(Confidence::High)));
+}
+
+#[test]
+fn artifacts_never_hold_raw_secrets_and_follow_the_schema() {
+    for name in support::fixture_names() {
+        let a = scan_fixture(&name);
+        let json = clerk_audit::repo_scan::to_json(&a);
+        for token in support::raw_tokens(&support::fixtures_root().join(&name)) {
+            assert!(!json.contains(&token), "{name}: raw {token} in the artifact");
+            // Not even the payload of a publishable key.
+            let payload = token.splitn(3, '_').nth(2).unwrap_or("");
+            assert!(payload.len() < 8 || !json.contains(payload), "{name}: payload of {token} in the artifact");
+        }
+        assert!(!json.contains("sk_live_") && !json.contains("sk_test_") && !json.contains("whsec_"), "{name}");
+        let value: serde_json::Value = serde_json::from_str(&json).expect("json");
+        let parsed = RepoArtifact::from_json(value).expect("clerk-repo-artifact/v1");
+        assert_eq!(parsed, a, "{name}: round trip");
+        for k in &a.key_references {
+            match k.kind {
+                KeyKind::Secret => {
+                    let fp = k.fingerprint.as_deref().unwrap_or("");
+                    assert!(fp.len() == 71 && fp.starts_with("sha256:"), "{name}: {fp}");
+                    assert!(fp[7..].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+                    assert!(k.confidence.is_some() && k.frontend_api_host.is_none());
+                }
+                KeyKind::Publishable => {
+                    assert!(k.fingerprint.is_none() && k.confidence.is_none());
+                    assert!(k.malformed != k.frontend_api_host.is_some(), "{name}: {k:?}");
+                }
+            }
+        }
+    }
+}

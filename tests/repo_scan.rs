@@ -329,3 +329,213 @@ fn artifacts_never_hold_raw_secrets_and_follow_the_schema() {
         }
     }
 }
+
+// ------------------------------------------------------------------------------------------------
+// Generated trees: the walking rules (trees git could not hold as fixtures, or too big to commit).
+
+use clerk_audit::repo_scan::{RepoScanError, ScanOptions, scan, scan_with_stats, to_json};
+use support::TempDir;
+
+const PK_TEST: &str = "pk_test_Y2xlcmsuZXhhbXBsZS5jb20k";
+const SK_LIVE: &str = "sk_live_fixtureOnlyZ9y8X7w6V5u4T3s2R1q0P9o8N7m6";
+
+fn files_with_keys(a: &RepoArtifact) -> Vec<&str> {
+    let mut files: Vec<&str> = a.key_references.iter().map(|k| k.file.as_str()).collect();
+    files.dedup();
+    files
+}
+
+#[test]
+fn respects_gitignore_and_skips_dependency_and_build_folders() {
+    let t = TempDir::new("ignore");
+    t.write("package.json", r#"{"dependencies":{"@clerk/nextjs":"6"}}"#);
+    t.write(".gitignore", "secrets/\n.env.local\n*.bak\n");
+    t.write(".env.local", format!("CLERK_SECRET_KEY={SK_LIVE}\n"));
+    t.write("secrets/prod.env", format!("CLERK_SECRET_KEY={SK_LIVE}\n"));
+    t.write("old.env.bak", format!("CLERK_SECRET_KEY={SK_LIVE}\n"));
+    t.write("apps/web/.gitignore", "generated/\n");
+    t.write("apps/web/generated/keys.ts", format!("export const k = '{PK_TEST}'\n"));
+    for dir in ["node_modules/@clerk/shared", "vendor/clerk", "build", "dist", ".next/server", "apps/web/node_modules/x", ".venv/lib", "target/debug"] {
+        t.write(&format!("{dir}/keys.js"), format!("const CLERK_PUBLISHABLE_KEY = '{PK_TEST}'\n"));
+    }
+    t.write("venv2/pyvenv.cfg", "home = /usr/bin\n");
+    t.write("venv2/lib/keys.py", format!("CLERK_PUBLISHABLE_KEY = '{PK_TEST}'\n"));
+    t.write("src/app.ts", format!("const CLERK_PUBLISHABLE_KEY = '{PK_TEST}'\n"));
+    let a = scan(t.path(), &support::options()).expect("scan");
+    assert_eq!(files_with_keys(&a), ["src/app.ts"]);
+
+    // Without .gitignore handling the ignored files are read (the folders are still skipped).
+    let opts = ScanOptions { respect_gitignore: false, ..support::options() };
+    let a = scan(t.path(), &opts).expect("scan");
+    assert_eq!(files_with_keys(&a), [".env.local", "apps/web/generated/keys.ts", "old.env.bak", "secrets/prod.env", "src/app.ts"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn follows_no_symlink_out_of_the_tree() {
+    let outside = TempDir::new("outside");
+    outside.write("leak/.env.production", format!("CLERK_SECRET_KEY={SK_LIVE}\n"));
+    let t = TempDir::new("symlinks");
+    t.write("src/ok.ts", format!("const CLERK_PUBLISHABLE_KEY = '{PK_TEST}'\n"));
+    std::os::unix::fs::symlink(outside.path().join("leak"), t.path().join("linked-dir")).expect("symlink");
+    std::os::unix::fs::symlink(outside.path().join("leak/.env.production"), t.path().join(".env.production"))
+        .expect("symlink");
+    // A loop must not hang the walk either.
+    std::os::unix::fs::symlink(t.path(), t.path().join("src/loop")).expect("symlink");
+    let a = scan(t.path(), &support::options()).expect("scan");
+    assert_eq!(files_with_keys(&a), ["src/ok.ts"]);
+}
+
+#[test]
+fn skips_binary_and_oversized_files_and_reads_invalid_utf8() {
+    let t = TempDir::new("binary");
+    t.write("package.json", r#"{"dependencies":{"@clerk/backend":"2"}}"#);
+    let mut bin = b"\x00\x01\x02ELF".to_vec();
+    bin.extend_from_slice(format!("CLERK_SECRET_KEY={SK_LIVE}").as_bytes());
+    t.write("tool.bin.dat", &bin);
+    t.write("logo.png", format!("CLERK_SECRET_KEY={SK_LIVE}"));
+    let mut big = format!("CLERK_SECRET_KEY={SK_LIVE}\n").into_bytes();
+    big.resize(5000, b'a');
+    t.write("big.env", &big);
+    let mut latin1 = b"# caf\xe9 \xff\xfe\n".to_vec();
+    latin1.extend_from_slice(format!("CLERK_SECRET_KEY={SK_LIVE}\n").as_bytes());
+    latin1.extend_from_slice(b"\xc3(\n");
+    t.write("legacy.env", &latin1);
+    let opts = ScanOptions { max_file_size: 4096, ..support::options() };
+    let (a, stats) = scan_with_stats(t.path(), &opts).expect("scan");
+    assert_eq!(files_with_keys(&a), ["legacy.env"]);
+    assert_eq!(key(&a, "legacy.env", 2).variable.as_deref(), Some("CLERK_SECRET_KEY"));
+    assert_eq!(stats.skipped_too_large, 1);
+    assert_eq!(stats.skipped_binary, 2);
+}
+
+#[test]
+fn survives_huge_minified_lines_and_hostile_input() {
+    let t = TempDir::new("minified");
+    t.write("package.json", r#"{"dependencies":{"@clerk/clerk-js":"5"}}"#);
+    // ~900 KB on one line, with keys, brackets and quotes in odd places.
+    let mut line = String::new();
+    while line.len() < 900_000 {
+        line.push_str("var a=function(){return'(['+\"{\"+`${x}`};");
+        line.push_str(&format!("window.CLERK_PUBLISHABLE_KEY=\"{PK_TEST}\";"));
+        line.push_str("sk_test_/* pk_live_ whsec_ */(((((");
+    }
+    t.write("public/app.min.js", &line);
+    t.write("src/weird.ts", "export async function POST(\napp.post('/x', (req, res) => { `${`${\n");
+    t.write("app/api/webhooks/clerk/route.ts", "export async function POST(req) { const e = req.json(); 'user.created' ");
+    t.write("src/unterminated.py", "def f(request):\n    '''\n@app.post(\"/x\")\n");
+    t.write("src/odd.go", "package x\nfunc (\nhttp.HandleFunc(\"/clerk\", func(w http.ResponseWriter, r *http.Request) {");
+    let start = std::time::Instant::now();
+    let a = scan(t.path(), &support::options()).expect("scan");
+    assert!(start.elapsed().as_secs() < 20, "took {:?}", start.elapsed());
+    let min: Vec<_> = a.key_references.iter().filter(|k| k.file == "public/app.min.js").collect();
+    assert!(!min.is_empty() && min.len() <= 500, "capped per file: {}", min.len());
+    assert!(min.iter().all(|k| k.line == 1));
+    // The half-written route is still recognised as a (non-verifying) Clerk handler.
+    let h = handler(&a, "app/api/webhooks/clerk/route.ts");
+    assert_eq!(h.verification, Verification::None);
+}
+
+#[test]
+fn survives_deep_trees() {
+    let t = TempDir::new("deep");
+    t.write("package.json", r#"{"dependencies":{"@clerk/nextjs":"6"}}"#);
+    let mut shallow = String::new();
+    for _ in 0..40 {
+        shallow.push_str("d/");
+    }
+    t.write(&format!("{shallow}.env.production"), format!("CLERK_SECRET_KEY={SK_LIVE}\n"));
+    let mut deep = String::new();
+    for _ in 0..300 {
+        deep.push_str("e/");
+    }
+    t.write(&format!("{deep}.env.production"), format!("CLERK_SECRET_KEY={SK_LIVE}\n"));
+    let a = scan(t.path(), &support::options()).expect("scan");
+    assert_eq!(a.key_references.len(), 1, "depth 40 is read, depth 300 is beyond max_depth");
+    assert!(a.key_references[0].file.starts_with("d/d/"));
+}
+
+#[test]
+fn same_tree_same_bytes() {
+    let one = TempDir::new("det-a");
+    let two = TempDir::new("det-b");
+    for name in ["monorepo-two-apps", "nextjs-app-router", "django"] {
+        support::copy_tree(&support::fixtures_root().join(name), &one.path().join(name));
+        support::copy_tree(&support::fixtures_root().join(name), &two.path().join("elsewhere").join(name));
+    }
+    let first = to_json(&scan(one.path(), &support::options()).expect("scan"));
+    for threads in [1, 2, 4] {
+        let opts = ScanOptions { threads, ..support::options() };
+        assert_eq!(to_json(&scan(one.path(), &opts).expect("scan")), first, "threads={threads}");
+    }
+    let moved = to_json(&scan(&two.path().join("elsewhere"), &support::options()).expect("scan"));
+    assert_eq!(moved, first, "the location of the tree does not matter");
+    // Sorted by file then line.
+    let a = scan(one.path(), &support::options()).expect("scan");
+    let order: Vec<(&str, u32)> = a.key_references.iter().map(|k| (k.file.as_str(), k.line)).collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted);
+    assert!(a.key_references.iter().any(|k| k.file.starts_with("django/")) || a.webhook_handlers.iter().any(|h| h.file.starts_with("django/")));
+}
+
+#[test]
+fn repo_and_commit_from_git_files() {
+    let t = TempDir::new("git");
+    let sha = "3f2a9c0d1e2b3a4f5e6d7c8b9a0f1e2d3c4b5a69";
+    t.write(".git/HEAD", "ref: refs/heads/main\n");
+    t.write(".git/refs/heads/main", format!("{sha}\n"));
+    t.write(".git/config", "[core]\n\tbare = false\n[remote \"origin\"]\n\turl = https://x-access-token:ghs_notreal@github.com/Acme/web.git\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n");
+    t.write(".git/objects/ab/cdef", format!("CLERK_SECRET_KEY={SK_LIVE}"));
+    let a = scan(t.path(), &support::options()).expect("scan");
+    assert_eq!(a.repo.as_deref(), Some("github.com/Acme/web"));
+    assert_eq!(a.commit.as_deref(), Some(sha));
+    assert_eq!(a.scanned_at.as_deref(), Some(support::SCANNED_AT));
+    assert!(a.key_references.is_empty(), ".git is never scanned");
+    assert!(!to_json(&a).contains("ghs_notreal"), "credentials in the remote URL are dropped");
+
+    // Packed refs, and options override what .git says.
+    std::fs::remove_file(t.path().join(".git/refs/heads/main")).expect("rm");
+    t.write(".git/packed-refs", format!("# pack-refs with: peeled fully-peeled sorted\n{sha} refs/heads/main\n"));
+    let a = scan(t.path(), &support::options()).expect("scan");
+    assert_eq!(a.commit.as_deref(), Some(sha));
+    let opts = ScanOptions { repo: Some("gitlab.com/acme/x".into()), commit: Some("abc".into()), ..support::options() };
+    let a = scan(t.path(), &opts).expect("scan");
+    assert_eq!((a.repo.as_deref(), a.commit.as_deref()), (Some("gitlab.com/acme/x"), Some("abc")));
+
+    // A worktree: `.git` is a file pointing at the real git dir, whose `commondir` holds refs and config.
+    let main = TempDir::new("git-main");
+    main.write(".git/config", "[remote \"origin\"]\n\turl = git@github.com:acme/api.git\n");
+    main.write(".git/refs/heads/feature", format!("{sha}\n"));
+    main.write(".git/worktrees/wt/HEAD", "ref: refs/heads/feature\n");
+    main.write(".git/worktrees/wt/commondir", "../..\n");
+    let wt = TempDir::new("git-wt");
+    wt.write(".git", format!("gitdir: {}\n", main.path().join(".git/worktrees/wt").display()));
+    let a = scan(wt.path(), &support::options()).expect("scan");
+    assert_eq!((a.repo.as_deref(), a.commit.as_deref()), (Some("github.com/acme/api"), Some(sha)));
+
+    // No .git: both null.
+    let bare = TempDir::new("nogit");
+    bare.write("README.md", "hello");
+    let a = scan(bare.path(), &support::options()).expect("scan");
+    assert_eq!((a.repo, a.commit), (None, None));
+}
+
+#[test]
+fn errors_for_a_missing_or_non_directory_root() {
+    let t = TempDir::new("errors");
+    let file = t.write("file.txt", "x");
+    assert!(matches!(scan(&t.path().join("missing"), &ScanOptions::default()), Err(RepoScanError::Root { .. })));
+    assert!(matches!(scan(&file, &ScanOptions::default()), Err(RepoScanError::NotADirectory(_))));
+}
+
+#[test]
+fn empty_tree_gives_an_empty_artifact() {
+    let t = TempDir::new("empty");
+    let a = scan(t.path(), &ScanOptions::default()).expect("scan");
+    assert_eq!(a.schema, "clerk-repo-artifact/v1");
+    assert!(a.key_references.is_empty() && a.webhook_handlers.is_empty());
+    assert_eq!(a.scanned_at, None);
+    let json: serde_json::Value = serde_json::from_str(&to_json(&a)).expect("json");
+    assert_eq!(json["repo"], serde_json::Value::Null);
+}

@@ -192,6 +192,8 @@ fn under(path: &str, dir: &str) -> bool {
 
 struct Repo {
     files: Vec<FileFacts>,
+    /// Manifest folder -> frameworks its manifests depend on.
+    frameworks: HashMap<String, Vec<&'static str>>,
     by_path: HashMap<String, usize>,
     project_dirs: HashSet<String>,
     marked_dirs: HashSet<String>,
@@ -205,15 +207,7 @@ impl Repo {
 
     /// Frameworks named by the manifests above a file, nearest first.
     fn frameworks_for(&self, path: &str) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        for d in ancestors(dir_of(path)) {
-            for f in &self.files {
-                if f.manifest && dir_of(&f.path) == d {
-                    out.extend(f.frameworks.iter().copied());
-                }
-            }
-        }
-        out
+        ancestors(dir_of(path)).filter_map(|d| self.frameworks.get(d)).flatten().copied().collect()
     }
 
     fn code(&self, i: usize) -> Option<&CodeFacts> {
@@ -260,7 +254,11 @@ fn assemble(files: Vec<FileFacts>, repo: Option<String>, commit: Option<String>,
         }
     }
     let repo_marked = !marked_dirs.is_empty();
-    let r = Repo { files, by_path, project_dirs, marked_dirs, repo_marked };
+    let mut frameworks: HashMap<String, Vec<&'static str>> = HashMap::new();
+    for f in files.iter().filter(|f| f.manifest) {
+        frameworks.entry(dir_of(&f.path).to_owned()).or_default().extend(f.frameworks.iter().copied());
+    }
+    let r = Repo { files, frameworks, by_path, project_dirs, marked_dirs, repo_marked };
 
     let key_references = key_references(&r);
     let webhook_handlers = webhook_handlers(&r);
@@ -417,10 +415,6 @@ fn webhook_handlers(r: &Repo) -> Vec<WebhookHandler> {
                     local_prefix.entry((fi, var.clone())).or_insert_with(|| m.prefix.clone());
                 }
                 MountTarget::Module(spec) => {
-                    let spec = match lang {
-                        Lang::Js => code.imports.iter().find(|(l, _)| l == spec).map_or(spec.as_str(), |(_, s)| s.as_str()),
-                        _ => spec.as_str(),
-                    };
                     if let Some(ti) = resolve_module(r, &f.path, spec, lang) {
                         if ti != fi {
                             mounts.push((fi, ti, m.prefix.clone()));

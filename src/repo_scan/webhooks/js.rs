@@ -162,7 +162,7 @@ fn follows(segs: &[&str], a: &str, b: &str) -> bool {
 }
 
 /// A file-system routed module: its kind, the line of its POST handler and its framework.
-fn fs_module(path: &str, text: &str, lines: &LineIndex, imports: &[Import]) -> Option<(FsKind, u32, &'static str)> {
+fn fs_module(path: &str, text: &str, lines: &LineIndex, imports: &[Import]) -> Option<(FsKind, u32, Option<&'static str>)> {
     let segs = segments(path);
     let name = *segs.last()?;
     let dirs = &segs[..segs.len() - 1];
@@ -174,11 +174,11 @@ fn fs_module(path: &str, text: &str, lines: &LineIndex, imports: &[Import]) -> O
         })
     };
     if name.starts_with("+server.") {
-        return post(true).map(|m| (FsKind::SvelteKit, line_of(m), SVELTEKIT));
+        return post(true).map(|m| (FsKind::SvelteKit, line_of(m), Some(SVELTEKIT)));
     }
     let in_remix_routes = follows(dirs, "app", "routes");
     if name.starts_with("route.") && dirs.contains(&"app") && !in_remix_routes {
-        return post(true).map(|m| (FsKind::NextApp, line_of(m), NEXT_APP));
+        return post(true).map(|m| (FsKind::NextApp, line_of(m), Some(NEXT_APP)));
     }
     if in_remix_routes {
         let m = EXPORT_ACTION.find(text)?;
@@ -186,7 +186,12 @@ fn fs_module(path: &str, text: &str, lines: &LineIndex, imports: &[Import]) -> O
             i.source == "react-router" || i.source.starts_with("@react-router/") || i.source.contains("/+types/")
         });
         let remix = imports.iter().any(|i| i.source.starts_with("@remix-run/") || i.source == "@clerk/remix");
-        let fw = if rr && !remix { REACT_ROUTER } else { REMIX };
+        // Neither import tells: the project's package.json decides (see `default_framework`).
+        let fw = match (rr, remix) {
+            (true, false) => Some(REACT_ROUTER),
+            (_, true) => Some(REMIX),
+            (false, false) => None,
+        };
         return Some((FsKind::Remix, line_of(m), fw));
     }
     if follows(dirs, "server", "api") || follows(dirs, "server", "routes") {
@@ -199,11 +204,11 @@ fn fs_module(path: &str, text: &str, lines: &LineIndex, imports: &[Import]) -> O
             return None;
         }
         let m = EXPORT_DEFAULT.find(text)?;
-        return Some((FsKind::Nuxt, line_of(m), NUXT));
+        return Some((FsKind::Nuxt, line_of(m), Some(NUXT)));
     }
     if let Some(i) = dirs.iter().position(|d| *d == "pages") {
         if let Some(m) = post(false) {
-            return Some((FsKind::Astro, line_of(m), ASTRO));
+            return Some((FsKind::Astro, line_of(m), Some(ASTRO)));
         }
         if dirs.get(i + 1) == Some(&"api") {
             let c = EXPORT_DEFAULT.captures(text)?;
@@ -213,7 +218,7 @@ fn fs_module(path: &str, text: &str, lines: &LineIndex, imports: &[Import]) -> O
                 .get(2)
                 .and_then(|n| def_line(text, lines, n.as_str()))
                 .unwrap_or_else(|| line_of(whole));
-            return Some((FsKind::NextPages, line, NEXT_PAGES));
+            return Some((FsKind::NextPages, line, Some(NEXT_PAGES)));
         }
     }
     None
@@ -259,7 +264,7 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
                 line,
                 name: None,
                 kind: UnitKind::Fs(kind),
-                framework: Some(framework),
+                framework,
                 handler_like: true,
             };
             facts.units = evaluate(&ctx, &[cand]);
@@ -427,9 +432,6 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
             }
         }
         facts.registrations.push(reg);
-    }
-    if !facts.mounts.is_empty() || facts.registrations.iter().any(|r| matches!(r.target, RegTarget::Named(_))) {
-        facts.imports = imports.iter().map(|i| (i.local.clone(), i.source.clone())).collect();
     }
     facts
 }

@@ -208,8 +208,6 @@ pub(crate) struct CodeFacts {
     pub units: Vec<UnitDraft>,
     pub registrations: Vec<Registration>,
     pub mounts: Vec<Mount>,
-    /// local name -> module spec, for resolving mounts.
-    pub imports: Vec<(String, String)>,
     /// Module-level `NAME = <env read | whsec literal>` assignments, for repo-wide resolution.
     pub assigns: Vec<(String, SecretExpr)>,
     /// React Router `routes.ts`: (path, route module file relative to the config's folder).
@@ -310,26 +308,21 @@ pub(crate) fn evaluate(ctx: &FileCtx<'_>, cands: &[Cand]) -> Vec<UnitDraft> {
         out
     };
     let path_clerk = CLERK_WORD.is_match(ctx.path);
+    // The shared region is the same for every candidate: read it once.
+    let shared_features = features(ctx, &shared);
     cands
         .iter()
         .map(|c| {
             let own = if cands.len() <= 1 { (0, n) } else { (c.start.min(n), c.end.min(n)) };
             let own_text = slice(ctx.text, own);
             let own_raw = slice(ctx.raw, own);
-            let mut region: Vec<(usize, usize)> = vec![own];
-            region.extend(shared.iter().copied());
-
-            let mut events = BTreeSet::new();
-            for &r in &region {
-                for cap in EVENTS.captures_iter(slice(ctx.text, r)) {
-                    if let Some(m) = cap.get(1) {
-                        events.insert(m.as_str().to_owned());
-                    }
-                }
-            }
-            let (verification, secret) = verification_of(ctx, &region);
-            let fallback_secret = fallback_secret(ctx, &region);
-            let calls = verify_like_calls(own_text, ctx.verifiers);
+            let f = features(ctx, &[own]).or(&shared_features);
+            let (verification, secret) = verification_of(ctx, &f);
+            let fallback_secret = if f.webhook_env.len() == 1 {
+                f.webhook_env.iter().next().cloned().map(SecretExpr::Env)
+            } else {
+                f.whsec.clone().map(SecretExpr::Literal)
+            };
             UnitDraft {
                 line: c.line,
                 name: c.name.clone(),
@@ -338,15 +331,84 @@ pub(crate) fn evaluate(ctx: &FileCtx<'_>, cands: &[Cand]) -> Vec<UnitDraft> {
                 verification,
                 secret,
                 fallback_secret,
-                events,
+                events: f.events,
                 clerk_word: path_clerk || CLERK_WORD.is_match(own_raw),
                 clerk_type: ctx.verifiers.clerk_import && CLERK_TYPES.is_match(own_text),
                 svix_headers: SVIX_HEADERS.is_match(own_text),
                 handler_like: c.handler_like,
-                calls,
+                calls: verify_like_calls(own_text, ctx.verifiers),
             }
         })
         .collect()
+}
+
+/// What a set of byte ranges of a file holds, for verification, secret and events.
+#[derive(Debug, Default, Clone)]
+struct Features {
+    events: BTreeSet<String>,
+    /// `(` of the first call to Clerk's `verifyWebhook`.
+    clerk_call: Option<usize>,
+    /// A `.verify(` / `.Verify(` call.
+    verify_call: bool,
+    /// `(` of the first svix / standardwebhooks constructor call.
+    svix_ctor: Option<usize>,
+    standard_ctor: Option<usize>,
+    /// Env vars with a webhook-like name that are read.
+    webhook_env: BTreeSet<String>,
+    /// Fingerprint of the first `whsec_` literal.
+    whsec: Option<String>,
+}
+
+impl Features {
+    /// Own features first, the shared region's where the own region has none.
+    fn or(mut self, shared: &Features) -> Features {
+        self.events.extend(shared.events.iter().cloned());
+        self.clerk_call = self.clerk_call.or(shared.clerk_call);
+        self.verify_call |= shared.verify_call;
+        self.svix_ctor = self.svix_ctor.or(shared.svix_ctor);
+        self.standard_ctor = self.standard_ctor.or(shared.standard_ctor);
+        self.webhook_env.extend(shared.webhook_env.iter().cloned());
+        self.whsec = self.whsec.take().or_else(|| shared.whsec.clone());
+        self
+    }
+}
+
+fn features(ctx: &FileCtx<'_>, ranges: &[(usize, usize)]) -> Features {
+    let mut f = Features::default();
+    let first_call = |names: &[String], need_new: bool| {
+        ranges.iter().find_map(|&r| names.iter().find_map(|name| find_calls(ctx.text, r, name, need_new).first().copied()))
+    };
+    f.clerk_call = first_call(&ctx.verifiers.clerk, false);
+    let need_new = ctx.lang == Lang::Js;
+    f.svix_ctor = first_call(&ctx.verifiers.svix, need_new);
+    f.standard_ctor = first_call(&ctx.verifiers.standard, need_new);
+    let verify_name = if ctx.lang == Lang::Go { "Verify" } else { "verify" };
+    let b = ctx.text.as_bytes();
+    for &r in ranges {
+        let text = slice(ctx.text, r);
+        for cap in EVENTS.captures_iter(text) {
+            if let Some(m) = cap.get(1) {
+                f.events.insert(m.as_str().to_owned());
+            }
+        }
+        if !f.verify_call && !(ctx.verifiers.svix.is_empty() && ctx.verifiers.standard.is_empty()) {
+            f.verify_call = text.match_indices(verify_name).any(|(i, _)| {
+                let at = r.0 + i;
+                at > 0 && b[at - 1] == b'.' && ctx.text[at + verify_name.len()..].trim_start().starts_with('(')
+            });
+        }
+        for cap in ENV_READ.captures_iter(text) {
+            if let Some(m) = cap.iter().skip(1).flatten().next() {
+                if WEBHOOKISH_NAME.is_match(m.as_str()) {
+                    f.webhook_env.insert(m.as_str().to_owned());
+                }
+            }
+        }
+        if f.whsec.is_none() {
+            f.whsec = WHSEC.find(text).map(|m| fingerprint(m.as_str()));
+        }
+    }
+    f
 }
 
 fn slice(text: &str, (s, e): (usize, usize)) -> &str {
@@ -408,73 +470,34 @@ fn first_arg(args: &str) -> &str {
     split_args(args).first().map_or("", |&(s, e)| args[s..e].trim())
 }
 
-fn verification_of(ctx: &FileCtx<'_>, region: &[(usize, usize)]) -> (Verification, SecretExpr) {
-    // Clerk's helper.
-    for &r in region {
-        for alias in &ctx.verifiers.clerk {
-            if let Some(&paren) = find_calls(ctx.text, r, alias, false).first() {
-                let args = call_args(ctx, paren);
-                let secret = match SIGNING_SECRET_OPT.captures(args) {
-                    Some(c) => match c.get(1) {
-                        Some(expr) => resolve(ctx, expr.as_str(), 0),
-                        None => resolve(ctx, "signingSecret", 0),
-                    },
-                    None => SecretExpr::Env(CLERK_DEFAULT_SECRET_ENV.to_owned()),
-                };
-                return (Verification::ClerkVerifyWebhook, secret);
-            }
-        }
+fn verification_of(ctx: &FileCtx<'_>, f: &Features) -> (Verification, SecretExpr) {
+    if let Some(paren) = f.clerk_call {
+        let args = call_args(ctx, paren);
+        let secret = match SIGNING_SECRET_OPT.captures(args) {
+            Some(c) => match c.get(1) {
+                Some(expr) => resolve(ctx, expr.as_str(), 0),
+                None => resolve(ctx, "signingSecret", 0),
+            },
+            None => SecretExpr::Env(CLERK_DEFAULT_SECRET_ENV.to_owned()),
+        };
+        return (Verification::ClerkVerifyWebhook, secret);
     }
-    for (kind, ctors) in [(Verification::Svix, &ctx.verifiers.svix), (Verification::Standardwebhooks, &ctx.verifiers.standard)]
-    {
-        if ctors.is_empty() {
-            continue;
+    if !f.verify_call {
+        return (Verification::None, SecretExpr::Unknown);
+    }
+    for (kind, ctor, imported) in [
+        (Verification::Svix, f.svix_ctor, !ctx.verifiers.svix.is_empty()),
+        (Verification::Standardwebhooks, f.standard_ctor, !ctx.verifiers.standard.is_empty()),
+    ] {
+        if let Some(paren) = ctor {
+            return (kind, resolve(ctx, first_arg(call_args(ctx, paren)), 0));
         }
-        let verify_name = if ctx.lang == Lang::Go { "Verify" } else { "verify" };
-        let verifies = region.iter().any(|&r| {
-            slice(ctx.text, r).match_indices(verify_name).any(|(i, _)| {
-                let at = r.0 + i;
-                let b = ctx.text.as_bytes();
-                at > 0
-                    && b[at - 1] == b'.'
-                    && ctx.text[at + verify_name.len()..].trim_start().starts_with('(')
-            })
-        });
-        if !verifies {
-            continue;
+        if imported {
+            // Verified with an instance built elsewhere: the secret is not visible here.
+            return (kind, SecretExpr::Unknown);
         }
-        for &r in region {
-            for ctor in ctors {
-                let need_new = ctx.lang == Lang::Js;
-                if let Some(&paren) = find_calls(ctx.text, r, ctor, need_new).first() {
-                    let arg = first_arg(call_args(ctx, paren));
-                    return (kind, resolve(ctx, arg, 0));
-                }
-            }
-        }
-        return (kind, SecretExpr::Unknown);
     }
     (Verification::None, SecretExpr::Unknown)
-}
-
-fn fallback_secret(ctx: &FileCtx<'_>, region: &[(usize, usize)]) -> Option<SecretExpr> {
-    let mut names = BTreeSet::new();
-    for &r in region {
-        for cap in ENV_READ.captures_iter(slice(ctx.text, r)) {
-            if let Some(m) = cap.iter().skip(1).flatten().next() {
-                if WEBHOOKISH_NAME.is_match(m.as_str()) {
-                    names.insert(m.as_str().to_owned());
-                }
-            }
-        }
-    }
-    if names.len() == 1 {
-        return names.into_iter().next().map(SecretExpr::Env);
-    }
-    region
-        .iter()
-        .find_map(|&r| WHSEC.find(slice(ctx.text, r)))
-        .map(|m| SecretExpr::Literal(fingerprint(m.as_str())))
 }
 
 fn verify_like_calls(own: &str, verifiers: &Verifiers) -> Vec<String> {

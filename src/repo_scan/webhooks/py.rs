@@ -270,9 +270,6 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
     } else {
         facts.registrations = regs.into_iter().filter(|r| matches!(r.target, RegTarget::Named(_))).collect();
     }
-    if !facts.mounts.is_empty() || facts.registrations.iter().any(|r| matches!(r.target, RegTarget::Named(_))) {
-        facts.imports = imports;
-    }
     facts
 }
 

@@ -539,3 +539,42 @@ fn empty_tree_gives_an_empty_artifact() {
     let json: serde_json::Value = serde_json::from_str(&to_json(&a)).expect("json");
     assert_eq!(json["repo"], serde_json::Value::Null);
 }
+
+#[test]
+fn helpers_and_event_processors_in_other_modules() {
+    let t = TempDir::new("helpers");
+    t.write("package.json", r#"{"dependencies":{"@clerk/nextjs":"6","next":"15","svix":"1"}}"#);
+    t.write(
+        "src/lib/verify.ts",
+        "import { Webhook } from 'svix'\nimport type { WebhookEvent } from '@clerk/nextjs/server'\n\nexport async function verifyClerkWebhook(req: Request): Promise<WebhookEvent> {\n  const wh = new Webhook(process.env.CLERK_WEBHOOK_SECRET!)\n  return wh.verify(await req.text(), Object.fromEntries(req.headers)) as WebhookEvent\n}\n",
+    );
+    t.write(
+        "src/lib/events.ts",
+        "import type { WebhookEvent } from '@clerk/nextjs/server'\n\nexport async function handleClerkEvent(req: WebhookEvent) {\n  if (req.type === 'user.created') {}\n  if (req.type === 'organization.deleted') {}\n}\n",
+    );
+    t.write(
+        "src/app/api/webhooks/clerk/route.ts",
+        "import { verifyClerkWebhook } from '@/lib/verify'\nimport { handleClerkEvent } from '@/lib/events'\n\nexport async function POST(req: Request) {\n  const evt = await verifyClerkWebhook(req)\n  await handleClerkEvent(evt)\n  return new Response('ok')\n}\n",
+    );
+    let a = scan(t.path(), &support::options()).expect("scan");
+    assert_eq!(a.webhook_handlers.len(), 1, "helpers are not handlers: {:#?}", a.webhook_handlers);
+    let h = handler(&a, "src/app/api/webhooks/clerk/route.ts");
+    assert_eq!(h.verification, Verification::Svix, "from verifyClerkWebhook()");
+    assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SECRET"));
+    assert_eq!(events(h), ["organization.deleted", "user.created"], "from handleClerkEvent()");
+}
+
+#[test]
+fn unrouted_handlers_are_reported_without_a_route() {
+    let t = TempDir::new("orphan");
+    t.write("requirements.txt", "django\nsvix\n");
+    t.write(
+        "hooks/views.py",
+        "from django.conf import settings\nfrom svix.webhooks import Webhook\n\n\ndef clerk_webhook(request):\n    wh = Webhook(settings.CLERK_WEBHOOK_SECRET)\n    evt = wh.verify(request.body, request.headers)\n    return evt\n",
+    );
+    let a = scan(t.path(), &support::options()).expect("scan");
+    let h = handler(&a, "hooks/views.py");
+    assert_eq!((h.route.as_deref(), h.framework.as_str(), h.line), (None, "django", 5));
+    assert_eq!(h.verification, Verification::Svix);
+    assert_eq!(h.secret_source, None, "settings.CLERK_WEBHOOK_SECRET is assigned nowhere in the project");
+}

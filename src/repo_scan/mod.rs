@@ -498,7 +498,10 @@ fn webhook_handlers(r: &Repo) -> Vec<WebhookHandler> {
         UnitKind::Fs(_) => true,
         UnitKind::Inline | UnitKind::Named => unit_routes.contains_key(&id),
     };
-    let mut helpers_used: HashSet<UnitId> = HashSet::new();
+    // A named function another candidate calls is a callee (a helper, an event processor), not a
+    // handler of its own; a verify-like callee that verifies lends its verification to the caller.
+    let mut callees: HashSet<UnitId> = HashSet::new();
+    let mut callees_of: HashMap<UnitId, Vec<UnitId>> = HashMap::new();
     let mut inherited: HashMap<UnitId, UnitId> = HashMap::new();
     for (fi, f) in r.files.iter().enumerate() {
         let Some(code) = &f.code else { continue };
@@ -508,10 +511,15 @@ fn webhook_handlers(r: &Repo) -> Vec<WebhookHandler> {
                 continue;
             }
             for call in &u.calls {
-                if let Some(h) = pick(call, fi, &|h| h.verification != Verification::None) {
+                if let Some(h) = pick(call, fi, &|_| true) {
                     if h != id {
-                        helpers_used.insert(h);
-                        if u.verification == Verification::None {
+                        callees.insert(h);
+                        callees_of.entry(id).or_default().push(h);
+                    }
+                }
+                if u.verification == Verification::None && webhooks::verify_like(call) {
+                    if let Some(h) = pick(call, fi, &|h| h.verification != Verification::None) {
+                        if h != id {
                             inherited.entry(id).or_insert(h);
                         }
                     }
@@ -527,11 +535,11 @@ fn webhook_handlers(r: &Repo) -> Vec<WebhookHandler> {
             SecretExpr::Ident(name) => {
                 let list = assigns.get(name.as_str())?;
                 let project = r.project_of(&r.files[fi].path);
+                // Same file, else the same project; never another app of a monorepo.
                 let (_, v) = list
                     .iter()
                     .find(|(i, _)| *i == fi)
-                    .or_else(|| list.iter().find(|(i, _)| under(&r.files[*i].path, project)))
-                    .or_else(|| list.first())?;
+                    .or_else(|| list.iter().find(|(i, _)| under(&r.files[*i].path, project)))?;
                 match v {
                     SecretExpr::Env(e) => Some(SecretSource::EnvVar { env_var: e.clone() }),
                     SecretExpr::Literal(fp) => Some(SecretSource::LiteralFingerprint { literal_fingerprint: fp.clone() }),
@@ -557,7 +565,7 @@ fn webhook_handlers(r: &Repo) -> Vec<WebhookHandler> {
                 }
                 _ => match unit_routes.get(&id) {
                     Some(rs) => rs.clone(),
-                    None if u.kind == UnitKind::Named && u.handler_like && !helpers_used.contains(&id) => vec![(None, None)],
+                    None if u.kind == UnitKind::Named && u.handler_like && !callees.contains(&id) => vec![(None, None)],
                     None => continue,
                 },
             };
@@ -568,6 +576,13 @@ fn webhook_handlers(r: &Repo) -> Vec<WebhookHandler> {
                 },
                 None => (u.verification, &u.secret, &u.fallback_secret, fi),
             };
+            // Events handled by the functions it calls (one level: `handleClerkEvent(evt)`).
+            let mut events = u.events.clone();
+            for &(cfi, cui) in callees_of.get(&id).map_or(&[][..], Vec::as_slice) {
+                if let Some(c) = r.code(cfi).and_then(|c| c.units.get(cui)) {
+                    events.extend(c.events.iter().cloned());
+                }
+            }
             let secret_source = if verification == Verification::None {
                 None
             } else {
@@ -584,9 +599,9 @@ fn webhook_handlers(r: &Repo) -> Vec<WebhookHandler> {
                     || route_clerk
                     || u.clerk_type
                     || verification == Verification::ClerkVerifyWebhook
-                    || (!u.events.is_empty() && (verification == Verification::Svix || u.svix_headers));
+                    || (!events.is_empty() && (verification == Verification::Svix || u.svix_headers));
                 let signal = verification != Verification::None
-                    || !u.events.is_empty()
+                    || !events.is_empty()
                     || u.clerk_type
                     || u.svix_headers
                     || named_clerk_webhook;
@@ -606,7 +621,7 @@ fn webhook_handlers(r: &Repo) -> Vec<WebhookHandler> {
                     route,
                     verification,
                     secret_source: secret_source.clone(),
-                    events: u.events.iter().cloned().collect(),
+                    events: events.iter().cloned().collect(),
                 });
             }
         }

@@ -157,7 +157,7 @@ pub(crate) struct UnitDraft {
     pub clerk_type: bool,
     pub svix_headers: bool,
     pub handler_like: bool,
-    /// Verify-like functions called in the candidate's own span.
+    /// Functions called in the candidate's own span.
     pub calls: Vec<String>,
 }
 
@@ -336,7 +336,7 @@ pub(crate) fn evaluate(ctx: &FileCtx<'_>, cands: &[Cand]) -> Vec<UnitDraft> {
                 clerk_type: ctx.verifiers.clerk_import && CLERK_TYPES.is_match(own_text),
                 svix_headers: SVIX_HEADERS.is_match(own_text),
                 handler_like: c.handler_like,
-                calls: verify_like_calls(own_text, ctx.verifiers),
+                calls: called_names(own_text, ctx.verifiers),
             }
         })
         .collect()
@@ -500,23 +500,30 @@ fn verification_of(ctx: &FileCtx<'_>, f: &Features) -> (Verification, SecretExpr
     (Verification::None, SecretExpr::Unknown)
 }
 
-fn verify_like_calls(own: &str, verifiers: &Verifiers) -> Vec<String> {
+/// Whether a function name suggests it verifies a webhook (`verifyClerkWebhook`, `validateRequest`).
+pub(crate) fn verify_like(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    ["verify", "webhook", "svix", "signature", "validate"].iter().any(|w| lower.contains(w))
+}
+
+/// Functions called in a candidate's own span (not keywords, not the verification libraries).
+fn called_names(own: &str, verifiers: &Verifiers) -> Vec<String> {
+    const KEYWORDS: &[&str] = &[
+        "if", "for", "while", "switch", "catch", "function", "return", "typeof", "await", "async", "new", "super",
+        "elif", "print", "func", "defer", "go", "make", "len", "append", "verify", "Verify",
+    ];
     let mut out: Vec<String> = Vec::new();
     for cap in CALLS.captures_iter(own) {
         let Some(m) = cap.get(1) else { continue };
         let name = m.as_str();
-        let lower = name.to_ascii_lowercase();
-        let verify_like = ["verify", "webhook", "svix", "signature", "validate"].iter().any(|w| lower.contains(w));
-        if !verify_like || name == "verify" || name == "Verify" {
+        if KEYWORDS.contains(&name) || out.iter().any(|o| o == name) {
             continue;
         }
         if verifiers.clerk.iter().chain(&verifiers.svix).chain(&verifiers.standard).any(|v| v == name) {
             continue;
         }
-        if !out.iter().any(|o| o == name) {
-            out.push(name.to_owned());
-        }
-        if out.len() >= 16 {
+        out.push(name.to_owned());
+        if out.len() >= 256 {
             break;
         }
     }

@@ -71,7 +71,10 @@ fn component(i: usize) -> String {
         let _ = writeln!(s, "  const value{j} = items.map((x) => `${{x}}-{j}`).filter(Boolean) // item {j}");
     }
     let _ = writeln!(s, "  useEffect(() => {{ setOpen(true) }}, [])");
-    let _ = writeln!(s, "  return <div className={{styles.root}}>{{user?.firstName}} {{open ? 'open' : 'closed'}}</div>\n}}");
+    let _ = writeln!(
+        s,
+        "  return <div className={{styles.root}}>{{user?.firstName}} {{open ? 'open' : 'closed'}}</div>\n}}"
+    );
     s
 }
 
@@ -81,14 +84,20 @@ fn route(i: usize) -> String {
             "import {{ verifyWebhook }} from '@clerk/nextjs/webhooks'\n\nexport async function POST(req: Request) {{\n  const evt = await verifyWebhook(req)\n  if (evt.type === 'user.created') {{ console.log({i}) }}\n  return new Response('ok')\n}}\n"
         )
     } else {
-        format!("import {{ auth }} from '@clerk/nextjs/server'\n\nexport async function GET() {{\n  const {{ userId }} = await auth()\n  return Response.json({{ userId, n: {i} }})\n}}\n")
+        format!(
+            "import {{ auth }} from '@clerk/nextjs/server'\n\nexport async function GET() {{\n  const {{ userId }} = await auth()\n  return Response.json({{ userId, n: {i} }})\n}}\n"
+        )
     }
 }
 
 fn python(i: usize) -> String {
-    let mut s = String::from("import os\nfrom fastapi import APIRouter, Request\n\nrouter = APIRouter(prefix=\"/v1\")\n\n");
+    let mut s =
+        String::from("import os\nfrom fastapi import APIRouter, Request\n\nrouter = APIRouter(prefix=\"/v1\")\n\n");
     for j in 0..(5 + i % 10) {
-        let _ = writeln!(s, "@router.get(\"/items/{j}\")\nasync def item_{j}(request: Request):\n    return {{\"id\": {j}, \"n\": {i}}}\n");
+        let _ = writeln!(
+            s,
+            "@router.get(\"/items/{j}\")\nasync def item_{j}(request: Request):\n    return {{\"id\": {j}, \"n\": {i}}}\n"
+        );
     }
     s
 }
@@ -96,7 +105,10 @@ fn python(i: usize) -> String {
 fn go(i: usize) -> String {
     let mut s = format!("package svc{}\n\nimport (\n\t\"net/http\"\n)\n\n", i % 20);
     for j in 0..(5 + i % 10) {
-        let _ = writeln!(s, "func Handler{i}x{j}(w http.ResponseWriter, r *http.Request) {{\n\tw.WriteHeader(http.StatusOK)\n}}\n");
+        let _ = writeln!(
+            s,
+            "func Handler{i}x{j}(w http.ResponseWriter, r *http.Request) {{\n\tw.WriteHeader(http.StatusOK)\n}}\n"
+        );
     }
     s
 }
@@ -104,7 +116,10 @@ fn go(i: usize) -> String {
 fn markdown(i: usize) -> String {
     let mut s = format!("# Page {i}\n\n");
     for j in 0..30 {
-        let _ = writeln!(s, "Paragraph {j}: lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.");
+        let _ = writeln!(
+            s,
+            "Paragraph {j}: lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor."
+        );
     }
     s
 }
@@ -113,10 +128,22 @@ fn markdown(i: usize) -> String {
 fn generate(root: &Path, n: usize) {
     let apps = (n / 2000).max(1);
     for a in 0..apps {
-        write(root, &format!("apps/app{a}/package.json"), r#"{"dependencies":{"@clerk/nextjs":"6","next":"15","express":"4"}}"#);
-        write(root, &format!("apps/app{a}/.env.production"), &format!("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY={PK_TEST}\nCLERK_SECRET_KEY={SK_TEST}\n"));
+        write(
+            root,
+            &format!("apps/app{a}/package.json"),
+            r#"{"dependencies":{"@clerk/nextjs":"6","next":"15","express":"4"}}"#,
+        );
+        write(
+            root,
+            &format!("apps/app{a}/.env.production"),
+            &format!("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY={PK_TEST}\nCLERK_SECRET_KEY={SK_TEST}\n"),
+        );
         for k in 0..200 {
-            write(root, &format!("apps/app{a}/node_modules/pkg{k}/index.js"), "module.exports = function () { return 1 }\n");
+            write(
+                root,
+                &format!("apps/app{a}/node_modules/pkg{k}/index.js"),
+                "module.exports = function () { return 1 }\n",
+            );
         }
     }
     let mut made = apps * 2;
@@ -126,11 +153,17 @@ fn generate(root: &Path, n: usize) {
         let (rel, body) = match i % 10 {
             0..=3 => (format!("apps/app{app}/src/components/c{}/Component{i}.tsx", i % 97), component(i)),
             4 => (format!("apps/app{app}/src/app/api/r{i}/route.ts"), route(i)),
-            5 => (format!("apps/app{app}/src/styles/s{i}.css"), format!(".root{i} {{ display: flex; gap: {}px }}\n", i % 16)),
+            5 => (
+                format!("apps/app{app}/src/styles/s{i}.css"),
+                format!(".root{i} {{ display: flex; gap: {}px }}\n", i % 16),
+            ),
             6 => (format!("services/py{}/app/routes_{i}.py", i % 13), python(i)),
             7 => (format!("services/go{}/handlers_{i}.go", i % 11), go(i)),
             8 => (format!("docs/section{}/page{i}.md", i % 17), markdown(i)),
-            _ => (format!("apps/app{app}/src/data/d{i}.json"), format!("{{\"id\": {i}, \"tags\": [\"a\", \"b\"], \"nested\": {{\"x\": {i}}}}}\n")),
+            _ => (
+                format!("apps/app{app}/src/data/d{i}.json"),
+                format!("{{\"id\": {i}, \"tags\": [\"a\", \"b\"], \"nested\": {{\"x\": {i}}}}}\n"),
+            ),
         };
         write(root, &rel, &body);
         made += 1;

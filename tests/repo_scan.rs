@@ -57,7 +57,10 @@ fn nextjs_app_router() {
     assert_eq!(a.webhook_handlers.len(), 1, "the GET health route is not a webhook handler");
 
     let pk = key(&a, ".env.production", 2);
-    assert_eq!((pk.kind, pk.environment, pk.context), (KeyKind::Publishable, KeyEnvironment::Live, ReferenceContext::Production));
+    assert_eq!(
+        (pk.kind, pk.environment, pk.context),
+        (KeyKind::Publishable, KeyEnvironment::Live, ReferenceContext::Production)
+    );
     assert_eq!(pk.variable.as_deref(), Some("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY"));
     assert_eq!(pk.frontend_api_host.as_deref(), Some("clerk.acme.example.com"));
     let sk = key(&a, ".env.production", 3);
@@ -251,7 +254,11 @@ fn negative_keys_in_comments_are_examples() {
     // A commented-out development key in .env.production sets nothing in production.
     let old = key(&a, ".env.production", 2);
     assert_eq!((old.environment, old.context), (KeyEnvironment::Test, ReferenceContext::Example));
-    assert!(!a.key_references.iter().any(|k| k.environment == KeyEnvironment::Test && k.context == ReferenceContext::Production));
+    assert!(
+        !a.key_references
+            .iter()
+            .any(|k| k.environment == KeyEnvironment::Test && k.context == ReferenceContext::Production)
+    );
     // Placeholders (`pk_test_xxx`, `sk_test_YOUR_SECRET_KEY`) are no references at all.
     assert!(!a.key_references.iter().any(|k| k.file == ".env.example" && k.line <= 3));
 }
@@ -355,7 +362,16 @@ fn respects_gitignore_and_skips_dependency_and_build_folders() {
     t.write("old.env.bak", format!("CLERK_SECRET_KEY={SK_LIVE}\n"));
     t.write("apps/web/.gitignore", "generated/\n");
     t.write("apps/web/generated/keys.ts", format!("export const k = '{PK_TEST}'\n"));
-    for dir in ["node_modules/@clerk/shared", "vendor/clerk", "build", "dist", ".next/server", "apps/web/node_modules/x", ".venv/lib", "target/debug"] {
+    for dir in [
+        "node_modules/@clerk/shared",
+        "vendor/clerk",
+        "build",
+        "dist",
+        ".next/server",
+        "apps/web/node_modules/x",
+        ".venv/lib",
+        "target/debug",
+    ] {
         t.write(&format!("{dir}/keys.js"), format!("const CLERK_PUBLISHABLE_KEY = '{PK_TEST}'\n"));
     }
     t.write("venv2/pyvenv.cfg", "home = /usr/bin\n");
@@ -367,7 +383,10 @@ fn respects_gitignore_and_skips_dependency_and_build_folders() {
     // Without .gitignore handling the ignored files are read (the folders are still skipped).
     let opts = ScanOptions { respect_gitignore: false, ..support::options() };
     let a = scan(t.path(), &opts).expect("scan");
-    assert_eq!(files_with_keys(&a), [".env.local", "apps/web/generated/keys.ts", "old.env.bak", "secrets/prod.env", "src/app.ts"]);
+    assert_eq!(
+        files_with_keys(&a),
+        [".env.local", "apps/web/generated/keys.ts", "old.env.bak", "secrets/prod.env", "src/app.ts"]
+    );
 }
 
 #[cfg(unix)]
@@ -422,9 +441,15 @@ fn survives_huge_minified_lines_and_hostile_input() {
     }
     t.write("public/app.min.js", &line);
     t.write("src/weird.ts", "export async function POST(\napp.post('/x', (req, res) => { `${`${\n");
-    t.write("app/api/webhooks/clerk/route.ts", "export async function POST(req) { const e = req.json(); 'user.created' ");
+    t.write(
+        "app/api/webhooks/clerk/route.ts",
+        "export async function POST(req) { const e = req.json(); 'user.created' ",
+    );
     t.write("src/unterminated.py", "def f(request):\n    '''\n@app.post(\"/x\")\n");
-    t.write("src/odd.go", "package x\nfunc (\nhttp.HandleFunc(\"/clerk\", func(w http.ResponseWriter, r *http.Request) {");
+    t.write(
+        "src/odd.go",
+        "package x\nfunc (\nhttp.HandleFunc(\"/clerk\", func(w http.ResponseWriter, r *http.Request) {",
+    );
     let start = std::time::Instant::now();
     let a = scan(t.path(), &support::options()).expect("scan");
     assert!(start.elapsed().as_secs() < 20, "took {:?}", start.elapsed());
@@ -476,7 +501,10 @@ fn same_tree_same_bytes() {
     let mut sorted = order.clone();
     sorted.sort();
     assert_eq!(order, sorted);
-    assert!(a.key_references.iter().any(|k| k.file.starts_with("django/")) || a.webhook_handlers.iter().any(|h| h.file.starts_with("django/")));
+    assert!(
+        a.key_references.iter().any(|k| k.file.starts_with("django/"))
+            || a.webhook_handlers.iter().any(|h| h.file.starts_with("django/"))
+    );
 }
 
 #[test]

@@ -92,8 +92,20 @@ fn dir_hint(dirs: &[String]) -> Option<Ctx> {
 
 const EXAMPLE_DIRS: &[&str] = &["docs", "doc", "documentation", "examples", "example", "samples", "sample"];
 const TEST_DIRS: &[&str] = &[
-    "test", "tests", "__tests__", "spec", "specs", "e2e", "cypress", "playwright", "__mocks__", "fixtures",
-    "testdata", "test-data", "testing", "__fixtures__",
+    "test",
+    "tests",
+    "__tests__",
+    "spec",
+    "specs",
+    "e2e",
+    "cypress",
+    "playwright",
+    "__mocks__",
+    "fixtures",
+    "testdata",
+    "test-data",
+    "testing",
+    "__fixtures__",
 ];
 const DOC_EXTS: &[&str] = &["md", "mdx", "markdown", "rst", "adoc", "txt"];
 

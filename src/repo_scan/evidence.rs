@@ -97,7 +97,8 @@ fn has_dep_token(text: &str, d: &str) -> bool {
     let is_name = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.';
     text.match_indices(d).any(|(i, _)| {
         let before_ok = text[..i].chars().next_back().is_none_or(|c| !is_name(c));
-        let after_ok = text[i + d.len()..].chars().next().is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        let after_ok =
+            text[i + d.len()..].chars().next().is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         before_ok && after_ok
     })
 }

@@ -49,9 +49,8 @@ pub(crate) static VENDOR_WORD: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)stripe|paystack|culqi|omise|conekta|flutterwave|razorpay"));
 static DOCKER_VAR: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)^\s*(?:ENV|ARG)\s+([A-Za-z_][A-Za-z0-9_]*)\s*[= ]\s*[\x22']?\s*$"));
-static ASSIGNED_VAR: LazyLock<Regex> = LazyLock::new(|| {
-    re(r#"([A-Za-z_$][\w$.\-]*)["'`]?\]?\s*(?::=|\?\?=|\|\|=|=>|=|:|\?\?|\|\||,)\s*["'`]?\s*$"#)
-});
+static ASSIGNED_VAR: LazyLock<Regex> =
+    LazyLock::new(|| re(r#"([A-Za-z_$][\w$.\-]*)["'`]?\]?\s*(?::=|\?\?=|\|\|=|=>|=|:|\?\?|\|\||,)\s*["'`]?\s*$"#));
 static YAML_NAME: LazyLock<Regex> = LazyLock::new(|| re(r#"^\s*-?\s*name:\s*["']?([A-Za-z_][\w.\-]*)["']?\s*$"#));
 
 /// The standard base64 alphabet, padding optional (Clerk keys are written both ways).
@@ -112,8 +111,19 @@ fn valid_host(host: &str) -> bool {
 fn is_placeholder(payload: &str) -> bool {
     let lower = payload.to_ascii_lowercase();
     const WORDS: &[&str] = &[
-        "xxxx", "your", "placeholder", "replace", "changeme", "example", "dummy", "redacted", "secret",
-        "12345678", "abcdefgh", "insert", "here",
+        "xxxx",
+        "your",
+        "placeholder",
+        "replace",
+        "changeme",
+        "example",
+        "dummy",
+        "redacted",
+        "secret",
+        "12345678",
+        "abcdefgh",
+        "insert",
+        "here",
     ];
     if WORDS.iter().any(|w| lower.contains(w)) {
         return true;
@@ -136,8 +146,7 @@ fn is_placeholder(payload: &str) -> bool {
 /// Whether the key at the end of `prefix` (the line up to the key) sits in a comment.
 fn in_comment(prefix: &str) -> bool {
     let t = prefix.trim_start();
-    if t.starts_with('*') || t.starts_with("/*") || t.starts_with("<!--") || t.starts_with("--") || t.starts_with(';')
-    {
+    if t.starts_with('*') || t.starts_with("/*") || t.starts_with("<!--") || t.starts_with("--") || t.starts_with(';') {
         return true;
     }
     let b = prefix.as_bytes();
@@ -313,13 +322,25 @@ mod tests {
     fn variables_from_assignments() {
         assert_eq!(variable_of("CLERK_SECRET_KEY=", "").as_deref(), Some("CLERK_SECRET_KEY"));
         assert_eq!(variable_of("export CLERK_SECRET_KEY=\"", "").as_deref(), Some("CLERK_SECRET_KEY"));
-        assert_eq!(variable_of("  \"NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY\": \"", "").as_deref(), Some("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY"));
+        assert_eq!(
+            variable_of("  \"NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY\": \"", "").as_deref(),
+            Some("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY")
+        );
         assert_eq!(variable_of("ENV CLERK_SECRET_KEY ", "").as_deref(), Some("CLERK_SECRET_KEY"));
         assert_eq!(variable_of("ENV CLERK_SECRET_KEY=", "").as_deref(), Some("CLERK_SECRET_KEY"));
-        assert_eq!(variable_of("          value: ", "        - name: CLERK_SECRET_KEY").as_deref(), Some("CLERK_SECRET_KEY"));
-        assert_eq!(variable_of("const key = process.env.CLERK_SECRET_KEY ?? '", "").as_deref(), Some("CLERK_SECRET_KEY"));
+        assert_eq!(
+            variable_of("          value: ", "        - name: CLERK_SECRET_KEY").as_deref(),
+            Some("CLERK_SECRET_KEY")
+        );
+        assert_eq!(
+            variable_of("const key = process.env.CLERK_SECRET_KEY ?? '", "").as_deref(),
+            Some("CLERK_SECRET_KEY")
+        );
         assert_eq!(variable_of("os.getenv(\"CLERK_SECRET_KEY\", \"", "").as_deref(), Some("CLERK_SECRET_KEY"));
-        assert_eq!(variable_of("# NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY=", "").as_deref(), Some("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY"));
+        assert_eq!(
+            variable_of("# NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY=", "").as_deref(),
+            Some("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY")
+        );
         assert_eq!(variable_of("clerk.SetKey(\"", "").as_deref(), None);
         assert_eq!(variable_of("", "").as_deref(), None);
         assert_eq!(variable_of("Set it (for example `", "").as_deref(), None);

@@ -161,8 +161,14 @@ pub fn scan_with_stats(root: &Path, options: &ScanOptions) -> Result<(RepoArtifa
         return Err(RepoScanError::NotADirectory(root.to_path_buf()));
     }
     let (files, stats) = walk::walk(root, options, &process_file);
-    let git = if options.repo.is_none() || options.commit.is_none() { git::read(root) } else { git::GitInfo::default() };
-    let artifact = assemble(files, options.repo.clone().or(git.repo), options.commit.clone().or(git.commit), options.scanned_at.clone());
+    let git =
+        if options.repo.is_none() || options.commit.is_none() { git::read(root) } else { git::GitInfo::default() };
+    let artifact = assemble(
+        files,
+        options.repo.clone().or(git.repo),
+        options.commit.clone().or(git.commit),
+        options.scanned_at.clone(),
+    );
     Ok((artifact, stats))
 }
 
@@ -240,11 +246,17 @@ fn confidence(hit: &KeyHit, file_marked: bool, project_marked: bool, repo_marked
     repo_marked.then_some(Confidence::Low)
 }
 
-fn assemble(files: Vec<FileFacts>, repo: Option<String>, commit: Option<String>, scanned_at: Option<String>) -> RepoArtifact {
+fn assemble(
+    files: Vec<FileFacts>,
+    repo: Option<String>,
+    commit: Option<String>,
+    scanned_at: Option<String>,
+) -> RepoArtifact {
     let mut files = files;
     files.sort_by(|a, b| a.path.cmp(&b.path));
     let by_path = files.iter().enumerate().map(|(i, f)| (f.path.clone(), i)).collect();
-    let project_dirs: HashSet<String> = files.iter().filter(|f| f.manifest).map(|f| dir_of(&f.path).to_owned()).collect();
+    let project_dirs: HashSet<String> =
+        files.iter().filter(|f| f.manifest).map(|f| dir_of(&f.path).to_owned()).collect();
     let mut marked_dirs = HashSet::new();
     for f in files.iter().filter(|f| f.marker) {
         for d in ancestors(dir_of(&f.path)) {
@@ -302,15 +314,16 @@ fn key_references(r: &Repo) -> Vec<KeyReference> {
         KeyKind::Secret => 1,
     };
     out.sort_by(|a, b| {
-        (&a.file, a.line, kind_rank(a.kind), a.environment as u8, &a.variable, &a.fingerprint, &a.frontend_api_host).cmp(&(
-            &b.file,
-            b.line,
-            kind_rank(b.kind),
-            b.environment as u8,
-            &b.variable,
-            &b.fingerprint,
-            &b.frontend_api_host,
-        ))
+        (&a.file, a.line, kind_rank(a.kind), a.environment as u8, &a.variable, &a.fingerprint, &a.frontend_api_host)
+            .cmp(&(
+                &b.file,
+                b.line,
+                kind_rank(b.kind),
+                b.environment as u8,
+                &b.variable,
+                &b.fingerprint,
+                &b.frontend_api_host,
+            ))
     });
     out.dedup();
     out
@@ -327,7 +340,10 @@ fn resolve_module(r: &Repo, file: &str, spec: &str, lang: Lang) -> Option<usize>
             } else if let Some(rest) = spec.strip_prefix("@/").or_else(|| spec.strip_prefix("~/")) {
                 let project = r.project_of(file);
                 let src = if project.is_empty() { "src".to_owned() } else { format!("{project}/src") };
-                let candidates = [format!("{src}/{rest}"), if project.is_empty() { rest.to_owned() } else { format!("{project}/{rest}") }];
+                let candidates = [
+                    format!("{src}/{rest}"),
+                    if project.is_empty() { rest.to_owned() } else { format!("{project}/{rest}") },
+                ];
                 return candidates.iter().find_map(|b| js_file(b, &exists));
             } else {
                 return None;
@@ -347,9 +363,20 @@ fn resolve_module(r: &Repo, file: &str, spec: &str, lang: Lang) -> Option<usize>
                 ancestors(dir).map(str::to_owned).collect()
             };
             for base in bases {
-                let full = if base.is_empty() { rest.clone() } else if rest.is_empty() { base.clone() } else { format!("{base}/{rest}") };
+                let full = if base.is_empty() {
+                    rest.clone()
+                } else if rest.is_empty() {
+                    base.clone()
+                } else {
+                    format!("{base}/{rest}")
+                };
                 let parent = dir_of(&full).to_owned();
-                for cand in [format!("{full}.py"), format!("{full}/__init__.py"), format!("{parent}.py"), format!("{parent}/__init__.py")] {
+                for cand in [
+                    format!("{full}.py"),
+                    format!("{full}/__init__.py"),
+                    format!("{parent}.py"),
+                    format!("{parent}/__init__.py"),
+                ] {
                     if let Some(i) = exists(cand.trim_start_matches('/')) {
                         return Some(i);
                     }
@@ -384,6 +411,8 @@ fn normalize(path: &str) -> Option<String> {
 }
 
 type UnitId = (usize, usize);
+/// A route a unit serves and the framework of the router call that says so.
+type RouteOf = (Option<String>, Option<&'static str>);
 
 fn webhook_handlers(r: &Repo) -> Vec<WebhookHandler> {
     // Module-level assignments by name, for secrets read through another module.
@@ -443,8 +472,12 @@ fn webhook_handlers(r: &Repo) -> Vec<WebhookHandler> {
 
     // Which named unit a name refers to from a file: same file, same folder, same project, unique.
     let pick = |name: &str, from: usize, filter: &dyn Fn(&UnitDraft) -> bool| -> Option<UnitId> {
-        let list: Vec<UnitId> =
-            named.get(name)?.iter().copied().filter(|&(fi, ui)| r.code(fi).and_then(|c| c.units.get(ui)).is_some_and(filter)).collect();
+        let list: Vec<UnitId> = named
+            .get(name)?
+            .iter()
+            .copied()
+            .filter(|&(fi, ui)| r.code(fi).and_then(|c| c.units.get(ui)).is_some_and(filter))
+            .collect();
         let from_path = &r.files[from].path;
         let project = r.project_of(from_path);
         list.iter()
@@ -456,12 +489,13 @@ fn webhook_handlers(r: &Repo) -> Vec<WebhookHandler> {
     };
 
     // Routes of units from registrations.
-    let mut unit_routes: HashMap<UnitId, Vec<(Option<String>, Option<&'static str>)>> = HashMap::new();
+    let mut unit_routes: HashMap<UnitId, Vec<RouteOf>> = HashMap::new();
     for (fi, f) in r.files.iter().enumerate() {
         let Some(code) = &f.code else { continue };
         for reg in &code.registrations {
             let route = reg.path.as_ref().map(|p| {
-                let local = local_prefix.get(&(fi, reg.obj.clone())).map_or(p.clone(), |lp| webhooks::join_route(lp, p));
+                let local =
+                    local_prefix.get(&(fi, reg.obj.clone())).map_or(p.clone(), |lp| webhooks::join_route(lp, p));
                 match file_prefix.get(&fi) {
                     Some(fp) => webhooks::join_route(fp, &local),
                     None => local,
@@ -542,7 +576,9 @@ fn webhook_handlers(r: &Repo) -> Vec<WebhookHandler> {
                     .or_else(|| list.iter().find(|(i, _)| under(&r.files[*i].path, project)))?;
                 match v {
                     SecretExpr::Env(e) => Some(SecretSource::EnvVar { env_var: e.clone() }),
-                    SecretExpr::Literal(fp) => Some(SecretSource::LiteralFingerprint { literal_fingerprint: fp.clone() }),
+                    SecretExpr::Literal(fp) => {
+                        Some(SecretSource::LiteralFingerprint { literal_fingerprint: fp.clone() })
+                    }
                     _ => None,
                 }
             }
@@ -556,7 +592,7 @@ fn webhook_handlers(r: &Repo) -> Vec<WebhookHandler> {
         let lang = code.lang.unwrap_or(Lang::Js);
         for (ui, u) in code.units.iter().enumerate() {
             let id = (fi, ui);
-            let routes: Vec<(Option<String>, Option<&'static str>)> = match u.kind {
+            let routes: Vec<RouteOf> = match u.kind {
                 UnitKind::Fs(kind) => {
                     let project = r.project_of(&f.path);
                     let rel = if project.is_empty() { f.path.as_str() } else { &f.path[project.len() + 1..] };
@@ -634,7 +670,9 @@ fn webhook_handlers(r: &Repo) -> Vec<WebhookHandler> {
 /// The framework of a handler whose own file does not tell: the project's manifests, else the
 /// language's most common one.
 fn default_framework(r: &Repo, path: &str, lang: Lang, kind: UnitKind) -> Option<&'static str> {
-    use webhooks::{CHI, CONVEX, DJANGO, EXPRESS, FASTAPI, FASTIFY, FLASK, GIN, GO_NET_HTTP, HONO, REACT_ROUTER, REMIX};
+    use webhooks::{
+        CHI, CONVEX, DJANGO, EXPRESS, FASTAPI, FASTIFY, FLASK, GIN, GO_NET_HTTP, HONO, REACT_ROUTER, REMIX,
+    };
     let fws: BTreeSet<&'static str> = r.frameworks_for(path).into_iter().collect();
     let order: &[&'static str] = match (lang, kind) {
         (Lang::Js, UnitKind::Fs(webhooks::FsKind::Remix)) => &[REACT_ROUTER, REMIX],
@@ -680,9 +718,15 @@ mod tests {
             near_clerk: false,
             near_vendor: false,
         };
-        assert_eq!(confidence(&KeyHit { var_clerk: true, line_vendor: true, ..base.clone() }, false, false, false), Some(Confidence::High));
+        assert_eq!(
+            confidence(&KeyHit { var_clerk: true, line_vendor: true, ..base.clone() }, false, false, false),
+            Some(Confidence::High)
+        );
         assert_eq!(confidence(&KeyHit { var_vendor: true, ..base.clone() }, true, true, true), None);
-        assert_eq!(confidence(&KeyHit { near_clerk: true, near_vendor: true, ..base.clone() }, false, false, false), Some(Confidence::Medium));
+        assert_eq!(
+            confidence(&KeyHit { near_clerk: true, near_vendor: true, ..base.clone() }, false, false, false),
+            Some(Confidence::Medium)
+        );
         assert_eq!(confidence(&base, false, true, true), Some(Confidence::Medium));
         assert_eq!(confidence(&base, false, false, true), Some(Confidence::Low));
         assert_eq!(confidence(&base, false, false, false), None);

@@ -57,7 +57,8 @@ pub(crate) fn fs_route(kind: FsKind, rel: &str) -> Option<String> {
     let file = file.first().copied()?;
     match kind {
         FsKind::NextApp => {
-            let start = after_anchor(dirs, &["app"], true).or_else(|| (dirs.last() == Some(&"app")).then_some(dirs.len()))?;
+            let start =
+                after_anchor(dirs, &["app"], true).or_else(|| (dirs.last() == Some(&"app")).then_some(dirs.len()))?;
             let mut out = Vec::new();
             for seg in &dirs[start.min(dirs.len())..] {
                 if seg.starts_with('(') && seg.ends_with(')') || seg.starts_with('@') {
@@ -172,8 +173,14 @@ mod tests {
 
     #[test]
     fn next_app_router() {
-        assert_eq!(fs_route(FsKind::NextApp, "app/api/webhooks/clerk/route.ts").as_deref(), Some("/api/webhooks/clerk"));
-        assert_eq!(fs_route(FsKind::NextApp, "src/app/(backend)/api/webhooks/route.ts").as_deref(), Some("/api/webhooks"));
+        assert_eq!(
+            fs_route(FsKind::NextApp, "app/api/webhooks/clerk/route.ts").as_deref(),
+            Some("/api/webhooks/clerk")
+        );
+        assert_eq!(
+            fs_route(FsKind::NextApp, "src/app/(backend)/api/webhooks/route.ts").as_deref(),
+            Some("/api/webhooks")
+        );
         assert_eq!(fs_route(FsKind::NextApp, "app/api/[tenant]/hook/route.js").as_deref(), Some("/api/:tenant/hook"));
         assert_eq!(fs_route(FsKind::NextApp, "app/_lib/route.ts"), None);
     }
@@ -185,14 +192,20 @@ mod tests {
         assert_eq!(fs_route(FsKind::Astro, "src/pages/api/webhooks/clerk.ts").as_deref(), Some("/api/webhooks/clerk"));
         assert_eq!(fs_route(FsKind::Nuxt, "server/api/webhooks/clerk.post.ts").as_deref(), Some("/api/webhooks/clerk"));
         assert_eq!(fs_route(FsKind::Nuxt, "server/routes/hooks/index.ts").as_deref(), Some("/hooks"));
-        assert_eq!(fs_route(FsKind::SvelteKit, "src/routes/(api)/api/webhooks/clerk/+server.ts").as_deref(), Some("/api/webhooks/clerk"));
+        assert_eq!(
+            fs_route(FsKind::SvelteKit, "src/routes/(api)/api/webhooks/clerk/+server.ts").as_deref(),
+            Some("/api/webhooks/clerk")
+        );
         assert_eq!(fs_route(FsKind::SvelteKit, "src/routes/+server.ts").as_deref(), Some("/"));
     }
 
     #[test]
     fn remix_flat_routes() {
         assert_eq!(fs_route(FsKind::Remix, "app/routes/api.webhooks.clerk.ts").as_deref(), Some("/api/webhooks/clerk"));
-        assert_eq!(fs_route(FsKind::Remix, "app/routes/api.webhooks.clerk/route.tsx").as_deref(), Some("/api/webhooks/clerk"));
+        assert_eq!(
+            fs_route(FsKind::Remix, "app/routes/api.webhooks.clerk/route.tsx").as_deref(),
+            Some("/api/webhooks/clerk")
+        );
         assert_eq!(fs_route(FsKind::Remix, "app/routes/_auth.hooks_.$id.ts").as_deref(), Some("/hooks/:id"));
         assert_eq!(fs_route(FsKind::Remix, "app/routes/api/webhooks/clerk.ts").as_deref(), Some("/api/webhooks/clerk"));
         assert_eq!(fs_route(FsKind::Remix, "app/routes/feed[.]xml.ts").as_deref(), Some("/feed.xml"));

@@ -119,7 +119,12 @@ pub fn check_expected(name: &str, artifact: &RepoArtifact) {
     let actual: serde_json::Value = serde_json::from_str(&json).expect("actual json");
     let mut diffs = Vec::new();
     diff("", &expected, &actual, &mut diffs);
-    assert!(diffs.is_empty(), "{name}: artifact differs from {}:\n{}\n\nactual:\n{json}", path.display(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{name}: artifact differs from {}:\n{}\n\nactual:\n{json}",
+        path.display(),
+        diffs.join("\n")
+    );
     // Byte for byte too: the expected files are the deterministic output.
     assert_eq!(expected_text.trim_end(), json, "{name}: same fields but different bytes");
 }

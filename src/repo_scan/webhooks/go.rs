@@ -24,8 +24,9 @@ static GIN_GROUP: LazyLock<Regex> =
 static CHI_ROUTE: LazyLock<Regex> = LazyLock::new(|| re(r#"\b[A-Za-z_]\w*\.Route\(\s*"([^"]*)"\s*,"#));
 static FUNC: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?m)^func\s+(?:\([^)]*\)\s*)?([A-Za-z_]\w*)\s*(?:\[[^\]\n]*\])?\s*\("));
-static HANDLER_SIG: LazyLock<Regex> =
-    LazyLock::new(|| re(r"http\.ResponseWriter|\*gin\.Context|echo\.Context|http\.HandlerFunc|http\.Handler\b|gin\.HandlerFunc"));
+static HANDLER_SIG: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"http\.ResponseWriter|\*gin\.Context|echo\.Context|http\.HandlerFunc|http\.Handler\b|gin\.HandlerFunc")
+});
 static SHORT_ASSIGN: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)([A-Za-z_]\w*)\s*:=\s*([^\n]+)"));
 static VAR_ASSIGN: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?m)^[ \t]*(?:const|var)\s+([A-Za-z_]\w*)\s*(?:[\w.\[\]*]+\s*)?=\s*([^\n]+)"));
@@ -111,7 +112,16 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
         }
     }
     let local_env: HashMap<String, SecretExpr> = HashMap::new();
-    let ctx = FileCtx { path, text, raw, lang: Lang::Go, brackets: &brackets, verifiers: &verifiers, locals: &locals, local_env: &local_env };
+    let ctx = FileCtx {
+        path,
+        text,
+        raw,
+        lang: Lang::Go,
+        brackets: &brackets,
+        verifiers: &verifiers,
+        locals: &locals,
+        local_env: &local_env,
+    };
 
     // gin groups: `api := r.Group("/api")`; chi sub-routers: `r.Route("/webhooks", func(r chi.Router) {...})`.
     let mut groups: HashMap<String, String> = HashMap::new();
@@ -186,9 +196,19 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
                 framework: fw,
                 handler_like: true,
             });
-            regs.push(Registration { obj: obj.as_str().to_owned(), path: Some(route), framework: fw, target: RegTarget::Inline(idx) });
+            regs.push(Registration {
+                obj: obj.as_str().to_owned(),
+                path: Some(route),
+                framework: fw,
+                target: RegTarget::Inline(idx),
+            });
         } else if let Some(name) = target_name(target) {
-            regs.push(Registration { obj: obj.as_str().to_owned(), path: Some(route), framework: fw, target: RegTarget::Named(name) });
+            regs.push(Registration {
+                obj: obj.as_str().to_owned(),
+                path: Some(route),
+                framework: fw,
+                target: RegTarget::Named(name),
+            });
         }
     }
 

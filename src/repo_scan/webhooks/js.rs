@@ -13,30 +13,34 @@ use super::{
 };
 use crate::repo_scan::text::{Brackets, LineIndex, Syntax, split_args};
 
-static ROUTERISH: LazyLock<Regex> =
-    LazyLock::new(|| re(r"\.\s*(?:post|all|use|route|on|register)\s*\(|\broute\s*\("));
+static ROUTERISH: LazyLock<Regex> = LazyLock::new(|| re(r"\.\s*(?:post|all|use|route|on|register)\s*\(|\broute\s*\("));
 static EXPORT_POST: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?m)^[ \t]*export\s+(?:async\s+)?(?:function\s*\*?\s*(POST|ALL|post|all)\b|(?:const|let|var)\s+(POST|ALL|post|all)\b)|export\s*\{[^}]*\bas\s+(POST)\b")
+    re(
+        r"(?m)^[ \t]*export\s+(?:async\s+)?(?:function\s*\*?\s*(POST|ALL|post|all)\b|(?:const|let|var)\s+(POST|ALL|post|all)\b)|export\s*\{[^}]*\bas\s+(POST)\b",
+    )
 });
 static EXPORT_ACTION: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?m)^[ \t]*export\s+(?:async\s+)?(?:function\s+action\b|(?:const|let|var)\s+action\b)"));
 static EXPORT_DEFAULT: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?m)^[ \t]*export\s+default\b(?:\s+(?:async\s+)?function\s*\*?\s*([A-Za-z_$][\w$]*)|\s+([A-Za-z_$][\w$]*)\s*;?[ \t]*$)?")
+    re(
+        r"(?m)^[ \t]*export\s+default\b(?:\s+(?:async\s+)?function\s*\*?\s*([A-Za-z_$][\w$]*)|\s+([A-Za-z_$][\w$]*)\s*;?[ \t]*$)?",
+    )
 });
-static REG_CALL: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?:\b([A-Za-z_$][\w$]*)|\))\s*\.\s*(post|all|use|route|on|register)\s*\(")
-});
+static REG_CALL: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?:\b([A-Za-z_$][\w$]*)|\))\s*\.\s*(post|all|use|route|on|register)\s*\("));
 static NAMED_FN: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?m)^[ \t]*(?:export\s+(?:default\s+)?)?(?:async\s+)?function\s*\*?\s*([A-Za-z_$][\w$]*)\s*(?:<[^>\n]*>)?\s*\(")
+    re(
+        r"(?m)^[ \t]*(?:export\s+(?:default\s+)?)?(?:async\s+)?function\s*\*?\s*([A-Za-z_$][\w$]*)\s*(?:<[^>\n]*>)?\s*\(",
+    )
 });
 static NAMED_CONST: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?m)^[ \t]*(?:export\s+)?(?:const|let|var)\s+([A-Za-z_$][\w$]*)\s*(?::[^=\n]+)?=\s*(?:async\s+)?(?:(function)\b|(\()|([A-Za-z_$][\w$]*)\s*=>|(httpAction|internalAction|defineEventHandler|eventHandler|createHandler)\s*(?:<[^>\n]*>)?\s*\()")
+    re(
+        r"(?m)^[ \t]*(?:export\s+)?(?:const|let|var)\s+([A-Za-z_$][\w$]*)\s*(?::[^=\n]+)?=\s*(?:async\s+)?(?:(function)\b|(\()|([A-Za-z_$][\w$]*)\s*=>|(httpAction|internalAction|defineEventHandler|eventHandler|createHandler)\s*(?:<[^>\n]*>)?\s*\()",
+    )
 });
-static HANDLER_PARAMS: LazyLock<Regex> =
-    LazyLock::new(|| re(r"\b(?:req|request|reply|res|ctx|c|event|context)\b"));
-static IMPORT_NAMED: LazyLock<Regex> = LazyLock::new(|| {
-    re(r#"import\s+(?:type\s+)?(?:([A-Za-z_$][\w$]*)\s*,\s*)?\{([^}]*)\}\s*from\s*["']([^"']+)["']"#)
-});
+static HANDLER_PARAMS: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:req|request|reply|res|ctx|c|event|context)\b"));
+static IMPORT_NAMED: LazyLock<Regex> =
+    LazyLock::new(|| re(r#"import\s+(?:type\s+)?(?:([A-Za-z_$][\w$]*)\s*,\s*)?\{([^}]*)\}\s*from\s*["']([^"']+)["']"#));
 static IMPORT_DEFAULT: LazyLock<Regex> =
     LazyLock::new(|| re(r#"import\s+(?:type\s+)?([A-Za-z_$][\w$]*)\s+from\s*["']([^"']+)["']"#));
 static IMPORT_NS: LazyLock<Regex> =
@@ -51,8 +55,7 @@ static ENV_IMPORT: LazyLock<Regex> =
     LazyLock::new(|| re(r#"import\s*\{([^}]*)\}\s*from\s*["']\$env/static/(?:private|public)["']"#));
 static DESTRUCTURE_ENV: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?:const|let|var)\s*\{([^}]*)\}\s*=\s*(process\.env|useRuntimeConfig\()"));
-static RR_ROUTE: LazyLock<Regex> =
-    LazyLock::new(|| re(r#"\broute\(\s*["']([^"']*)["']\s*,\s*["']([^"']+)["']"#));
+static RR_ROUTE: LazyLock<Regex> = LazyLock::new(|| re(r#"\broute\(\s*["']([^"']*)["']\s*,\s*["']([^"']+)["']"#));
 
 #[derive(Debug, Clone)]
 struct Import {
@@ -93,7 +96,10 @@ fn imports(text: &str) -> Vec<Import> {
             out.push(Import { local, imported: Some(imported), source: source.clone() });
         }
     }
-    for c in IMPORT_DEFAULT.captures_iter(text).chain(IMPORT_NS.captures_iter(text)).chain(REQUIRE_DEFAULT.captures_iter(text))
+    for c in IMPORT_DEFAULT
+        .captures_iter(text)
+        .chain(IMPORT_NS.captures_iter(text))
+        .chain(REQUIRE_DEFAULT.captures_iter(text))
     {
         if let (Some(l), Some(s)) = (c.get(1), c.get(2)) {
             out.push(Import { local: l.as_str().to_owned(), imported: None, source: s.as_str().to_owned() });
@@ -162,7 +168,12 @@ fn follows(segs: &[&str], a: &str, b: &str) -> bool {
 }
 
 /// A file-system routed module: its kind, the line of its POST handler and its framework.
-fn fs_module(path: &str, text: &str, lines: &LineIndex, imports: &[Import]) -> Option<(FsKind, u32, Option<&'static str>)> {
+fn fs_module(
+    path: &str,
+    text: &str,
+    lines: &LineIndex,
+    imports: &[Import],
+) -> Option<(FsKind, u32, Option<&'static str>)> {
     let segs = segments(path);
     let name = *segs.last()?;
     let dirs = &segs[..segs.len() - 1];
@@ -214,10 +225,7 @@ fn fs_module(path: &str, text: &str, lines: &LineIndex, imports: &[Import]) -> O
             let c = EXPORT_DEFAULT.captures(text)?;
             let whole = c.get(0)?;
             // `export default handler;` -> the line where `handler` is defined.
-            let line = c
-                .get(2)
-                .and_then(|n| def_line(text, lines, n.as_str()))
-                .unwrap_or_else(|| line_of(whole));
+            let line = c.get(2).and_then(|n| def_line(text, lines, n.as_str())).unwrap_or_else(|| line_of(whole));
             return Some((FsKind::NextPages, line, Some(NEXT_PAGES)));
         }
     }
@@ -236,7 +244,8 @@ fn def_line(text: &str, lines: &LineIndex, name: &str) -> Option<u32> {
 pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
     let interesting = interesting(raw, path);
     let name = path.rsplit('/').next().unwrap_or(path);
-    let routes_config = matches!(name, "routes.ts" | "routes.js" | "routes.mts") && raw.contains("@react-router/dev/routes");
+    let routes_config =
+        matches!(name, "routes.ts" | "routes.js" | "routes.mts") && raw.contains("@react-router/dev/routes");
     if !interesting && !routes_config && !ROUTERISH.is_match(raw) {
         return CodeFacts::default();
     }
@@ -254,7 +263,16 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
     let verifiers = verifiers(&imports);
 
     let (locals, local_env) = if interesting { locals(text) } else { Default::default() };
-    let ctx = FileCtx { path, text, raw, lang: Lang::Js, brackets: &brackets, verifiers: &verifiers, locals: &locals, local_env: &local_env };
+    let ctx = FileCtx {
+        path,
+        text,
+        raw,
+        lang: Lang::Js,
+        brackets: &brackets,
+        verifiers: &verifiers,
+        locals: &locals,
+        local_env: &local_env,
+    };
 
     if interesting {
         if let Some((kind, line, framework)) = fs_module(path, text, lines, &imports) {
@@ -308,7 +326,10 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
                     Some(idx),
                 ));
             } else if let Some(name) = target_name(target) {
-                regs.push((Registration { obj: obj.clone(), path, framework: fw, target: RegTarget::Named(name) }, None));
+                regs.push((
+                    Registration { obj: obj.clone(), path, framework: fw, target: RegTarget::Named(name) },
+                    None,
+                ));
             }
         };
         match method.as_str() {
@@ -362,7 +383,11 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
                     }
                 }
                 let (Some(handler), true) = (handler, method_ok) else { continue };
-                let fw = if framework == Some(CONVEX) || text.contains("httpAction") { Some(CONVEX) } else { framework.or(Some(FASTIFY)) };
+                let fw = if framework == Some(CONVEX) || text.contains("httpAction") {
+                    Some(CONVEX)
+                } else {
+                    framework.or(Some(FASTIFY))
+                };
                 let inline = handler.contains("httpAction(") || is_inline_fn(handler);
                 if inline {
                     push_target(path, "() => {}", fw);
@@ -371,7 +396,8 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
                 }
             }
             "register" if parts.len() >= 2 => {
-                let Some(prefix) = PREFIX_FIELD.captures(parts[1]).and_then(|c| c.get(1)).map(|m| m.as_str().to_owned())
+                let Some(prefix) =
+                    PREFIX_FIELD.captures(parts[1]).and_then(|c| c.get(1)).map(|m| m.as_str().to_owned())
                 else {
                     continue;
                 };
@@ -444,7 +470,9 @@ fn named_cands(text: &str, lines: &LineIndex, brackets: &Brackets, cands: &mut V
         let paren = whole.end() - 1;
         let Some(params_end) = brackets.close_of(paren) else { continue };
         let end = match brackets.next_open(params_end + 1) {
-            Some((open, close)) if text.as_bytes().get(open) == Some(&b'{') && gap_ok(text, params_end + 1, open) => close + 1,
+            Some((open, close)) if text.as_bytes().get(open) == Some(&b'{') && gap_ok(text, params_end + 1, open) => {
+                close + 1
+            }
             _ => continue,
         };
         let params = text.get(paren..params_end).unwrap_or("");

@@ -80,7 +80,9 @@ pub(super) fn re(pattern: &str) -> Regex {
 }
 
 static EVENTS: LazyLock<Regex> = LazyLock::new(|| {
-    re(r#"["'`]((?:user|session|email|sms|organization|organizationMembership|organizationInvitation|organizationDomain|role|permission|waitlistEntry|subscription|subscriptionItem|paymentAttempt)\.[a-z][A-Za-z]*)["'`]"#)
+    re(
+        r#"["'`]((?:user|session|email|sms|organization|organizationMembership|organizationInvitation|organizationDomain|role|permission|waitlistEntry|subscription|subscriptionItem|paymentAttempt)\.[a-z][A-Za-z]*)["'`]"#,
+    )
 });
 static CLERK_WORD: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)clerk"));
 static SVIX_HEADERS: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)svix[-_](?:id|signature|timestamp)"));
@@ -376,7 +378,9 @@ impl Features {
 fn features(ctx: &FileCtx<'_>, ranges: &[(usize, usize)]) -> Features {
     let mut f = Features::default();
     let first_call = |names: &[String], need_new: bool| {
-        ranges.iter().find_map(|&r| names.iter().find_map(|name| find_calls(ctx.text, r, name, need_new).first().copied()))
+        ranges
+            .iter()
+            .find_map(|&r| names.iter().find_map(|name| find_calls(ctx.text, r, name, need_new).first().copied()))
     };
     f.clerk_call = first_call(&ctx.verifiers.clerk, false);
     let need_new = ctx.lang == Lang::Js;
@@ -391,7 +395,8 @@ fn features(ctx: &FileCtx<'_>, ranges: &[(usize, usize)]) -> Features {
                 f.events.insert(m.as_str().to_owned());
             }
         }
-        if !f.verify_call && !(ctx.verifiers.svix.is_empty() && ctx.verifiers.standard.is_empty()) {
+        let has_ctor_libs = !ctx.verifiers.svix.is_empty() || !ctx.verifiers.standard.is_empty();
+        if !f.verify_call && has_ctor_libs {
             f.verify_call = text.match_indices(verify_name).any(|(i, _)| {
                 let at = r.0 + i;
                 at > 0 && b[at - 1] == b'.' && ctx.text[at + verify_name.len()..].trim_start().starts_with('(')
@@ -624,12 +629,14 @@ pub(crate) fn resolve(ctx: &FileCtx<'_>, expr: &str, depth: usize) -> SecretExpr
 }
 
 /// Module-level assignments that read an env var or hold a `whsec_` literal, for other files.
-pub(crate) fn global_assigns(locals: &HashMap<String, String>, local_env: &HashMap<String, SecretExpr>) -> Vec<(String, SecretExpr)> {
+pub(crate) fn global_assigns(
+    locals: &HashMap<String, String>,
+    local_env: &HashMap<String, SecretExpr>,
+) -> Vec<(String, SecretExpr)> {
     let mut out: Vec<(String, SecretExpr)> = Vec::new();
     for (name, rhs) in locals {
-        match classify(rhs) {
-            v @ (SecretExpr::Env(_) | SecretExpr::Literal(_)) => out.push((name.clone(), v)),
-            _ => {}
+        if let v @ (SecretExpr::Env(_) | SecretExpr::Literal(_)) = classify(rhs) {
+            out.push((name.clone(), v));
         }
     }
     for (name, v) in local_env {
@@ -651,11 +658,8 @@ pub(crate) fn interesting(text: &str, path: &str) -> bool {
 pub(crate) fn join_route(prefix: &str, path: &str) -> String {
     let p = prefix.trim_end_matches('/');
     let rest = path.trim_start_matches('/');
-    let joined = if rest.is_empty() {
-        if p.is_empty() { "/".to_owned() } else { p.to_owned() }
-    } else {
-        format!("{p}/{rest}")
-    };
+    let joined =
+        if rest.is_empty() { if p.is_empty() { "/".to_owned() } else { p.to_owned() } } else { format!("{p}/{rest}") };
     if joined.starts_with('/') { joined } else { format!("/{joined}") }
 }
 
@@ -698,7 +702,11 @@ pub(crate) fn target_name(arg: &str) -> Option<String> {
 /// Whether an argument is an inline function body.
 pub(crate) fn is_inline_fn(arg: &str) -> bool {
     let a = arg.trim_start();
-    a.contains("=>") || a.starts_with("function") || a.starts_with("async") || a.starts_with("func(") || a.starts_with("func (")
+    a.contains("=>")
+        || a.starts_with("function")
+        || a.starts_with("async")
+        || a.starts_with("func(")
+        || a.starts_with("func (")
 }
 
 #[cfg(test)]
@@ -710,11 +718,17 @@ mod tests {
         assert_eq!(classify("process.env.CLERK_WEBHOOK_SECRET"), SecretExpr::Env("CLERK_WEBHOOK_SECRET".into()));
         assert_eq!(classify("process.env['X_Y']!"), SecretExpr::Env("X_Y".into()));
         assert_eq!(classify("import.meta.env.WH"), SecretExpr::Env("WH".into()));
-        assert_eq!(classify("c.env.CLERK_WEBHOOK_SIGNING_SECRET"), SecretExpr::Env("CLERK_WEBHOOK_SIGNING_SECRET".into()));
+        assert_eq!(
+            classify("c.env.CLERK_WEBHOOK_SIGNING_SECRET"),
+            SecretExpr::Env("CLERK_WEBHOOK_SIGNING_SECRET".into())
+        );
         assert_eq!(classify("os.environ[\"A\"]"), SecretExpr::Env("A".into()));
         assert_eq!(classify("os.environ.get('A', '')"), SecretExpr::Env("A".into()));
         assert_eq!(classify("os.Getenv(\"A\")"), SecretExpr::Env("A".into()));
-        assert_eq!(classify("useRuntimeConfig(event).clerkWebhookSecret"), SecretExpr::Env("NUXT_CLERK_WEBHOOK_SECRET".into()));
+        assert_eq!(
+            classify("useRuntimeConfig(event).clerkWebhookSecret"),
+            SecretExpr::Env("NUXT_CLERK_WEBHOOK_SECRET".into())
+        );
         assert_eq!(classify("\"whsec_abc\""), SecretExpr::Literal(fingerprint("whsec_abc")));
         assert_eq!(classify("process.env.A || \"whsec_abc\""), SecretExpr::Env("A".into()));
         assert_eq!(classify("SECRET"), SecretExpr::Ident("SECRET".into()));

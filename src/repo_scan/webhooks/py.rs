@@ -12,19 +12,18 @@ use super::{
 use crate::repo_scan::text::{Brackets, LineIndex, Syntax, python_block_end, split_args};
 
 static ROUTERISH: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"@\w[\w.]*\.(?:post|route|api_route)\s*\(|\bpath\s*\(|\bre_path\s*\(|include_router|register_blueprint|urlpatterns")
+    re(
+        r"@\w[\w.]*\.(?:post|route|api_route)\s*\(|\bpath\s*\(|\bre_path\s*\(|include_router|register_blueprint|urlpatterns",
+    )
 });
-static DECORATOR: LazyLock<Regex> =
-    LazyLock::new(|| re(r"(?m)^[ \t]*@([A-Za-z_][\w.]*)\.(post|route|api_route)\s*\("));
+static DECORATOR: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^[ \t]*@([A-Za-z_][\w.]*)\.(post|route|api_route)\s*\("));
 static DEF: LazyLock<Regex> = LazyLock::new(|| re(r"^[ \t]*(?:async\s+)?def\s+([A-Za-z_]\w*)\s*\("));
 static TOP_DEF: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^(?:async\s+)?def\s+([A-Za-z_]\w*)\s*\(([^)\n]*)"));
 static TOP_CLASS: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^class\s+([A-Za-z_]\w*)\s*(?:\(([^)\n]*)\))?\s*:"));
-static FROM_IMPORT: LazyLock<Regex> =
-    LazyLock::new(|| re(r"(?m)^[ \t]*from\s+([.\w]+)\s+import\s+\(?([^)\n]+)"));
+static FROM_IMPORT: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^[ \t]*from\s+([.\w]+)\s+import\s+\(?([^)\n]+)"));
 static IMPORT: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^[ \t]*import\s+([\w.]+)(?:\s+as\s+(\w+))?"));
-static ROUTER_VAR: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?m)^[ \t]*([A-Za-z_]\w*)\s*=\s*(?:fastapi\.|flask\.)?(APIRouter|Blueprint)\s*\(")
-});
+static ROUTER_VAR: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?m)^[ \t]*([A-Za-z_]\w*)\s*=\s*(?:fastapi\.|flask\.)?(APIRouter|Blueprint)\s*\("));
 static PREFIX_KW: LazyLock<Regex> = LazyLock::new(|| re(r#"\b(?:url_)?prefix\s*=\s*["']([^"']*)["']"#));
 static METHODS_KW: LazyLock<Regex> = LazyLock::new(|| re(r"\bmethods\s*=\s*[\[(\{]([^\])\}]*)"));
 static DJANGO_PATH: LazyLock<Regex> = LazyLock::new(|| re(r"\b(re_path|path|url)\s*\("));
@@ -112,7 +111,16 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
         }
     }
     let local_env: HashMap<String, SecretExpr> = HashMap::new();
-    let ctx = FileCtx { path, text, raw, lang: Lang::Py, brackets: &brackets, verifiers: &verifiers, locals: &locals, local_env: &local_env };
+    let ctx = FileCtx {
+        path,
+        text,
+        raw,
+        lang: Lang::Py,
+        brackets: &brackets,
+        verifiers: &verifiers,
+        locals: &locals,
+        local_env: &local_env,
+    };
 
     // Router variables with a prefix: `router = APIRouter(prefix="/webhooks")`.
     let mut prefixes: HashMap<String, String> = HashMap::new();
@@ -144,7 +152,8 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
         }
         // The decorated function: the first `def` after the decorator (other decorators between).
         let from_line = lines.line_of(close) as usize + 1;
-        let Some(def_line) = (from_line..=lines.count().min(from_line + 20)).find(|&l| DEF.is_match(lines.line(text, l)))
+        let Some(def_line) =
+            (from_line..=lines.count().min(from_line + 20)).find(|&l| DEF.is_match(lines.line(text, l)))
         else {
             continue;
         };
@@ -170,11 +179,7 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
             framework: fw,
             handler_like: true,
         });
-        regs.push(Registration { obj: obj_name,
-            path: Some(route),
-            framework: fw,
-            target: RegTarget::Inline(idx),
-        });
+        regs.push(Registration { obj: obj_name, path: Some(route), framework: fw, target: RegTarget::Inline(idx) });
     }
 
     // Django URL confs.
@@ -196,7 +201,8 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
                 continue;
             }
             if let Some(name) = target_name(target) {
-                regs.push(Registration { obj: String::new(),
+                regs.push(Registration {
+                    obj: String::new(),
                     path: route.map(|r| join_route("", &r)),
                     framework: Some(DJANGO),
                     target: RegTarget::Named(name),

@@ -445,6 +445,10 @@ fn survives_huge_minified_lines_and_hostile_input() {
         "app/api/webhooks/clerk/route.ts",
         "export async function POST(req) { const e = req.json(); 'user.created' ",
     );
+    // Deeply chained expressions and nested router calls in a webhook module.
+    let chain = format!("const SECRET = {}process.env.CLERK_WEBHOOK_SECRET;\n", "a || ".repeat(50_000));
+    let nested = format!("{}0{}", "app.use(".repeat(5_000), ")".repeat(5_000));
+    t.write("src/webhooks/chain.ts", format!("import {{ Webhook }} from 'svix'\n{chain}{nested}\nnew Webhook(SECRET).verify(b, h)\n"));
     t.write("src/unterminated.py", "def f(request):\n    '''\n@app.post(\"/x\")\n");
     t.write(
         "src/odd.go",

@@ -141,7 +141,7 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
 
     let mut cands: Vec<Cand> = Vec::new();
     let mut regs: Vec<Registration> = Vec::new();
-    for c in REG.captures_iter(text) {
+    for c in REG.captures_iter(text).take(2000) {
         let (Some(whole), Some(obj), Some(method)) = (c.get(0), c.get(1), c.get(2)) else { continue };
         let paren = whole.end() - 1;
         let Some(close) = brackets.close_of(paren) else { continue };

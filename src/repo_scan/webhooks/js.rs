@@ -297,11 +297,14 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
     // (registration without target index, inline cand index)
     let mut regs: Vec<(Registration, Option<usize>)> = Vec::new();
 
-    for c in REG_CALL.captures_iter(text) {
+    for c in REG_CALL.captures_iter(text).take(MAX_ROUTER_CALLS) {
         let (Some(whole), Some(method)) = (c.get(0), c.get(2)) else { continue };
         let obj = c.get(1).map_or("", |m| m.as_str()).to_owned();
         let paren = whole.end() - 1;
         let Some(close) = brackets.close_of(paren) else { continue };
+        if close - paren > MAX_CALL_SPAN {
+            continue; // a bundle wrapped in one call, not a route
+        }
         let args = text.get(paren + 1..close).unwrap_or("");
         let parts: Vec<&str> = split_args(args).into_iter().map(|(s, e)| args[s..e].trim()).collect();
         let line = lines.line_of(whole.start());
@@ -461,6 +464,10 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
     }
     facts
 }
+
+/// Router calls read per file, and the longest call read: bounded work on minified bundles.
+const MAX_ROUTER_CALLS: usize = 2000;
+const MAX_CALL_SPAN: usize = 256 * 1024;
 
 static PREFIX_FIELD: LazyLock<Regex> = LazyLock::new(|| re(r#"prefix\s*:\s*["'`](/[^"'`]*)["'`]"#));
 

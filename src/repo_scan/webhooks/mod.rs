@@ -549,7 +549,16 @@ pub(crate) fn nuxt_env(key: &str) -> String {
 
 /// Classifies a secret expression without following names.
 pub(crate) fn classify(expr: &str) -> SecretExpr {
-    let mut e = expr.trim().trim_end_matches([';', ',']).trim();
+    classify_at(expr, 0)
+}
+
+fn classify_at(expr: &str, depth: usize) -> SecretExpr {
+    // Secret expressions are short; a minified line is not one. Bounded size and depth: no stack
+    // overflow on `a || b || c || ...` repeated thousands of times.
+    if depth > 8 {
+        return SecretExpr::Unknown;
+    }
+    let mut e = super::text::head(expr, 512).trim().trim_end_matches([';', ',']).trim();
     for suffix in [" as string", "!"] {
         e = e.strip_suffix(suffix).unwrap_or(e).trim();
     }
@@ -577,11 +586,11 @@ pub(crate) fn classify(expr: &str) -> SecretExpr {
     // `a ?? b`, `a || b`, `a or b`: the first side that tells.
     for op in ["??", "||", " or "] {
         if let Some((l, r)) = e.split_once(op) {
-            let left = classify(l);
+            let left = classify_at(l, depth + 1);
             if left != SecretExpr::Unknown {
                 return left;
             }
-            return classify(r);
+            return classify_at(r, depth + 1);
         }
     }
     let ident = |s: &str| !s.is_empty() && s.bytes().all(is_ident_byte) && !s.as_bytes()[0].is_ascii_digit();
@@ -733,6 +742,14 @@ mod tests {
         assert_eq!(classify("process.env.A || \"whsec_abc\""), SecretExpr::Env("A".into()));
         assert_eq!(classify("SECRET"), SecretExpr::Ident("SECRET".into()));
         assert_eq!(classify("getSecret()"), SecretExpr::Unknown);
+    }
+
+    #[test]
+    fn classify_is_bounded() {
+        let long = "f() || ".repeat(100_000);
+        assert_eq!(classify(&long), SecretExpr::Unknown);
+        let deep = format!("{}process.env.X", "f() ?? ".repeat(5));
+        assert_eq!(classify(&deep), SecretExpr::Env("X".into()));
     }
 
     #[test]

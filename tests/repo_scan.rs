@@ -610,3 +610,43 @@ fn unrouted_handlers_are_reported_without_a_route() {
     assert_eq!(h.verification, Verification::Svix);
     assert_eq!(h.secret_source, None, "settings.CLERK_WEBHOOK_SECRET is assigned nowhere in the project");
 }
+
+#[test]
+fn well_known_variable_names_and_keys_passed_straight_to_calls() {
+    let names = [
+        "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY",
+        "VITE_CLERK_PUBLISHABLE_KEY",
+        "PUBLIC_CLERK_PUBLISHABLE_KEY",
+        "NUXT_PUBLIC_CLERK_PUBLISHABLE_KEY",
+        "EXPO_PUBLIC_CLERK_PUBLISHABLE_KEY",
+        "REACT_APP_CLERK_PUBLISHABLE_KEY",
+        "CLERK_PUBLISHABLE_KEY",
+    ];
+    let t = TempDir::new("names");
+    let mut env = String::new();
+    for n in names {
+        env.push_str(&format!("{n}={PK_TEST}\n"));
+    }
+    env.push_str(&format!("CLERK_SECRET_KEY={SK_LIVE}\nNUXT_CLERK_SECRET_KEY={SK_LIVE}\n"));
+    t.write(".env.sample", &env);
+    // The spec's example: a key handed straight to a Clerk call in a script.
+    t.write(
+        "scripts/seed.ts",
+        format!("import {{ createClerkClient }} from '@clerk/backend'\n\nconst clerk = createClerkClient({{\n  secretKey:\n    '{SK_LIVE}',\n}})\n"),
+    );
+    t.write("cmd/seed/main.go", format!("package main\n\nimport \"github.com/clerk/clerk-sdk-go/v2\"\n\nfunc main() {{\n\tclerk.SetKey(\"{SK_LIVE}\")\n}}\n"));
+    let a = scan(t.path(), &support::options()).expect("scan");
+    for (i, n) in names.iter().enumerate() {
+        let k = key(&a, ".env.sample", i as u32 + 1);
+        assert_eq!((k.variable.as_deref(), k.context, k.kind), (Some(*n), ReferenceContext::Example, KeyKind::Publishable));
+    }
+    for line in [8, 9] {
+        assert_eq!(key(&a, ".env.sample", line).confidence, Some(Confidence::High));
+    }
+    let seed = key(&a, "scripts/seed.ts", 5);
+    assert_eq!((seed.variable.as_deref(), seed.context), (None, ReferenceContext::Unknown));
+    assert_eq!(seed.confidence, Some(Confidence::High), "createClerkClient two lines up");
+    let go = key(&a, "cmd/seed/main.go", 6);
+    assert_eq!((go.variable.as_deref(), go.confidence), (None, Some(Confidence::High)));
+    assert_eq!(go.fingerprint, seed.fingerprint, "same key, same fingerprint");
+}

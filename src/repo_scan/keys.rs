@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 
 use crate::artifact::{KeyEnvironment, KeyKind};
 
-use super::text::{LineIndex, head, tail};
+use super::text::{LazyLines, head, tail};
 
 fn re(pattern: &str) -> Regex {
     Regex::new(pattern).expect("static regex")
@@ -213,8 +213,12 @@ fn variable_of(prefix: &str, previous_line: &str) -> Option<String> {
 }
 
 /// Finds key tokens in one file. Cheap when the file holds none.
-pub(crate) fn find(text: &str, lines: &LineIndex) -> Vec<KeyHit> {
+pub(crate) fn find(text: &str, lazy: &LazyLines<'_>) -> Vec<KeyHit> {
     let mut hits: Vec<KeyHit> = Vec::new();
+    if !KEY.is_match(text) {
+        return hits;
+    }
+    let lines = lazy.get();
     for caps in KEY.captures_iter(text) {
         if hits.len() >= MAX_KEYS_PER_FILE {
             break;
@@ -359,7 +363,7 @@ mod tests {
     #[test]
     fn placeholders_are_skipped() {
         let text = "A=pk_test_xxxxxxxxxxxxxxxx\nB=sk_test_YOUR_SECRET_KEY\nC=sk_live_...\nD=sk_test_abc\n";
-        assert!(find(text, &LineIndex::new(text)).is_empty());
+        assert!(find(text, &LazyLines::new(text)).is_empty());
     }
 
     #[test]
@@ -368,7 +372,7 @@ mod tests {
             "# Clerk\nNEXT_PUBLIC_CLERK_PUBLISHABLE_KEY={}\nSTRIPE_SECRET_KEY=sk_live_4eC39HqLyjWDarjtT1zdp7dcA\n",
             pk("clerk.example.com")
         );
-        let hits = find(&text, &LineIndex::new(&text));
+        let hits = find(&text, &LazyLines::new(&text));
         assert_eq!(hits.len(), 2);
         assert_eq!(hits[0].host.as_deref(), Some("clerk.example.com"));
         assert!(hits[0].var_clerk);
@@ -379,6 +383,6 @@ mod tests {
     #[test]
     fn survives_odd_input() {
         let text = "pk_test_\u{e9}\u{e9}sk_live_\npk_live_====\n".repeat(3);
-        let _ = find(&text, &LineIndex::new(&text));
+        let _ = find(&text, &LazyLines::new(&text));
     }
 }

@@ -39,7 +39,7 @@ use crate::artifact::{
 };
 
 use keys::KeyHit;
-use text::LineIndex;
+use text::LazyLines;
 use webhooks::{CodeFacts, Lang, MountTarget, RegTarget, SecretExpr, UnitDraft, UnitKind};
 
 /// Knobs of a scan.
@@ -131,13 +131,13 @@ fn process_file(path: String, text: &str) -> FileFacts {
     let name = path.rsplit('/').next().unwrap_or(&path);
     let manifest = evidence::is_manifest(name);
     let frameworks = if manifest { evidence::manifest_frameworks(name, text) } else { Vec::new() };
-    let lines = LineIndex::new(text);
+    let lines = LazyLines::new(text);
     let hits = keys::find(text, &lines);
     let marker = evidence::has_marker(text) || hits.iter().any(|h| h.host.is_some());
     let keys = if hits.is_empty() {
         Vec::new()
     } else {
-        let map = context::contexts(&path, text, &lines);
+        let map = context::contexts(&path, text, lines.get());
         hits.into_iter()
             .map(|h| {
                 let ctx = if h.commented { ReferenceContext::Example } else { map.at(h.line as usize) };

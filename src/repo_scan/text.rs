@@ -58,6 +58,22 @@ impl LineIndex {
     }
 }
 
+/// A [`LineIndex`] built on first use: most files never need one.
+pub(crate) struct LazyLines<'t> {
+    text: &'t str,
+    cell: std::cell::OnceCell<LineIndex>,
+}
+
+impl<'t> LazyLines<'t> {
+    pub(crate) fn new(text: &'t str) -> Self {
+        Self { text, cell: std::cell::OnceCell::new() }
+    }
+
+    pub(crate) fn get(&self) -> &LineIndex {
+        self.cell.get_or_init(|| LineIndex::new(self.text))
+    }
+}
+
 /// The last `max` bytes of `s`, cut on a character boundary.
 pub(crate) fn tail(s: &str, max: usize) -> &str {
     if s.len() <= max {

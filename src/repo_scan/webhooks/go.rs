@@ -8,9 +8,9 @@ use regex::Regex;
 
 use super::{
     CHI, Cand, CodeFacts, FileCtx, GIN, GO_NET_HTTP, Lang, RegTarget, Registration, SecretExpr, UnitKind, Verifiers,
-    evaluate, global_assigns, interesting, is_inline_fn, join_route, re, string_literal, target_name,
+    evaluate, global_assigns, interest, is_inline_fn, join_route, re, string_literal, target_name,
 };
-use crate::repo_scan::text::{Brackets, LineIndex, Syntax, split_args};
+use crate::repo_scan::text::{Brackets, LazyLines, Syntax, split_args};
 
 static ROUTERISH: LazyLock<Regex> =
     LazyLock::new(|| re(r"\.(?:HandleFunc|Handle|Post|POST|Any|Method|MethodFunc|Group|Route)\s*\("));
@@ -73,11 +73,13 @@ fn default_package_name(path: &str) -> String {
     last.trim_start_matches("go-").to_owned()
 }
 
-pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
-    let interesting = interesting(raw, path);
-    if !interesting && !ROUTERISH.is_match(raw) {
+pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts {
+    let interest = interest(raw, path);
+    let interesting = interest.units;
+    if !interest.assigns && !ROUTERISH.is_match(raw) {
         return CodeFacts::default();
     }
+    let lines = lazy.get();
     let brackets = Brackets::new(raw, Syntax::Go);
     let masked = brackets.masked(raw);
     let text = masked.as_str();
@@ -104,7 +106,7 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
         GO_NET_HTTP
     };
     let mut locals: HashMap<String, String> = HashMap::new();
-    if interesting {
+    if interest.assigns {
         for c in SHORT_ASSIGN.captures_iter(text).chain(VAR_ASSIGN.captures_iter(text)) {
             if let (Some(n), Some(v)) = (c.get(1), c.get(2)) {
                 locals.entry(n.as_str().to_owned()).or_insert_with(|| v.as_str().trim().to_owned());
@@ -232,10 +234,12 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
             });
         }
         facts.units = evaluate(&ctx, &cands);
-        facts.assigns = global_assigns(&locals, &local_env);
         facts.registrations = regs;
     } else {
         facts.registrations = regs.into_iter().filter(|r| matches!(r.target, RegTarget::Named(_))).collect();
+    }
+    if interest.assigns {
+        facts.assigns = global_assigns(&locals, &local_env);
     }
     facts
 }
@@ -270,7 +274,7 @@ mod tests {
     #[test]
     fn net_http_with_svix() {
         let src = "package main\n\nimport (\n\t\"net/http\"\n\t\"os\"\n\n\tsvix \"github.com/svix/svix-webhooks/go\"\n)\n\nfunc main() {\n\thttp.HandleFunc(\"/webhooks/clerk\", handleClerkWebhook)\n}\n\nfunc handleClerkWebhook(w http.ResponseWriter, r *http.Request) {\n\twh, err := svix.NewWebhook(os.Getenv(\"CLERK_WEBHOOK_SECRET\"))\n\t_ = wh.Verify(payload, r.Header)\n\t// \"user.created\"\n}\n";
-        let f = analyze("main.go", src, &LineIndex::new(src));
+        let f = analyze("main.go", src, &LazyLines::new(src));
         assert_eq!(f.registrations.len(), 1);
         assert_eq!(f.registrations[0].path.as_deref(), Some("/webhooks/clerk"));
         let u = f.units.iter().find(|u| u.name.as_deref() == Some("handleClerkWebhook"));
@@ -283,10 +287,10 @@ mod tests {
     #[test]
     fn gin_groups_and_chi_routes() {
         let src = "package main\nimport \"github.com/gin-gonic/gin\"\nfunc main() {\n\tr := gin.Default()\n\tapi := r.Group(\"/api\")\n\thooks := api.Group(\"/webhooks\")\n\thooks.POST(\"/clerk\", clerkWebhook)\n}\n";
-        let f = analyze("main.go", src, &LineIndex::new(src));
+        let f = analyze("main.go", src, &LazyLines::new(src));
         assert_eq!(f.registrations[0].path.as_deref(), Some("/api/webhooks/clerk"));
         let src = "package main\nimport \"github.com/go-chi/chi/v5\"\nfunc routes(r chi.Router) {\n\tr.Route(\"/webhooks\", func(r chi.Router) {\n\t\tr.Post(\"/clerk\", h.Clerk)\n\t})\n}\n";
-        let f = analyze("routes.go", src, &LineIndex::new(src));
+        let f = analyze("routes.go", src, &LazyLines::new(src));
         assert_eq!(f.registrations[0].path.as_deref(), Some("/webhooks/clerk"));
         assert_eq!(default_package_name("github.com/go-chi/chi/v5"), "chi");
     }

@@ -9,9 +9,9 @@ use regex::Regex;
 use super::{
     ASTRO, CONVEX, Cand, CodeFacts, EXPRESS, FASTIFY, FileCtx, FsKind, HONO, Lang, Mount, MountTarget, NEXT_APP,
     NEXT_PAGES, NUXT, REACT_ROUTER, REMIX, RegTarget, Registration, SVELTEKIT, SecretExpr, UnitKind, Verifiers,
-    evaluate, global_assigns, interesting, is_inline_fn, nuxt_env, re, string_literal, target_name,
+    evaluate, global_assigns, interest, is_inline_fn, nuxt_env, re, string_literal, target_name,
 };
-use crate::repo_scan::text::{Brackets, LineIndex, Syntax, split_args};
+use crate::repo_scan::text::{Brackets, LazyLines, LineIndex, Syntax, split_args};
 
 static ROUTERISH: LazyLock<Regex> = LazyLock::new(|| re(r"\.\s*(?:post|all|use|route|on|register)\s*\(|\broute\s*\("));
 static EXPORT_POST: LazyLock<Regex> = LazyLock::new(|| {
@@ -241,14 +241,16 @@ fn def_line(text: &str, lines: &LineIndex, name: &str) -> Option<u32> {
         .map(|m| lines.line_of(m.start()))
 }
 
-pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
-    let interesting = interesting(raw, path);
+pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts {
+    let interest = interest(raw, path);
+    let interesting = interest.units;
     let name = path.rsplit('/').next().unwrap_or(path);
     let routes_config =
         matches!(name, "routes.ts" | "routes.js" | "routes.mts") && raw.contains("@react-router/dev/routes");
-    if !interesting && !routes_config && !ROUTERISH.is_match(raw) {
+    if !interest.assigns && !routes_config && !ROUTERISH.is_match(raw) {
         return CodeFacts::default();
     }
+    let lines = lazy.get();
     let brackets = Brackets::new(raw, Syntax::Js);
     let masked = brackets.masked(raw);
     let text = masked.as_str();
@@ -262,7 +264,7 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
     let imports = imports(text);
     let verifiers = verifiers(&imports);
 
-    let (locals, local_env) = if interesting { locals(text) } else { Default::default() };
+    let (locals, local_env) = if interest.assigns { locals(text) } else { Default::default() };
     let ctx = FileCtx {
         path,
         text,
@@ -451,6 +453,8 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
     }
     if interesting {
         facts.units = evaluate(&ctx, &kept);
+    }
+    if interest.assigns {
         facts.assigns = global_assigns(&locals, &local_env);
     }
     for (mut reg, idx) in regs {
@@ -585,7 +589,7 @@ mod tests {
     use crate::artifact::Verification;
 
     fn run(path: &str, text: &str) -> CodeFacts {
-        analyze(path, text, &LineIndex::new(text))
+        analyze(path, text, &LazyLines::new(text))
     }
 
     #[test]

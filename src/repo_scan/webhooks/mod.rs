@@ -52,7 +52,7 @@ use regex::Regex;
 use crate::artifact::Verification;
 
 use super::keys::fingerprint;
-use super::text::{Brackets, LineIndex, split_args};
+use super::text::{Brackets, LazyLines, split_args};
 
 pub(crate) const NEXT_APP: &str = "nextjs-app-router";
 pub(crate) const NEXT_PAGES: &str = "nextjs-pages-router";
@@ -231,7 +231,7 @@ pub(crate) fn lang_of(path: &str) -> Option<Lang> {
 }
 
 /// Analyses one source file.
-pub(crate) fn analyze(path: &str, text: &str, lines: &LineIndex) -> Option<CodeFacts> {
+pub(crate) fn analyze(path: &str, text: &str, lines: &LazyLines<'_>) -> Option<CodeFacts> {
     let lang = lang_of(path)?;
     let facts = match lang {
         Lang::Js => js::analyze(path, text, lines),
@@ -644,6 +644,11 @@ pub(crate) fn global_assigns(
 ) -> Vec<(String, SecretExpr)> {
     let mut out: Vec<(String, SecretExpr)> = Vec::new();
     for (name, rhs) in locals {
+        // Only right-hand sides that can read an env var or hold a `whsec_` are worth classifying.
+        let hint = ["env", "Env", "whsec_", "config(", "useRuntimeConfig"].iter().any(|h| rhs.contains(h));
+        if !hint {
+            continue;
+        }
         if let v @ (SecretExpr::Env(_) | SecretExpr::Literal(_)) = classify(rhs) {
             out.push((name.clone(), v));
         }
@@ -657,10 +662,23 @@ pub(crate) fn global_assigns(
     out
 }
 
-/// Whether `text` may hold anything handler-related at all (cheap prefilter).
-pub(crate) fn interesting(text: &str, path: &str) -> bool {
-    static WORDS: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)clerk|svix|standardwebhooks|webhook"));
-    WORDS.is_match(text) || WORDS.is_match(path)
+/// What a file needs to be read for (cheap prefilters).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Interest {
+    /// Handler candidates: the file (or its path) says `webhook` or `svix`, or names a Clerk event.
+    /// Every way a candidate can qualify needs one of these (verification calls, `WebhookEvent`,
+    /// `svix-*` headers, event literals, a `webhook` path), so a component that merely imports
+    /// `@clerk/*` is not analysed.
+    pub units: bool,
+    /// Module-level assignments other files may read a secret through (`CLERK_WEBHOOK_SECRET = ...`).
+    pub assigns: bool,
+}
+
+pub(crate) fn interest(text: &str, path: &str) -> Interest {
+    static SIGNAL: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)webhook|svix"));
+    static ASSIGN_HINT: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)clerk|whsec_|signing"));
+    let units = SIGNAL.is_match(path) || SIGNAL.is_match(text) || EVENTS.is_match(text);
+    Interest { units, assigns: units || ASSIGN_HINT.is_match(text) }
 }
 
 /// Joins a route prefix and a path: `/api` + `/webhooks` -> `/api/webhooks`.

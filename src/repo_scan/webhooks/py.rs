@@ -7,9 +7,9 @@ use regex::Regex;
 
 use super::{
     Cand, CodeFacts, DJANGO, FASTAPI, FLASK, FileCtx, Lang, Mount, MountTarget, RegTarget, Registration, SecretExpr,
-    UnitKind, Verifiers, evaluate, global_assigns, interesting, join_route, re, string_literal, target_name,
+    UnitKind, Verifiers, evaluate, global_assigns, interest, join_route, re, string_literal, target_name,
 };
-use crate::repo_scan::text::{Brackets, LineIndex, Syntax, python_block_end, split_args};
+use crate::repo_scan::text::{Brackets, LazyLines, Syntax, python_block_end, split_args};
 
 static ROUTERISH: LazyLock<Regex> = LazyLock::new(|| {
     re(
@@ -90,11 +90,13 @@ fn framework_of(imports: &[(String, String)]) -> Option<&'static str> {
     }
 }
 
-pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
-    let interesting = interesting(raw, path);
-    if !interesting && !ROUTERISH.is_match(raw) {
+pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts {
+    let interest = interest(raw, path);
+    let interesting = interest.units;
+    if !interest.assigns && !ROUTERISH.is_match(raw) {
         return CodeFacts::default();
     }
+    let lines = lazy.get();
     let brackets = Brackets::new(raw, Syntax::Py);
     let masked = brackets.masked(raw);
     let text = masked.as_str();
@@ -103,7 +105,7 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
     let verifiers = verifiers(&imports);
     let framework = framework_of(&imports);
     let mut locals: HashMap<String, String> = HashMap::new();
-    if interesting {
+    if interest.assigns {
         for c in LOCAL_ASSIGN.captures_iter(text) {
             if let (Some(n), Some(v)) = (c.get(1), c.get(2)) {
                 locals.entry(n.as_str().to_owned()).or_insert_with(|| v.as_str().trim().to_owned());
@@ -271,10 +273,12 @@ pub(crate) fn analyze(path: &str, raw: &str, lines: &LineIndex) -> CodeFacts {
             });
         }
         facts.units = evaluate(&ctx, &cands);
-        facts.assigns = global_assigns(&locals, &local_env);
         facts.registrations = regs;
     } else {
         facts.registrations = regs.into_iter().filter(|r| matches!(r.target, RegTarget::Named(_))).collect();
+    }
+    if interest.assigns {
+        facts.assigns = global_assigns(&locals, &local_env);
     }
     facts
 }
@@ -305,7 +309,7 @@ mod tests {
     #[test]
     fn fastapi_decorated_route_with_prefix() {
         let src = "import os\nfrom fastapi import APIRouter, Request\nfrom svix.webhooks import Webhook\n\nrouter = APIRouter(prefix=\"/webhooks\")\n\n@router.post(\"/clerk\")\nasync def clerk_webhook(request: Request):\n    wh = Webhook(os.environ[\"CLERK_WEBHOOK_SECRET\"])\n    evt = wh.verify(await request.body(), dict(request.headers))\n    if evt[\"type\"] == \"user.created\":\n        pass\n";
-        let f = analyze("app/webhooks.py", src, &LineIndex::new(src));
+        let f = analyze("app/webhooks.py", src, &LazyLines::new(src));
         assert_eq!(f.units.len(), 1);
         assert_eq!(f.units[0].line, 8);
         assert_eq!(f.units[0].verification, Verification::Svix);
@@ -316,7 +320,7 @@ mod tests {
     #[test]
     fn django_urls() {
         let src = "from django.urls import path, include\nfrom . import views\nurlpatterns = [\n    path(\"webhooks/clerk/\", views.clerk_webhook, name=\"x\"),\n    path(\"api/\", include(\"billing.urls\")),\n]\n";
-        let f = analyze("core/urls.py", src, &LineIndex::new(src));
+        let f = analyze("core/urls.py", src, &LazyLines::new(src));
         assert_eq!(f.registrations.len(), 1);
         assert_eq!(f.registrations[0].path.as_deref(), Some("/webhooks/clerk/"));
         assert_eq!(f.mounts.len(), 1);

@@ -448,7 +448,10 @@ fn survives_huge_minified_lines_and_hostile_input() {
     // Deeply chained expressions and nested router calls in a webhook module.
     let chain = format!("const SECRET = {}process.env.CLERK_WEBHOOK_SECRET;\n", "a || ".repeat(50_000));
     let nested = format!("{}0{}", "app.use(".repeat(5_000), ")".repeat(5_000));
-    t.write("src/webhooks/chain.ts", format!("import {{ Webhook }} from 'svix'\n{chain}{nested}\nnew Webhook(SECRET).verify(b, h)\n"));
+    t.write(
+        "src/webhooks/chain.ts",
+        format!("import {{ Webhook }} from 'svix'\n{chain}{nested}\nnew Webhook(SECRET).verify(b, h)\n"),
+    );
     t.write("src/unterminated.py", "def f(request):\n    '''\n@app.post(\"/x\")\n");
     t.write(
         "src/odd.go",
@@ -638,7 +641,10 @@ fn well_known_variable_names_and_keys_passed_straight_to_calls() {
     let a = scan(t.path(), &support::options()).expect("scan");
     for (i, n) in names.iter().enumerate() {
         let k = key(&a, ".env.sample", i as u32 + 1);
-        assert_eq!((k.variable.as_deref(), k.context, k.kind), (Some(*n), ReferenceContext::Example, KeyKind::Publishable));
+        assert_eq!(
+            (k.variable.as_deref(), k.context, k.kind),
+            (Some(*n), ReferenceContext::Example, KeyKind::Publishable)
+        );
     }
     for line in [8, 9] {
         assert_eq!(key(&a, ".env.sample", line).confidence, Some(Confidence::High));

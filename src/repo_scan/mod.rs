@@ -21,14 +21,14 @@
 //! Security: the artifact never holds a secret key, a `whsec_` value or a raw publishable key; only
 //! `sha256:<hex>` fingerprints and decoded Frontend API hosts. Nothing is executed, no network is used.
 
-pub(crate) mod context;
-pub(crate) mod evidence;
-pub(crate) mod git;
-pub(crate) mod keys;
-pub(crate) mod routes;
+pub mod context;
+pub mod evidence;
+pub mod git;
+pub mod keys;
+pub mod routes;
 pub(crate) mod text;
-pub(crate) mod walk;
-pub(crate) mod webhooks;
+pub mod walk;
+pub mod webhooks;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};

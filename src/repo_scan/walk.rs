@@ -18,7 +18,7 @@ use ignore::{DirEntry, WalkBuilder, WalkState};
 use super::{FileFacts, ScanOptions, ScanStats};
 
 /// Folder names never descended into.
-pub(crate) const SKIP_DIRS: &[&str] = &[
+pub const SKIP_DIRS: &[&str] = &[
     ".git",
     ".hg",
     ".svn",

@@ -3,17 +3,30 @@
 //! Each source file is cut into *candidates*: a file-system routed module (Next.js app/pages routers,
 //! Remix/React Router, SvelteKit, Astro, Nuxt: the whole file), a router call with an inline handler
 //! (`app.post('/x', async (req, res) => ...)`, `@app.post("/x")` + `def`, `http.HandleFunc("/x",
-//! func(...) {...})`, Convex `http.route({ path, handler: httpAction(...) })`), or a named function that
-//! a router call elsewhere points at (`r.POST("/x", clerkWebhook)`, Django `path("x/", views.hook)`).
-//! A candidate's *region* is its own span plus the file's top-level code (imports, module constants);
-//! when a file has one candidate the region is the whole file.
+//! func(...) {...})`, Convex `http.route({ path, handler: httpAction(...) })`), or a named function
+//! (top-level `function`/arrow constant, `def`/`class`, `func`). A candidate's *region* is its own span
+//! plus the file's top-level code (imports, module constants); when a file has one candidate the region
+//! is the whole file. Comments are blanked out before the code is read (a commented-out
+//! `verifyWebhook(req)` verifies nothing, an event named in a comment is not handled), but still count as
+//! Clerk evidence. Only files whose text or path says `webhook` or `svix`, or that name a Clerk event,
+//! are cut into candidates (every rule below needs one of these); router calls and module-level
+//! assignments are collected from other files too.
 //!
-//! **Which candidates are Clerk webhook handlers.** Clerk evidence (the word `clerk` in the candidate,
-//! its file path or its route, or a Clerk event literal) and one of: a signature verification, Clerk event
-//! type literals (`"user.created"`...), Clerk's `WebhookEvent` type, reading `svix-*` headers, or a
-//! route/path naming both `clerk` and `webhook`. A candidate that only calls a helper that verifies
-//! (`verifyClerkWebhook(req)` defined elsewhere in the repo) takes the helper's verification, and the
-//! helper itself is not reported.
+//! **Which candidates are reported.** A file-system routed module, a router call's inline body, a named
+//! function some router call points at (`r.POST("/x", clerkWebhook)`, Django `path("x/", views.hook)`,
+//! linked by name: same file, then same folder, then same project, then unique in the repo), or else a
+//! handler-shaped named function (`(req, res)`, `request`, `http.ResponseWriter`, `*gin.Context`...)
+//! that no other candidate calls, reported with a null route. It must show
+//! - Clerk evidence: the word `clerk` in its span, its file path or its route; Clerk's `WebhookEvent`
+//!   (or `UserJSON`...) type from an `@clerk/*` import; Clerk's `verifyWebhook`; or Clerk event
+//!   literals together with svix verification or `svix-*` headers (Clerk delivers through Svix);
+//! - and a webhook signal: a signature verification, Clerk event literals (`"user.created"`...), the
+//!   `WebhookEvent` type, reading `svix-*` headers, or a route/path naming both `clerk` and `webhook`.
+//!
+//! A named function another candidate calls is a callee, not a handler: a verify-like callee
+//! (`verifyClerkWebhook(req)`, `validateRequest(req)`) that verifies lends its verification and secret
+//! to an unverified caller, and the Clerk events a callee handles (`handleClerkEvent(evt)`) are added to
+//! the caller's (one level deep).
 //!
 //! **Verification** is what the code does, not what it should do:
 //! - `clerk-verifyWebhook`: a call to `verifyWebhook` imported from any `@clerk/*` package. Its secret is
@@ -31,8 +44,11 @@
 //! **Secret source**: the env var the secret expression reads (`process.env.X`, `import.meta.env.X`,
 //! `env.X`, `$env/static/private`, Nuxt `useRuntimeConfig().x` -> `NUXT_X`, `os.environ["X"]`,
 //! `os.getenv("X")`, `os.Getenv("X")`...), followed through local constants and, by name, through
-//! module-level assignments elsewhere in the repo (Django `settings.X`); `literal_fingerprint` when a
-//! `whsec_` string is the secret. Never the secret itself.
+//! module-level assignments elsewhere in the same project (Django `settings.X`); `literal_fingerprint`
+//! when a `whsec_` string is the secret; else an env var with a webhook-like name (`*WEBHOOK*`,
+//! `*SIGNING*`, `*SVIX*`) that the region reads, when there is exactly one; else null. Never the secret
+//! itself. A `whsec_` value written in an env file is not linked to the handler reading that env var
+//! (the v1 artifact has no place for it): `secret_source` stays the env var name.
 //!
 //! **Routes** come from file-system conventions (see [`super::routes`]) or the literal path of the
 //! router call, joined with literal prefixes (`APIRouter(prefix=)`, `Blueprint(url_prefix=)`, gin
@@ -40,9 +56,9 @@
 //! Fastify `register(p, { prefix })`, Hono `app.route('/x', sub)`). Dynamic segments are written
 //! `:name`, catch-alls `*name`. Null when unknown.
 
-pub(crate) mod go;
-pub(crate) mod js;
-pub(crate) mod py;
+pub mod go;
+pub mod js;
+pub mod py;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::LazyLock;

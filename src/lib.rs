@@ -35,6 +35,7 @@ pub mod ops;
 pub mod persist;
 pub mod pipeline;
 pub mod publish;
+pub mod repo_scan;
 pub mod report;
 pub mod retry;
 pub mod sandbox;

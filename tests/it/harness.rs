@@ -280,6 +280,45 @@ impl TestApp {
             let _ = tokio::time::timeout(Duration::from_secs(30), worker).await;
         }
         self.sandbox.shutdown().await;
+        cleanup_broker(&self.broker, &self.settings).await;
+        drop_database(&self.pool, &self.settings).await;
+    }
+}
+
+/// Deletes the test's queues and exchanges: quorum queues are costly for the broker, so tests leave none.
+pub async fn cleanup_broker(broker: &Connection, settings: &Settings) {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let amqp = &settings.amqp;
+    let mut queues = vec![amqp.jobs_queue.clone(), amqp.dead_letter_queue.clone()];
+    let mut tier = settings.worker.retry_delay_secs.max(1);
+    while tier <= 2 * clerk_audit::broker::MAX_DELAY_SECS {
+        queues.push(clerk_audit::broker::delay_queue_name(amqp, tier));
+        tier *= 2;
+    }
+    for queue in queues {
+        // A fresh channel each time: deleting a queue that was never declared may close the channel.
+        if let Ok(channel) = broker.create_channel().await {
+            let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
+            let _ = channel.close(200, "".into()).await;
+        }
+    }
+    for exchange in [&amqp.jobs_exchange, &amqp.dead_letter_exchange, &amqp.findings_exchange] {
+        if let Ok(channel) = broker.create_channel().await {
+            let _ = channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await;
+            let _ = channel.close(200, "".into()).await;
+        }
+    }
+    let _ = broker.close(200, "test done".into()).await;
+}
+
+/// Drops the test's database.
+pub async fn drop_database(pool: &Pool, settings: &Settings) {
+    use secrecy::ExposeSecret;
+    pool.close();
+    let name = url::Url::parse(settings.database.url.expose_secret()).unwrap().path().trim_start_matches('/').to_owned();
+    if let Ok((client, connection)) = tokio_postgres::connect(&admin_database_url(), tokio_postgres::NoTls).await {
+        tokio::spawn(connection);
+        let _ = client.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[]).await;
     }
 }
 

@@ -100,9 +100,11 @@ async fn the_secret_key_goes_to_the_backend_api_only() {
                 assert_eq!(request.credential, PresentedCredential::ClerkSecretKey);
                 assert_eq!(request.clerk_api_version.as_deref(), Some("2026-05-12"));
             }
-            _ => assert_eq!(request.credential, PresentedCredential::None, "{request:?}"),
+            HostKind::SvixApi => assert_eq!(request.credential, PresentedCredential::SvixToken, "{request:?}"),
+            HostKind::FrontendApi => assert_eq!(request.credential, PresentedCredential::None, "{request:?}"),
         }
-        assert_eq!(request.method, "GET");
+        let write_allowed = request.host == HostKind::BackendApi && request.path == "/v1/webhooks/svix_url";
+        assert!(request.method == "GET" || (write_allowed && request.method == "POST"), "{request:?}");
     }
     sandbox.shutdown().await;
 }

@@ -62,6 +62,28 @@ pub enum Command {
         #[arg(long, required_unless_present = "scan_id")]
         project: Option<String>,
     },
+    /// Extract the clerk-repo-artifact/v1 document from a checkout: JSON on stdout, or stored with --store.
+    RepoScan {
+        /// The checkout to scan.
+        path: std::path::PathBuf,
+        /// Insert the artifact into repo_scan_artifacts (needs --project).
+        #[arg(long, requires = "project")]
+        store: bool,
+        #[arg(long)]
+        project: Option<String>,
+        /// Defaults to the commit id, else a new random id.
+        #[arg(long)]
+        repo_scan_id: Option<String>,
+        /// Overrides the repository name read from .git.
+        #[arg(long)]
+        repo: Option<String>,
+        /// Overrides the commit read from .git.
+        #[arg(long)]
+        commit: Option<String>,
+        /// Files larger than this many bytes are skipped.
+        #[arg(long, default_value_t = 1024 * 1024)]
+        max_file_size: u64,
+    },
     /// Serve the Clerk/Svix/DNS sandbox on loopback (tests and demos); prints its instances as JSON.
     Sandbox {
         /// Backend API port (Svix on +1, each instance's Frontend API on +2, +3, ...); 0 picks free ports.
@@ -124,6 +146,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{AllowlistTable}");
             Ok(())
         }
+        Command::RepoScan { path, store: false, repo, commit, max_file_size, .. } => {
+            let artifact = repo_scan_artifact(&path, repo, commit, max_file_size)?;
+            println!("{}", crate::repo_scan::to_json(&artifact));
+            Ok(())
+        }
         Command::Sandbox { port, dns_port, host } => {
             telemetry::init(crate::configuration::LogFormat::Text);
             crate::sandbox::run_cli(crate::sandbox::SandboxConfig { host, backend_port: port, dns_port }).await
@@ -138,7 +165,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
-        Command::Endpoints | Command::Sandbox { .. } => unreachable!("handled before configuration"),
+        Command::Endpoints | Command::Sandbox { .. } | Command::RepoScan { store: false, .. } => {
+            unreachable!("handled before configuration")
+        }
+        Command::RepoScan { path, store: true, project, repo_scan_id, repo, commit, max_file_size } => {
+            let project = ProjectId::parse(project.unwrap_or_default()).map_err(anyhow::Error::msg)?;
+            let artifact = repo_scan_artifact(&path, repo, commit, max_file_size)?;
+            let repo_scan_id = repo_scan_id
+                .or_else(|| artifact.commit.clone())
+                .unwrap_or_else(|| Uuid::new_v4().to_string());
+            let pool = db::pool(&settings.database)?;
+            let client = pool.get().await?;
+            crate::persist::store_artifact(&client, &project, &repo_scan_id, &artifact).await?;
+            println!("{repo_scan_id}");
+            Ok(())
+        }
         Command::Worker => {
             let pool = db::pool(&settings.database)?;
             db::migrate(&pool).await.context("running migrations at start")?;
@@ -209,6 +250,22 @@ async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Resu
             Ok(())
         }
     }
+}
+
+fn repo_scan_artifact(
+    path: &std::path::Path,
+    repo: Option<String>,
+    commit: Option<String>,
+    max_file_size: u64,
+) -> anyhow::Result<crate::artifact::RepoArtifact> {
+    let options = crate::repo_scan::ScanOptions {
+        max_file_size,
+        repo,
+        commit,
+        scanned_at: Some(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        ..crate::repo_scan::ScanOptions::default()
+    };
+    Ok(crate::repo_scan::scan(path, &options)?)
 }
 
 /// Publishes a job the way the orchestrator does (persistent JSON, confirmed).

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the main job for real on this machine: brings up PostgreSQL, RabbitMQ and the KMS stand-in (installing
 # them if missing), starts the Clerk sandbox, migrates a demo database, stores the sandbox instances' secret
-# keys through KMS, stores a repo-scan artifact, enqueues one scan job per sandbox scenario, runs the worker
-# until every scan is finished, and prints the findings in the SPEC's format.
+# keys through KMS, extracts and stores the repo-scan artifact of a small demo repo (scripts/demo/repo),
+# enqueues one scan job per sandbox scenario, runs the worker until every scan is finished, and prints the
+# findings in the SPEC's format.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -70,9 +71,9 @@ scans=()
 while IFS=$'\t' read -r name secret; do
     project="prj_demo_${name//-/_}"
     key_ref="$(printf '%s' "$secret" | "$bin" credentials put --project "$project" --instance "$name" --kms-key-id "$kms_key")"
-    psql -q "$CLERK_AUDIT_DATABASE__URL" -v artifact="$(cat scripts/demo/artifact.json)" -v project="$project" >/dev/null <<'SQL'
-INSERT INTO repo_scan_artifacts (project_id, repo_scan_id, artifact) VALUES (:'project', 'rs_demo', :'artifact'::jsonb);
-SQL
+    # What the platform's repo scanner does: extract the artifact from the checkout and store it.
+    "$bin" repo-scan --store --project "$project" --repo-scan-id rs_demo \
+        --repo github.com/acme/web --commit demo scripts/demo/repo >/dev/null
     scans+=("$("$bin" enqueue --project "$project" --instance "$name" --key-ref "$key_ref")")
 done < <(python3 -c "
 import json

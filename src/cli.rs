@@ -157,7 +157,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         command => {
             let settings = Settings::load()?;
-            telemetry::init(settings.telemetry.log_format);
+            // Kept until the command ends: dropping it flushes the trace exporter.
+            let _telemetry = telemetry::init(&settings.telemetry)?;
             run_with_settings(command, settings).await
         }
     }

@@ -124,6 +124,8 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct TelemetrySettings {
     pub log_format: LogFormat,
+    /// OTLP/HTTP collector address for traces; empty: traces are not exported.
+    pub otlp_endpoint: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -204,6 +206,9 @@ impl Settings {
         }
         if self.kms.region.is_empty() {
             return Err(invalid("kms.region", "must not be empty"));
+        }
+        if !self.telemetry.otlp_endpoint.is_empty() {
+            crate::telemetry::otlp_traces_url(&self.telemetry.otlp_endpoint).map_err(|e| invalid("telemetry.otlp_endpoint", e.to_string()))?;
         }
         if !self.dns.nameserver.is_empty() {
             self.dns.nameserver.parse::<SocketAddr>().map_err(|e| invalid("dns.nameserver", format!("expected ip:port: {e}")))?;

@@ -178,6 +178,7 @@ pub async fn consume(
         let pipeline = pipeline.clone();
         let settler = settler.clone();
         in_flight.spawn(async move {
+            let flight = pipeline.metrics.job_started();
             let info = delivery_info(&delivery.properties);
             let outcome = match AssertUnwindSafe(pipeline.process(&delivery.data, &info)).catch_unwind().await {
                 Ok(outcome) => outcome,
@@ -187,6 +188,7 @@ pub async fn consume(
                 }
             };
             settler.settle(&delivery, info.attempt, &outcome).await;
+            flight.finish(&outcome);
             drop(permit);
             outcome_label(&outcome)
         });

@@ -59,6 +59,7 @@ pub async fn load_credential(
 pub struct Kms {
     client: aws_sdk_kms::Client,
     policy: RetryPolicy,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// The encryption context that binds a ciphertext to its row.
@@ -95,7 +96,13 @@ impl Kms {
             loader = loader.endpoint_url(&settings.endpoint_url);
         }
         let config = loader.load().await;
-        Self { client: aws_sdk_kms::Client::new(&config), policy }
+        Self { client: aws_sdk_kms::Client::new(&config), policy, metrics: Default::default() }
+    }
+
+    /// Counts every Decrypt attempt in `metrics` (`clerk_audit_kms_calls_total`).
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn client(&self) -> &aws_sdk_kms::Client {
@@ -114,7 +121,9 @@ impl Kms {
             for (name, value) in encryption_context(&credential.project_id, credential.key_ref) {
                 request = request.encryption_context(name, value);
             }
-            request.send().await.map_err(classify)
+            let result = request.send().await;
+            self.metrics.kms_call(kms_outcome(&result));
+            result.map_err(classify)
         })
         .await?;
         let plaintext = output.plaintext.map(Blob::into_inner).ok_or_else(|| {
@@ -148,6 +157,23 @@ impl Kms {
             .ciphertext_blob
             .map(Blob::into_inner)
             .ok_or_else(|| JobError::permanent(FailureReason::Internal, "KMS returned no ciphertext"))
+    }
+}
+
+/// The `outcome` label of a KMS attempt.
+fn kms_outcome<T, E, R>(result: &Result<T, SdkError<E, R>>) -> &'static str
+where
+    E: ProvideErrorMetadata,
+{
+    match result {
+        Ok(_) => "ok",
+        Err(SdkError::ServiceError(service)) => match service.err().code().unwrap_or("unknown") {
+            "ThrottlingException" | "ThrottledException" | "RequestLimitExceeded" => "throttled",
+            code if TRANSIENT_KMS_CODES.contains(&code) => "unavailable",
+            _ => "refused",
+        },
+        Err(SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)) => "unreachable",
+        Err(_) => "error",
     }
 }
 

@@ -13,7 +13,8 @@
 //! - [`publish`]: the outbox relay publishing CloudEvents with publisher confirms.
 //!
 //! Around it: [`pipeline`] processes one job and returns an outcome; [`consumer`] maps outcomes to
-//! ack / retry / dead-letter; [`startup`] wires everything; [`configuration`], [`telemetry`], [`retry`]
+//! ack / retry / dead-letter; [`startup`] wires everything; [`ops`] (health, readiness) and [`metrics`]
+//! (Prometheus) on the ops port; [`configuration`], [`telemetry`] (logs and traces), [`retry`]
 //! (the one retry policy), [`secret`] (the key type), [`sandbox`] (Clerk/Svix stand-in for tests and
 //! demos), [`repo_scan`] (the artifact extractor) and [`cli`].
 
@@ -31,6 +32,7 @@ pub mod events;
 pub mod facts;
 pub mod fetch;
 pub mod job;
+pub mod metrics;
 pub mod ops;
 pub mod persist;
 pub mod pipeline;

@@ -49,6 +49,8 @@ pub struct Pipeline {
     pub max_attempts: u32,
     /// Woken after each commit so the outbox relay publishes at once.
     pub relay_wake: Arc<Notify>,
+    /// The worker's Prometheus metrics (jobs are counted by the consumer).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What the consumer knows of a delivery besides its body.
@@ -69,7 +71,14 @@ impl Pipeline {
                 return JobOutcome::Poison(reason);
             }
         };
-        let span = info_span!("job", scan_id = %job.scan_id, project_id = %job.project_id, instance = %job.instance_name);
+        let span = info_span!(
+            "job",
+            scan_id = %job.scan_id,
+            project_id = %job.project_id,
+            instance = %job.instance_name,
+            trace_id = tracing::field::Empty,
+        );
+        crate::telemetry::continue_trace(&span, delivery.traceparent.as_deref());
         self.process_job(&job, delivery).instrument(span).await
     }
 
@@ -126,8 +135,10 @@ impl Pipeline {
         let mut client = self.pool.get().await?;
         // The scan row may not exist yet if the failure came before it was registered.
         persist::ensure_scan(&client, job).await?;
+        let span = info_span!("persist", status = "failed");
+        let traceparent = crate::telemetry::traceparent(&span).or_else(|| delivery.traceparent.clone());
         let committed =
-            persist::fail_scan(&mut client, job, started_at, reason, detail, &self.events, delivery.traceparent.clone()).await?;
+            persist::fail_scan(&mut client, job, started_at, reason, detail, &self.events, traceparent).instrument(span).await?;
         self.relay_wake.notify_one();
         Ok(committed)
     }
@@ -157,6 +168,8 @@ impl Pipeline {
             user_count: facts.user_count,
             domain: facts.primary_domain.as_ref().map(|d| d.name.clone()),
         };
+        let span = info_span!("persist", status = "completed");
+        let traceparent = crate::telemetry::traceparent(&span).or_else(|| delivery.traceparent.clone());
         let committed = persist::complete_scan(
             &mut client,
             CompletedScan {
@@ -166,9 +179,10 @@ impl Pipeline {
                 instance,
                 calls,
                 target: &self.events,
-                traceparent: delivery.traceparent.clone(),
+                traceparent,
             },
         )
+        .instrument(span)
         .await?;
         self.relay_wake.notify_one();
         Ok(match committed {

@@ -11,7 +11,7 @@ use lapin::types::{AMQPValue, LongString};
 use lapin::{BasicProperties, Channel};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 use uuid::Uuid;
 
 use crate::broker::{PublishError, publish_confirmed};
@@ -82,7 +82,10 @@ pub async fn relay_batch(pool: &Pool, channel: &Channel) -> Result<usize, RelayE
             properties = properties.with_headers(headers);
         }
         let body = serde_json::to_vec(&payload).expect("payload serializes");
-        match publish_confirmed(channel, &exchange, &routing_key, &body, properties, CONFIRM_TIMEOUT).await {
+        // A child of the span that stored the event (its `traceparent`), so the trace shows the publish.
+        let span = tracing::info_span!("publish", event_id = %id, routing_key = %routing_key, trace_id = tracing::field::Empty);
+        crate::telemetry::continue_trace(&span, payload.get("traceparent").and_then(|t| t.as_str()));
+        match publish_confirmed(channel, &exchange, &routing_key, &body, properties, CONFIRM_TIMEOUT).instrument(span).await {
             Ok(()) => {
                 tx.execute("UPDATE outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1", &[&id])
                     .await?;

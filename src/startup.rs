@@ -1,7 +1,8 @@
-//! Wires the worker: pools and clients from [`Settings`], the ops port, and the supervisor that keeps
-//! a broker connection (reconnecting with backoff), runs the consumer and the outbox relay on it, and
-//! drains on shutdown. Shutdown is a [`CancellationToken`] passed in (the binary cancels it on
-//! SIGTERM/SIGINT; tests cancel it directly).
+//! Wires the worker: pools and clients from [`Settings`], the metrics, the ops port, and the supervisor
+//! that keeps a broker connection (reconnecting with backoff), runs the consumer and the outbox relay on
+//! it, and drains on shutdown. Shutdown is a [`CancellationToken`] passed in (the binary cancels it on
+//! SIGTERM/SIGINT; tests cancel it directly). The ops port stays up until the drain is over, answering
+//! `/readyz` 503 ("draining") meanwhile.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use backoff::backoff::Backoff;
+use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -19,7 +21,8 @@ use crate::consumer::{ConsumeEnd, consume};
 use crate::decrypt::Kms;
 use crate::fetch::dns::DnsLookup;
 use crate::fetch::http::HttpLayer;
-use crate::ops::{self, Health};
+use crate::metrics::Metrics;
+use crate::ops::{self, Health, OpsState};
 use crate::persist::EventTarget;
 use crate::pipeline::Pipeline;
 use crate::retry::RetryPolicy;
@@ -29,14 +32,18 @@ pub struct Application {
     settings: Settings,
     pipeline: Arc<Pipeline>,
     health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    /// The ops port, when bound ahead of [`Application::run`] by [`Application::bind_ops`].
+    ops_listener: Option<tokio::net::TcpListener>,
 }
 
 impl Application {
     /// Builds every client; connects to nothing yet.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let pool = db::pool(&settings.database)?;
+        let metrics = Arc::new(Metrics::new());
         let policy = RetryPolicy::in_job(settings.http.max_attempts);
-        let kms = Kms::from_settings(&settings.kms, policy).await;
+        let kms = Kms::from_settings(&settings.kms, policy).await.with_metrics(metrics.clone());
         let http = HttpLayer::new(
             &settings.http,
             settings.clerk.backend_api_url.clone(),
@@ -44,7 +51,8 @@ impl Application {
             settings.clerk.rate_limit_per_10s,
             policy,
         )
-        .context("building the HTTP client")?;
+        .context("building the HTTP client")?
+        .with_metrics(metrics.clone());
         let dns = DnsLookup::from_settings(&settings.dns).context("building the DNS resolver")?;
         let http = http.with_svix_api_url(&settings.svix.api_url)?;
         let pipeline = Arc::new(Pipeline {
@@ -57,8 +65,25 @@ impl Application {
             max_job_bytes: settings.worker.max_job_bytes,
             max_attempts: settings.worker.max_attempts,
             relay_wake: Arc::new(Notify::new()),
+            metrics: metrics.clone(),
         });
-        Ok(Self { settings, pipeline, health: Arc::new(Health::default()) })
+        Ok(Self { settings, pipeline, health: Arc::new(Health::default()), metrics, ops_listener: None })
+    }
+
+    /// Binds the ops port now (`ops.listen`; port 0 picks a free one) and answers its address; `run`
+    /// then serves on it. Without this call, `run` binds it.
+    pub async fn bind_ops(&mut self) -> anyhow::Result<SocketAddr> {
+        if self.ops_listener.is_none() {
+            let listener = ops::bind(self.settings.ops.listen)
+                .await
+                .with_context(|| format!("binding the ops port {} (ops.listen)", self.settings.ops.listen))?;
+            self.ops_listener = Some(listener);
+        }
+        Ok(self.ops_listener.as_ref().expect("bound above").local_addr()?)
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     pub fn health(&self) -> Arc<Health> {
@@ -69,28 +94,47 @@ impl Application {
         self.pipeline.clone()
     }
 
-    /// Starts the ops port (answers its bound address) and runs until `shutdown` fires and the drain is done.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let (ops_addr, ops_task) = ops::serve(self.settings.ops.listen, self.health.clone(), shutdown.clone())
-            .await
-            .with_context(|| format!("binding the ops port {} (ops.listen)", self.settings.ops.listen))?;
+    /// Serves the ops port (bound now unless [`Application::bind_ops`] did) and runs until `shutdown`
+    /// fires and the drain is done.
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.bind_ops().await?;
+        let listener = self.ops_listener.take().expect("bound above");
+        let ops_addr = listener.local_addr()?;
+        let state = OpsState { health: self.health.clone(), metrics: self.metrics.clone(), pool: Some(self.pipeline.pool.clone()) };
+        // The ops port outlives `shutdown` until the drain is over, so probes see "draining", not a refusal.
+        let ops_stop = CancellationToken::new();
+        let ops_task = ops::serve_on(listener, state, ops_stop.clone());
         info!(%ops_addr, "ops port listening");
-        self.run_with_ops(shutdown, ops_addr).await?;
+        let result = self.supervise(shutdown).await;
+        ops_stop.cancel();
         let _ = ops_task.await;
-        Ok(())
+        result
     }
 
-    async fn run_with_ops(self, shutdown: CancellationToken, _ops_addr: SocketAddr) -> anyhow::Result<()> {
+    async fn supervise(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.health.supervisor_alive.store(true, Ordering::SeqCst);
         let db_watch = tokio::spawn(watch_database(self.pipeline.pool.clone(), self.health.clone(), shutdown.clone()));
+        let drain_watch = tokio::spawn({
+            let (health, shutdown) = (self.health.clone(), shutdown.clone());
+            async move {
+                shutdown.cancelled().await;
+                health.draining.store(true, Ordering::SeqCst);
+                info!("shutdown requested; draining");
+            }
+        });
         let mut reconnect = RetryPolicy::reconnect();
         while !shutdown.is_cancelled() {
             match self.connected_session(&shutdown).await {
                 Ok(ConsumeEnd::Shutdown) => break,
-                Ok(ConsumeEnd::ConnectionLost(reason)) => warn!(reason = %reason, "broker connection lost; reconnecting"),
+                Ok(ConsumeEnd::ConnectionLost(reason)) => {
+                    warn!(reason = %reason, "broker connection lost; reconnecting");
+                    // The session had been up: start the backoff over.
+                    reconnect.reset();
+                }
                 Err(error) => warn!(error = %format!("{error:#}"), "broker unavailable; retrying"),
             }
             self.health.consuming.store(false, Ordering::SeqCst);
+            self.metrics.broker_reconnect();
             let wait = reconnect.next_backoff().unwrap_or(Duration::from_secs(10));
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -98,7 +142,10 @@ impl Application {
             }
         }
         self.health.consuming.store(false, Ordering::SeqCst);
+        self.health.draining.store(true, Ordering::SeqCst);
         db_watch.abort();
+        drain_watch.abort();
+        self.health.supervisor_alive.store(false, Ordering::SeqCst);
         info!("worker stopped");
         Ok(())
     }
@@ -115,13 +162,25 @@ impl Application {
         let events = broker::confirm_channel(&connection).await?;
         info!("connected to the broker");
         self.health.consuming.store(true, Ordering::SeqCst);
+        // Not ready from the moment the connection fails, not only once the consumer loop notices.
+        let connection_watch = tokio::spawn({
+            let health = self.health.clone();
+            let mut events = connection.events_listener();
+            async move {
+                while let Some(event) = events.next().await {
+                    if let lapin::Event::Error(error) = event {
+                        health.consuming.store(false, Ordering::SeqCst);
+                        warn!(error = %error, "broker connection failed");
+                        return;
+                    }
+                }
+            }
+        });
 
         let relay_stop = CancellationToken::new();
         let relay = tokio::spawn(publish::run(self.pipeline.pool.clone(), events.clone(), self.pipeline.relay_wake.clone(), relay_stop.clone()));
         let end = consume(jobs, copies, self.pipeline.clone(), settings, shutdown.clone()).await;
-        if end == ConsumeEnd::Shutdown {
-            self.health.draining.store(true, Ordering::SeqCst);
-        }
+        connection_watch.abort();
         relay_stop.cancel();
         let _ = relay.await;
         if end == ConsumeEnd::Shutdown {

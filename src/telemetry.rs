@@ -1,38 +1,351 @@
-//! Logging through `tracing`: JSON lines in production, readable text locally, level from `RUST_LOG`.
+//! Logs and traces through `tracing`.
 //!
-//! Job spans carry `scan_id` and `project_id`, so every line logged inside a job names them. Nothing that
-//! holds a secret implements `Display`, and the secret key's `Debug` is redacted.
+//! **Logs**: JSON lines in production (`telemetry.log_format = "json"`), readable text locally; the level
+//! comes from `RUST_LOG` (default `info`). Each JSON line carries the fields of every span it was logged
+//! in, flattened to the top level, so every line of a job has `scan_id` and `project_id` (and `trace_id`),
+//! whatever `RUST_LOG` says: the crate's spans are always enabled for the log layer, only events are
+//! filtered. Nothing that holds a secret implements `Display`, and the secret key's `Debug` is redacted.
+//!
+//! **Traces**: an OpenTelemetry layer turns the crate's spans (`job`, `kms.decrypt`, `outbound_call`,
+//! `persist`, `publish`) into OpenTelemetry spans. [`continue_trace`] makes a job span the child of the
+//! job message's W3C `traceparent`; [`traceparent`] renders the current span's context for the findings
+//! event. Spans are exported over OTLP (HTTP/protobuf) when `telemetry.otlp_endpoint` is set; otherwise
+//! they still get ids (so events carry a `traceparent`) but are not exported.
 
-use tracing::Subscriber;
-use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::{EnvFilter, layer::SubscriberExt};
+use std::collections::HashMap;
+use std::fmt;
 
-use crate::configuration::LogFormat;
+use anyhow::Context as _;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets, filter_fn};
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
 
-/// Builds the subscriber; `default_filter` applies when `RUST_LOG` is unset.
-pub fn subscriber<W>(format: LogFormat, default_filter: &str, writer: W) -> Box<dyn Subscriber + Send + Sync>
-where
-    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
-{
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let registry = tracing_subscriber::registry().with(filter);
-    match format {
-        LogFormat::Json => Box::new(
-            registry.with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .with_span_list(true)
-                    .with_writer(writer),
-            ),
-        ),
-        LogFormat::Text => Box::new(registry.with(tracing_subscriber::fmt::layer().with_writer(writer))),
+use crate::configuration::{LogFormat, TelemetrySettings};
+
+/// The OpenTelemetry service name.
+pub const SERVICE_NAME: &str = "clerk-audit";
+/// The `tracing` target prefix of this crate's spans and events.
+const CRATE_TARGET: &str = "clerk_audit";
+
+/// Keeps the tracer provider; dropping it flushes and stops the exporter.
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+impl Telemetry {
+    pub fn provider(&self) -> &SdkTracerProvider {
+        &self.provider
     }
 }
 
-/// Installs the process-wide subscriber writing to stderr (stdout is kept for command output).
-pub fn init(format: LogFormat) {
-    let subscriber = subscriber(format, "info", std::io::stderr);
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// The OTLP/HTTP traces URL for a configured endpoint: a bare collector address gets `/v1/traces`.
+pub fn otlp_traces_url(endpoint: &str) -> anyhow::Result<String> {
+    let url = url::Url::parse(endpoint).with_context(|| format!("telemetry.otlp_endpoint {endpoint:?} is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        anyhow::bail!("telemetry.otlp_endpoint must be http(s), got {}", url.scheme());
+    }
+    Ok(if url.path() == "/" || url.path().is_empty() {
+        format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+    } else {
+        endpoint.to_owned()
+    })
+}
+
+/// The tracer provider: parent-based sampling (a job inherits its producer's decision, a job without a
+/// `traceparent` is sampled), batch OTLP export when an endpoint is configured.
+pub fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<SdkTracerProvider> {
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(SERVICE_NAME)
+        .with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build();
+    let mut builder = SdkTracerProvider::builder()
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
+        .with_resource(resource);
+    if !settings.otlp_endpoint.is_empty() {
+        use opentelemetry_otlp::{Protocol, WithExportConfig};
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(otlp_traces_url(&settings.otlp_endpoint)?)
+            .build()
+            .context("building the OTLP span exporter (telemetry.otlp_endpoint)")?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    Ok(builder.build())
+}
+
+/// Builds the subscriber: the log layer (`format`, level from `RUST_LOG`, else `default_filter`) and the
+/// OpenTelemetry layer on `provider`.
+pub fn subscriber<W>(format: LogFormat, default_filter: &str, writer: W, provider: &SdkTracerProvider) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let env_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // The crate's spans stay enabled for the log layer at any level, so a WARN line in a job still
+    // names its scan.
+    let log_filter = env_filter.or(filter_fn(|metadata| metadata.is_span() && metadata.target().starts_with(CRATE_TARGET)));
+    let log_layer = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .fmt_fields(JsonFields::new())
+            .event_format(FlatJson)
+            .with_writer(writer)
+            .with_filter(log_filter)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer).with_filter(log_filter).boxed(),
+    };
+    let otel_layer = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(SERVICE_NAME))
+        .with_filter(Targets::new().with_target(CRATE_TARGET, Level::INFO));
+    Box::new(tracing_subscriber::registry().with(log_layer).with(otel_layer))
+}
+
+/// Installs the process-wide subscriber writing to stderr (stdout is kept for command output). Keep the
+/// answer alive until exit: dropping it flushes the span exporter.
+pub fn init(settings: &TelemetrySettings) -> anyhow::Result<Telemetry> {
+    let provider = tracer_provider(settings)?;
+    let subscriber = subscriber(settings.log_format, "info", std::io::stderr, &provider);
     // A second call (tests) keeps the first subscriber.
     let _ = tracing::subscriber::set_global_default(subscriber);
+    Ok(Telemetry { provider })
+}
+
+/// Makes `span` (not yet entered) a child of the W3C `traceparent` of the message that caused it. A
+/// missing or malformed `traceparent` leaves `span` the root of a new trace. When `span` declares a
+/// `trace_id` field, it is recorded, so log lines name the trace.
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+    if let Some(traceparent) = traceparent {
+        let carrier = HashMap::from([("traceparent".to_owned(), traceparent.trim().to_owned())]);
+        let parent = TraceContextPropagator::new().extract(&carrier);
+        if parent.span().span_context().is_valid() {
+            let _ = span.set_parent(parent);
+        }
+    }
+    if span.has_field("trace_id") {
+        if let Some(trace_id) = self::traceparent(span).as_deref().and_then(trace_id_of) {
+            span.record("trace_id", trace_id);
+        }
+    }
+}
+
+/// The W3C `traceparent` of `span`: its trace id and its own span id. `None` when no OpenTelemetry layer
+/// is installed (or the span is disabled).
+pub fn traceparent(span: &tracing::Span) -> Option<String> {
+    let context = span.context();
+    let otel_span = context.span();
+    let span_context = otel_span.span_context();
+    span_context.is_valid().then(|| {
+        format!("00-{}-{}-{:02x}", span_context.trace_id(), span_context.span_id(), span_context.trace_flags().to_u8())
+    })
+}
+
+/// The trace id of a `traceparent`, when it is well formed.
+pub fn trace_id_of(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.split('-');
+    let (_version, trace_id) = (parts.next()?, parts.next()?);
+    (trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()) && trace_id != "0".repeat(32)).then_some(trace_id)
+}
+
+/// The `traceparent` for an event created inside the current span: the current span's own context,
+/// else (no OpenTelemetry layer) the one the job came with.
+pub fn current_traceparent_or(fallback: Option<&str>) -> Option<String> {
+    traceparent(&tracing::Span::current()).or_else(|| fallback.map(str::to_owned))
+}
+
+/// JSON lines with the fields of every enclosing span flattened to the top level (inner spans win, the
+/// event's own fields win over spans), plus `span` (the innermost span's name), `spans` (the path,
+/// outermost first, joined by `>`). A job's lines also carry `trace_id` (a field of the job span).
+pub struct FlatJson;
+
+impl<S, N> FormatEvent<S, N> for FlatJson
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let metadata = event.metadata();
+        let mut line = Map::new();
+        line.insert("timestamp".into(), Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)));
+        line.insert("level".into(), Value::String(metadata.level().to_string()));
+        line.insert("target".into(), Value::String(metadata.target().to_owned()));
+        if let Some(scope) = ctx.event_scope() {
+            let mut names = Vec::new();
+            for span in scope.from_root() {
+                names.push(span.name());
+                let extensions = span.extensions();
+                if let Some(fields) = extensions.get::<FormattedFields<N>>() {
+                    if let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(fields.as_str()) {
+                        line.extend(fields);
+                    }
+                }
+            }
+            if let Some(name) = names.last() {
+                line.insert("span".into(), Value::String((*name).to_owned()));
+                line.insert("spans".into(), Value::String(names.join(">")));
+            }
+        }
+        let mut visitor = JsonVisitor(Map::new());
+        event.record(&mut visitor);
+        line.extend(visitor.0);
+        let text = serde_json::to_string(&Value::Object(line)).map_err(|_| fmt::Error)?;
+        writeln!(writer, "{text}")
+    }
+}
+
+/// Collects an event's fields as JSON values.
+struct JsonVisitor(Map<String, Value>);
+
+impl Visit for JsonVisitor {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.insert(field.name().to_owned(), Value::String(format!("{value:?}")));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), Value::String(value.to_owned()));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.0.insert(field.name().to_owned(), Value::String(value.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Collects written lines.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Lines {
+        type Writer = Lines;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    impl Lines {
+        fn json(&self) -> Vec<Value> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_span_fields_and_trace_id() {
+        let lines = Lines::default();
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = subscriber(LogFormat::Json, "clerk_audit=debug", lines.clone(), &provider);
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let produced = tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("outside");
+            let job = tracing::info_span!("job", scan_id = "s-1", project_id = "prj_1", instance = "acme", trace_id = tracing::field::Empty);
+            continue_trace(&job, Some(traceparent));
+            let _job = job.enter();
+            tracing::warn!(attempt = 2, "in the job");
+            let call = tracing::info_span!("outbound_call", call = "users.count", row = 2u8, status = tracing::field::Empty);
+            let _call = call.enter();
+            tracing::debug!(outcome = "200", "call attempt");
+            call.record("status", 200u16);
+            tracing::info!("after the status");
+            current_traceparent_or(None)
+        });
+        let lines = lines.json();
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert!(lines[0].get("scan_id").is_none());
+        for line in &lines[1..] {
+            assert_eq!(line["scan_id"], "s-1", "{line}");
+            assert_eq!(line["project_id"], "prj_1", "{line}");
+            assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "{line}");
+        }
+        assert_eq!(lines[1]["attempt"], 2);
+        assert_eq!(lines[1]["message"], "in the job");
+        assert_eq!(lines[1]["level"], "WARN");
+        assert_eq!(lines[2]["spans"], "job>outbound_call");
+        assert_eq!(lines[2]["call"], "users.count");
+        assert_eq!(lines[3]["status"], 200);
+        let produced = produced.expect("a traceparent of the current span");
+        assert_eq!(trace_id_of(&produced), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert!(!produced.contains("00f067aa0ba902b7"), "the event gets the worker's own span id: {produced}");
+        assert!(produced.ends_with("-01"), "{produced}");
+    }
+
+    #[test]
+    fn job_spans_stay_in_logs_when_info_is_filtered_out() {
+        let lines = Lines::default();
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = subscriber(LogFormat::Json, "warn", lines.clone(), &provider);
+        tracing::subscriber::with_default(subscriber, || {
+            let job = tracing::info_span!("job", scan_id = "s-2", project_id = "prj_2");
+            let _job = job.enter();
+            tracing::info!("dropped");
+            tracing::warn!("kept");
+        });
+        let lines = lines.json();
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert_eq!(lines[0]["scan_id"], "s-2");
+    }
+
+    #[test]
+    fn malformed_traceparent_starts_a_new_trace() {
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = subscriber(LogFormat::Text, "off", std::io::sink, &provider);
+        tracing::subscriber::with_default(subscriber, || {
+            let job = tracing::info_span!("job");
+            continue_trace(&job, Some("00-zz-00f067aa0ba902b7-01"));
+            let produced = traceparent(&job).expect("a new trace");
+            assert_eq!(produced.len(), 55, "{produced}");
+        });
+        assert_eq!(trace_id_of("00-00000000000000000000000000000000-00f067aa0ba902b7-01"), None);
+    }
+
+    #[test]
+    fn otlp_endpoint_gets_the_traces_path() {
+        assert_eq!(otlp_traces_url("http://otel-collector:4318").unwrap(), "http://otel-collector:4318/v1/traces");
+        assert_eq!(otlp_traces_url("http://otel-collector:4318/").unwrap(), "http://otel-collector:4318/v1/traces");
+        assert_eq!(otlp_traces_url("https://otlp.example.com/custom/v1/traces").unwrap(), "https://otlp.example.com/custom/v1/traces");
+        assert!(otlp_traces_url("otel-collector:4318").is_err());
+    }
 }

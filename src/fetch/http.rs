@@ -101,6 +101,7 @@ pub struct HttpLayer {
     svix_api_url: Option<Url>,
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
     policy: RetryPolicy,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Resolves host names, refusing any host with an address outside what [`is_refused`] allows.
@@ -156,7 +157,14 @@ impl HttpLayer {
             svix_api_url: None,
             limiter: Arc::new(RateLimiter::keyed(quota)),
             policy,
+            metrics: Arc::default(),
         })
+    }
+
+    /// Counts every call attempt in `metrics` (`clerk_audit_outbound_calls_total`).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn backend_api(&self) -> &Url {
@@ -254,6 +262,7 @@ impl ScanCalls<'_> {
     }
 
     fn tally(&self, call: &AllowedCall, outcome: String) {
+        self.http.metrics.outbound_call(call.row, call.name, &outcome);
         let mut tallies = self.tallies.lock().expect("tally lock");
         let entry = tallies.entry(call.row).or_insert_with(|| CallTally { row: call.row, name: call.name.to_owned(), ..CallTally::default() });
         entry.count += 1;

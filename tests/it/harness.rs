@@ -112,6 +112,8 @@ pub struct TestApp {
     pub kms_key_id: String,
     pub shutdown: CancellationToken,
     pub worker: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The worker's ops port (`/healthz`, `/readyz`, `/metrics`).
+    pub ops_addr: std::net::SocketAddr,
     pub broker: Connection,
     events: lapin::Consumer,
     dead: lapin::Consumer,
@@ -154,9 +156,10 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         .unwrap();
 
     let shutdown = CancellationToken::new();
-    let application = Application::build(settings.clone()).await.expect("application builds");
+    let mut application = Application::build(settings.clone()).await.expect("application builds");
+    let ops_addr = application.bind_ops().await.expect("ops port binds");
     let worker = tokio::spawn(application.run(shutdown.clone()));
-    TestApp { settings, pool, sandbox, kms, kms_key_id, shutdown, worker: Some(worker), broker, events, dead }
+    TestApp { settings, pool, sandbox, kms, kms_key_id, shutdown, worker: Some(worker), ops_addr, broker, events, dead }
 }
 
 pub fn project() -> ProjectId {

@@ -4,6 +4,7 @@ mod cli;
 mod failures;
 mod harness;
 mod http_layer;
+mod ops;
 mod poison;
 mod scenarios;
 mod webhooks;

@@ -1,0 +1,420 @@
+//! Operability: `/readyz` follows the broker, `/metrics` counts jobs and calls, a job's `traceparent`
+//! continues into the worker's spans and the findings event, logs of a job name it on every line, and
+//! the configuration reference documents every key of `config/default.toml`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use clerk_audit::configuration::LogFormat;
+use clerk_audit::metrics::sample;
+use clerk_audit::sandbox::Scenario;
+use clerk_audit::{broker, telemetry};
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::harness::{amqp_url, project, spawn_app, spawn_app_with};
+
+/// The file that holds the configuration reference table (the lead may move it into README.md).
+const CONFIG_REFERENCE: &str = "docs/operations.md";
+
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    match reqwest::get(format!("http://{addr}{path}")).await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        }
+        Err(error) => (0, error.to_string()),
+    }
+}
+
+/// Polls `path` until it answers `status`; answers the body.
+async fn wait_for(addr: SocketAddr, path: &str, status: u16, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let (got, body) = get(addr, path).await;
+        if got == status {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{path} still answers {got} ({body:?}) after {within:?}; wanted {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A TCP proxy on loopback in front of the broker, which the test can kill and restore, so the worker
+/// loses its broker without the machine's RabbitMQ being touched.
+struct BrokerProxy {
+    port: u16,
+    upstream: SocketAddr,
+    stop: CancellationToken,
+    accept: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl BrokerProxy {
+    async fn start() -> Self {
+        let url = url::Url::parse(&amqp_url()).unwrap();
+        let upstream = tokio::net::lookup_host((url.host_str().unwrap(), url.port().unwrap_or(5672))).await.unwrap().next().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut proxy = Self { port, upstream, stop: CancellationToken::new(), accept: None };
+        proxy.serve(listener);
+        proxy
+    }
+
+    /// The broker URL through the proxy.
+    fn url(&self) -> String {
+        let mut url = url::Url::parse(&amqp_url()).unwrap();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(self.port)).unwrap();
+        url.to_string()
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let stop = CancellationToken::new();
+        self.stop = stop.clone();
+        let upstream = self.upstream;
+        self.accept = Some(tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    accepted = listener.accept() => match accepted { Ok(pair) => pair, Err(_) => continue },
+                };
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else { return };
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    }
+                    // Dropping both sockets closes them: the worker sees its connection end.
+                });
+            }
+        }));
+    }
+
+    /// Closes the listener and every proxied connection.
+    async fn kill(&mut self) {
+        self.stop.cancel();
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.await;
+        }
+    }
+
+    /// Listens again on the same port.
+    async fn restore(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(listener) => break listener,
+                Err(error) => {
+                    assert!(Instant::now() < deadline, "rebinding the proxy port: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        self.serve(listener);
+    }
+}
+
+#[tokio::test]
+async fn readyz_follows_the_broker_while_healthz_stays_up() {
+    let mut proxy = BrokerProxy::start().await;
+    let url = proxy.url();
+    let app = spawn_app_with(|settings| settings.amqp.url = url.into()).await;
+    let ops = app.ops_addr;
+
+    assert_eq!(wait_for(ops, "/readyz", 200, Duration::from_secs(30)).await, "ready\n");
+    assert_eq!(get(ops, "/healthz").await.0, 200);
+
+    proxy.kill().await;
+    let body = wait_for(ops, "/readyz", 503, Duration::from_secs(10)).await;
+    assert!(body.contains("broker not connected"), "{body}");
+    assert_eq!(get(ops, "/healthz").await, (200, "alive\n".to_owned()), "liveness does not depend on the broker");
+    // Still not ready a while later: reconnect attempts fail while the broker is away.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(get(ops, "/readyz").await.0, 503);
+    let metrics = get(ops, "/metrics").await.1;
+    assert_eq!(sample(&metrics, "clerk_audit_ready", &[]), Some(0.0), "{metrics}");
+    assert!(sample(&metrics, "clerk_audit_broker_reconnects_total", &[]).unwrap_or(0.0) >= 1.0, "{metrics}");
+
+    proxy.restore().await;
+    wait_for(ops, "/readyz", 200, Duration::from_secs(40)).await;
+    assert_eq!(get(ops, "/healthz").await.0, 200);
+
+    app.stop().await;
+    assert_eq!(get(ops, "/healthz").await.0, 0, "the ops port closes once the worker stopped");
+    proxy.kill().await;
+}
+
+/// Sum of every sample of `name` whose labels include all of `labels`.
+fn sum(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let metric = series.split('{').next()?;
+            (metric == name && labels.iter().all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_count_jobs_calls_and_the_outbox() {
+    let mut app = spawn_app().await;
+    let ops = app.ops_addr;
+    let before = wait_for(ops, "/metrics", 200, Duration::from_secs(10)).await;
+    assert_eq!(sum(&before, "clerk_audit_jobs_total", &[]), 0.0, "{before}");
+    assert!(before.contains("clerk_audit_build_info{version=\""), "{before}");
+
+    // One job that completes...
+    let project = project();
+    let scenario = Scenario::ProductionRequiredMfa;
+    let instance = app.sandbox.instance(scenario).name.clone();
+    let key_ref = app.connect_scenario(&project, scenario).await;
+    let completed = app.job(&project, &instance, key_ref);
+    app.enqueue(&completed).await;
+    let (routing_key, _) = app.event_for(completed.scan_id).await;
+    assert_eq!(routing_key, "clerk.audit.completed");
+    // ... and one that fails permanently (no such credential).
+    let failed = app.job(&project, &instance, Uuid::new_v4());
+    app.enqueue(&failed).await;
+    let (routing_key, _) = app.event_for(failed.scan_id).await;
+    assert_eq!(routing_key, "clerk.audit.failed");
+
+    // The consumer counts a job after settling it, just after the event went out: poll briefly.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let text = get(ops, "/metrics").await.1;
+        let settled = sum(&text, "clerk_audit_jobs_total", &[]) >= 2.0;
+        let published = sample(&text, "clerk_audit_outbox_backlog", &[]) == Some(0.0);
+        if (settled && published) || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(sample(&after, "clerk_audit_jobs_total", &[("outcome", "completed"), ("reason", "")]), Some(1.0), "{after}");
+    assert_eq!(
+        sample(&after, "clerk_audit_jobs_total", &[("outcome", "failed"), ("reason", "credential_not_found")]),
+        Some(1.0),
+        "{after}"
+    );
+    assert_eq!(sum(&after, "clerk_audit_jobs_total", &[]), 2.0, "{after}");
+    assert_eq!(sum(&after, "clerk_audit_job_duration_seconds_count", &[]), 2.0, "{after}");
+    assert!(after.contains("# TYPE clerk_audit_job_duration_seconds histogram"), "{after}");
+    assert_eq!(sample(&after, "clerk_audit_jobs_in_flight", &[]), Some(0.0), "{after}");
+    assert_eq!(sample(&after, "clerk_audit_kms_calls_total", &[("outcome", "ok")]), Some(1.0), "{after}");
+    // Every Backend API call of the completed scan is counted by allowlist row and status, matching
+    // the calls the scan reported.
+    let users_count = sum(&after, "clerk_audit_outbound_calls_total", &[("name", "users.count"), ("status", "200")]);
+    assert_eq!(users_count, 1.0, "{after}");
+    assert!(sum(&after, "clerk_audit_outbound_calls_total", &[("status", "200")]) >= 3.0, "{after}");
+    assert_eq!(sample(&after, "clerk_audit_outbox_backlog", &[]), Some(0.0), "{after}");
+    assert_eq!(sample(&after, "clerk_audit_outbox_oldest_age_seconds", &[]), Some(0.0), "{after}");
+    assert_eq!(sample(&after, "clerk_audit_ready", &[]), Some(1.0), "{after}");
+    app.stop().await;
+}
+
+/// What the process-wide subscriber of this test binary captures: spans (in memory) and JSON log lines.
+struct Capture {
+    spans: InMemorySpanExporter,
+    logs: LogBuffer,
+}
+
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl LogBuffer {
+    fn lines(&self) -> Vec<Value> {
+        let bytes = self.0.lock().unwrap().clone();
+        String::from_utf8_lossy(&bytes).lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))).collect()
+    }
+}
+
+/// Installs, once, the worker's own subscriber (JSON logs + OpenTelemetry layer) with an in-memory span
+/// exporter. Other tests of the binary run under it too; spans are told apart by trace id.
+fn capture() -> &'static Capture {
+    static CAPTURE: OnceLock<Capture> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let spans = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
+        let logs = LogBuffer::default();
+        let subscriber = telemetry::subscriber(LogFormat::Json, "clerk_audit=debug,warn", logs.clone(), &provider);
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber in the integration tests");
+        Capture { spans, logs }
+    })
+}
+
+fn spans_of(trace_id: &str) -> Vec<SpanData> {
+    capture().spans.get_finished_spans().unwrap().into_iter().filter(|span| span.span_context.trace_id().to_string() == trace_id).collect()
+}
+
+#[tokio::test]
+async fn job_traceparent_continues_into_spans_logs_and_the_event() {
+    let capture = capture();
+    let mut app = spawn_app().await;
+    let project = project();
+    let scenario = Scenario::ProductionOptionalMfa;
+    let instance = app.sandbox.instance(scenario).name.clone();
+    let key_ref = app.connect_scenario(&project, scenario).await;
+    let job = app.job(&project, &instance, key_ref);
+
+    let trace_id = Uuid::new_v4().simple().to_string();
+    let producer_span = &Uuid::new_v4().simple().to_string()[..16];
+    let traceparent = format!("00-{trace_id}-{producer_span}-01");
+    let mut headers = FieldTable::default();
+    headers.insert("traceparent".into(), AMQPValue::LongString(LongString::from(traceparent.clone().into_bytes())));
+    let channel = broker::confirm_channel(&app.broker).await.unwrap();
+    broker::publish_confirmed(
+        &channel,
+        &app.settings.amqp.jobs_exchange,
+        &app.settings.amqp.jobs_routing_key,
+        &serde_json::to_vec(&job.to_message()).unwrap(),
+        BasicProperties::default().with_content_type("application/json".into()).with_headers(headers),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+
+    // The event carries a traceparent of its own: the job's trace, the worker's span.
+    let (routing_key, event, properties) = loop {
+        let (key, body, properties) = app.next_event().await;
+        if body["data"]["scan_id"] == job.scan_id.to_string() {
+            break (key, body, properties);
+        }
+    };
+    assert_eq!(routing_key, "clerk.audit.completed", "{event:#}");
+    let event_traceparent = event["traceparent"].as_str().expect("the event has a traceparent").to_owned();
+    assert_eq!(telemetry::trace_id_of(&event_traceparent), Some(trace_id.as_str()), "{event_traceparent}");
+    assert_ne!(event_traceparent, traceparent, "not the job's traceparent verbatim");
+    assert!(event_traceparent.ends_with("-01"), "sampled, as the job was: {event_traceparent}");
+    assert_eq!(broker::header_text(&properties, "traceparent").as_deref(), Some(event_traceparent.as_str()), "AMQP header too");
+    let event_span = event_traceparent.split('-').nth(2).unwrap().to_owned();
+
+    // The worker's spans: job (child of the producer's span), with decrypt, outbound calls and persist
+    // as its children, and publish as the child of persist (the span the event names).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let spans = loop {
+        let spans = spans_of(&trace_id);
+        if spans.iter().any(|s| s.name == "publish") || Instant::now() > deadline {
+            break spans;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let by_name = |name: &str| spans.iter().filter(|s| s.name == name).collect::<Vec<_>>();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+    let job_span = *by_name("job").first().unwrap_or_else(|| panic!("a job span in {names:?}"));
+    assert_eq!(job_span.parent_span_id.to_string(), producer_span, "the job span continues the producer's");
+    assert!(job_span.parent_span_is_remote);
+    let job_id = job_span.span_context.span_id();
+    for name in ["kms.decrypt", "outbound_call", "persist"] {
+        let children = by_name(name);
+        assert!(!children.is_empty(), "a {name} span in {names:?}");
+        assert!(children.iter().all(|s| s.parent_span_id == job_id), "{name} spans are children of the job span");
+    }
+    assert!(by_name("outbound_call").len() >= 3, "one span per outbound call: {names:?}");
+    let persist = by_name("persist")[0];
+    assert_eq!(persist.span_context.span_id().to_string(), event_span, "the event names the persist span");
+    let publish = by_name("publish");
+    assert_eq!(publish.len(), 1, "{names:?}");
+    assert_eq!(publish[0].parent_span_id, persist.span_context.span_id(), "publish is a child of persist");
+
+    // Logs: every line logged inside a job (any job of the binary) has both ids; this job's lines name
+    // its trace, including those of nested spans.
+    let lines = capture.logs.lines();
+    let in_a_job: Vec<&Value> =
+        lines.iter().filter(|line| line["spans"].as_str().is_some_and(|spans| spans.split('>').any(|s| s == "job"))).collect();
+    for line in &in_a_job {
+        assert!(line["scan_id"].is_string() && line["project_id"].is_string(), "a job line without its ids: {line}");
+    }
+    let ours: Vec<&&Value> = in_a_job.iter().filter(|line| line["scan_id"] == job.scan_id.to_string()).collect();
+    assert!(ours.iter().all(|line| line["project_id"] == project.as_str() && line["trace_id"] == trace_id.as_str()), "{ours:#?}");
+    assert!(ours.iter().any(|line| line["spans"] == "job>outbound_call"), "lines of nested spans: {ours:#?}");
+    assert!(ours.iter().any(|line| line["message"] == "job done"), "{ours:#?}");
+    app.stop().await;
+}
+
+/// `[section] key = value` pairs of a TOML file, values rendered as TOML.
+fn toml_keys(path: &std::path::Path) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let table: toml::Table = text.parse().unwrap();
+    let mut keys = BTreeMap::new();
+    for (section, values) in table {
+        for (key, value) in values.as_table().unwrap_or_else(|| panic!("[{section}] is a table")) {
+            keys.insert(format!("{section}.{key}"), value.to_string());
+        }
+    }
+    keys
+}
+
+/// Rows of the reference table: key -> (env var, default).
+fn reference_rows(markdown: &str) -> BTreeMap<String, (String, String)> {
+    let mut rows = BTreeMap::new();
+    for line in markdown.lines() {
+        let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(str::trim).collect();
+        if cells.len() < 4 {
+            continue;
+        }
+        let unquote = |cell: &str| cell.trim_matches('`').to_owned();
+        let key = unquote(cells[0]);
+        if !key.contains('.') || key.contains(' ') || !cells[1].contains("CLERK_AUDIT_") {
+            continue;
+        }
+        assert!(rows.insert(key.clone(), (unquote(cells[1]), unquote(cells[2]))).is_none(), "{key} documented twice");
+    }
+    rows
+}
+
+#[test]
+fn configuration_reference_documents_every_key() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let defaults = toml_keys(&root.join("config/default.toml"));
+    // Keys without a default (secrets) are set by the per-environment files or the environment.
+    let local = toml_keys(&root.join("config/local.toml"));
+    let markdown = std::fs::read_to_string(root.join(CONFIG_REFERENCE)).unwrap();
+    let rows = reference_rows(&markdown);
+    assert!(!rows.is_empty(), "no configuration table in {CONFIG_REFERENCE}");
+
+    for (key, value) in &defaults {
+        let (env, default) = rows.get(key).unwrap_or_else(|| panic!("{key} (config/default.toml) is missing from {CONFIG_REFERENCE}"));
+        let (section, name) = key.split_once('.').unwrap();
+        assert_eq!(env, &format!("CLERK_AUDIT_{}__{}", section.to_uppercase(), name.to_uppercase()), "env var of {key}");
+        assert_eq!(default, value, "default of {key} in {CONFIG_REFERENCE} differs from config/default.toml");
+    }
+    for (key, (env, default)) in &rows {
+        if defaults.contains_key(key) {
+            continue;
+        }
+        assert!(local.contains_key(key), "{key} is documented but is not a configuration key");
+        let (section, name) = key.split_once('.').unwrap();
+        assert_eq!(env, &format!("CLERK_AUDIT_{}__{}", section.to_uppercase(), name.to_uppercase()), "env var of {key}");
+        assert!(default.contains("none") || default.contains("required"), "{key} has no default: say so ({default})");
+    }
+    for key in local.keys() {
+        assert!(rows.contains_key(key), "{key} (config/local.toml) is missing from {CONFIG_REFERENCE}");
+    }
+}

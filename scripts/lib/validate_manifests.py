@@ -190,6 +190,35 @@ def check_rules(documents, config: dict, problems: Problems) -> None:
                            f"value must equal the jobs one replica holds (worker.concurrency = {jobs_per_replica})")
 
 
+def check_dockerfile(path: pathlib.Path, config: dict, problems: Problems) -> None:
+    """The image promises of the Dockerfile that the deploy/ manifests rely on."""
+    if not path.exists():
+        problems.add(str(path), "missing")
+        return
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.strip().startswith("#")]
+    instructions = [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in lines]
+    stages = [arg for op, arg in instructions if op == "FROM"]
+    where = path.name
+    problems.check(len(stages) >= 2, where, "must be multi-stage (build, runtime)")
+    final = []
+    for op, arg in instructions:
+        if op == "FROM":
+            final = []
+        final.append((op, arg))
+    users = [arg for op, arg in final if op == "USER"]
+    problems.check(bool(users) and users[-1].split(":")[0].isdigit() and users[-1].split(":")[0] != "0", where,
+                   "the runtime stage must end with a numeric non-root USER (runAsNonRoot verifies it)")
+    ops_port = config["ops"]["listen"].rsplit(":", 1)[1]
+    problems.check(any(op == "EXPOSE" and ops_port in arg.split() for op, arg in final), where, f"EXPOSE {ops_port} (ops.listen)")
+    problems.check(('ENTRYPOINT', '["clerk-audit"]') in final, where, 'ENTRYPOINT ["clerk-audit"]')
+    problems.check(('CMD', '["worker"]') in final, where, 'CMD ["worker"]')
+    text = path.read_text()
+    problems.check("CLERK_AUDIT_CONFIG_DIR=" in text and any(op == "COPY" and arg.startswith("config") for op, arg in final),
+                   where, "config/ copied into the image and CLERK_AUDIT_CONFIG_DIR set")
+    problems.check("CLERK_AUDIT_ENVIRONMENT=production" in text, where, "CLERK_AUDIT_ENVIRONMENT=production")
+    problems.check("ca-certificates" in text, where, "CA certificates in the runtime image")
+
+
 def validate(deploy: pathlib.Path, versions: list[str], config: dict) -> tuple[list, Problems]:
     documents = load_documents(deploy)
     problems = Problems()
@@ -258,6 +287,7 @@ def main() -> int:
             return 1
         print(f"self-test: {len(MUTATIONS)} broken copies refused")
     documents, problems = validate(deploy, versions, config)
+    check_dockerfile(ROOT / "Dockerfile", config, problems)
     for where, _ in documents:
         print(f"checked {where}")
     if problems.items:

@@ -1,0 +1,70 @@
+# syntax=docker/dockerfile:1
+#
+# clerk-audit worker image.
+#
+#   docker build --build-arg GIT_SHA="$(git rev-parse HEAD)" -t clerk-audit:0.1.0 .
+#   docker run --rm -e CLERK_AUDIT_AMQP__URL=... -e CLERK_AUDIT_DATABASE__URL=... -p 9090:9090 clerk-audit:0.1.0
+#
+# Two stages: a Rust build stage (dependencies compiled in their own layer, rebuilt only when
+# Cargo.toml or Cargo.lock change) and a small Debian runtime with CA certificates, running as a
+# non-root user. Build and runtime use the same Debian release, so the binary's glibc matches.
+
+ARG RUST_VERSION=1.95
+ARG DEBIAN_RELEASE=trixie
+
+FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
+WORKDIR /build
+
+# 1. Dependencies only: the real manifests with an empty crate. This layer is cached until
+#    Cargo.toml or Cargo.lock change. Then forget the empty crate's own artifacts, so step 2 always
+#    rebuilds it from the real sources (COPY keeps the sources' modification times).
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir src \
+    && printf 'fn main() {}\n' > src/main.rs \
+    && : > src/lib.rs \
+    && cargo build --release --locked \
+    && rm -rf src target/release/clerk-audit* target/release/deps/clerk_audit-* target/release/deps/libclerk_audit-* \
+        target/release/.fingerprint/clerk-audit-*
+
+# 2. The crate itself. Migrations are embedded at compile time.
+COPY src ./src
+COPY migrations ./migrations
+ARG GIT_SHA=unknown
+RUN touch src/main.rs src/lib.rs \
+    && GIT_SHA="${GIT_SHA}" cargo build --release --locked \
+    && install -m 0755 target/release/clerk-audit /usr/local/bin/clerk-audit
+
+FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+ARG GIT_SHA=unknown
+LABEL org.opencontainers.image.title="clerk-audit" \
+      org.opencontainers.image.description="Read-only audit of a customer's Clerk instance (RabbitMQ worker)" \
+      org.opencontainers.image.revision="${GIT_SHA}"
+
+# CA certificates: Clerk, Svix and AWS KMS are reached over TLS verified against the system roots.
+# Not version-pinned: the release's current ca-certificates is what we want (security updates).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 clerk-audit \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin clerk-audit
+
+COPY --from=build /usr/local/bin/clerk-audit /usr/local/bin/clerk-audit
+COPY config/ /etc/clerk-audit/
+
+# Configuration: config/default.toml + config/production.toml from the image; secrets
+# (CLERK_AUDIT_AMQP__URL, CLERK_AUDIT_DATABASE__URL) and overrides (CLERK_AUDIT_<SECTION>__<KEY>) from
+# the environment. Logs are JSON lines on stderr; RUST_LOG sets the level.
+ENV CLERK_AUDIT_CONFIG_DIR=/etc/clerk-audit \
+    CLERK_AUDIT_ENVIRONMENT=production \
+    RUST_LOG=info
+
+# Numeric, so Kubernetes' runAsNonRoot can verify it.
+USER 10001:10001
+
+# The ops port (ops.listen): /healthz, /readyz, /metrics.
+EXPOSE 9090
+
+ENTRYPOINT ["clerk-audit"]
+CMD ["worker"]

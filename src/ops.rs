@@ -79,10 +79,10 @@ async fn readyz(State(state): State<OpsState>) -> (StatusCode, String) {
 
 async fn metrics_handler(State(state): State<OpsState>) -> impl IntoResponse {
     state.metrics.set_ready(state.health.is_ready());
-    if let Some(pool) = &state.pool {
-        if let Ok(Ok((unsent, oldest))) = tokio::time::timeout(BACKLOG_TIMEOUT, crate::publish::backlog(pool)).await {
-            state.metrics.set_outbox(unsent, oldest);
-        }
+    if let Some(pool) = &state.pool
+        && let Ok(Ok((unsent, oldest))) = tokio::time::timeout(BACKLOG_TIMEOUT, crate::publish::backlog(pool)).await
+    {
+        state.metrics.set_outbox(unsent, oldest);
     }
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], state.metrics.encode())
 }

@@ -137,10 +137,10 @@ pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
             let _ = span.set_parent(parent);
         }
     }
-    if span.has_field("trace_id") {
-        if let Some(trace_id) = self::traceparent(span).as_deref().and_then(trace_id_of) {
-            span.record("trace_id", trace_id);
-        }
+    if span.has_field("trace_id")
+        && let Some(trace_id) = self::traceparent(span).as_deref().and_then(trace_id_of)
+    {
+        span.record("trace_id", trace_id);
     }
 }
 
@@ -189,10 +189,10 @@ where
             for span in scope.from_root() {
                 names.push(span.name());
                 let extensions = span.extensions();
-                if let Some(fields) = extensions.get::<FormattedFields<N>>() {
-                    if let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(fields.as_str()) {
-                        line.extend(fields);
-                    }
+                if let Some(fields) = extensions.get::<FormattedFields<N>>()
+                    && let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(fields.as_str())
+                {
+                    line.extend(fields);
                 }
             }
             if let Some(name) = names.last() {

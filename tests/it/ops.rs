@@ -181,7 +181,7 @@ async fn metrics_count_jobs_calls_and_the_outbox() {
     let key_ref = app.connect_scenario(&project, scenario).await;
     let completed = app.job(&project, &instance, key_ref);
     app.enqueue(&completed).await;
-    let (routing_key, _) = app.event_for(completed.scan_id).await;
+    let (routing_key, completed_event) = app.event_for(completed.scan_id).await;
     assert_eq!(routing_key, "clerk.audit.completed");
     // ... and one that fails permanently (no such credential).
     let failed = app.job(&project, &instance, Uuid::new_v4());
@@ -211,11 +211,21 @@ async fn metrics_count_jobs_calls_and_the_outbox() {
     assert!(after.contains("# TYPE clerk_audit_job_duration_seconds histogram"), "{after}");
     assert_eq!(sample(&after, "clerk_audit_jobs_in_flight", &[]), Some(0.0), "{after}");
     assert_eq!(sample(&after, "clerk_audit_kms_calls_total", &[("outcome", "ok")]), Some(1.0), "{after}");
-    // Every Backend API call of the completed scan is counted by allowlist row and status, matching
-    // the calls the scan reported.
-    let users_count = sum(&after, "clerk_audit_outbound_calls_total", &[("name", "users.count"), ("status", "200")]);
+    // Every outbound call of the completed scan is counted by allowlist row, name and status, exactly as
+    // the scan reported them in its event (the failed job made none).
+    let users_count = sum(&after, "clerk_audit_outbound_calls_total", &[("row", "2"), ("name", "clerk.users_count"), ("status", "200")]);
     assert_eq!(users_count, 1.0, "{after}");
-    assert!(sum(&after, "clerk_audit_outbound_calls_total", &[("status", "200")]) >= 3.0, "{after}");
+    let mut reported = 0.0;
+    for call in completed_event["data"]["calls"].as_array().expect("calls") {
+        let (row, name) = (call["row"].to_string(), call["name"].as_str().unwrap());
+        for (status, count) in call["outcomes"].as_object().unwrap() {
+            let labels = [("row", row.as_str()), ("name", name), ("status", status.as_str())];
+            assert_eq!(sample(&after, "clerk_audit_outbound_calls_total", &labels), count.as_f64(), "{labels:?} in {after}");
+            reported += count.as_f64().unwrap();
+        }
+    }
+    assert!(reported >= 4.0, "{completed_event:#}");
+    assert_eq!(sum(&after, "clerk_audit_outbound_calls_total", &[]), reported, "{after}");
     assert_eq!(sample(&after, "clerk_audit_outbox_backlog", &[]), Some(0.0), "{after}");
     assert_eq!(sample(&after, "clerk_audit_outbox_oldest_age_seconds", &[]), Some(0.0), "{after}");
     assert_eq!(sample(&after, "clerk_audit_ready", &[]), Some(1.0), "{after}");

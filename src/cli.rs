@@ -158,7 +158,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         command => {
             let settings = Settings::load()?;
             // Kept until the command ends: dropping it flushes the trace exporter.
-            let _telemetry = telemetry::init(&settings.telemetry)?;
+            let _telemetry = telemetry::init_with_traces(&settings.telemetry)?;
             run_with_settings(command, settings).await
         }
     }

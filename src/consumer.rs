@@ -36,11 +36,20 @@ use crate::pipeline::{DeliveryInfo, JobOutcome, Pipeline, outcome_label};
 /// (a handler that panics, one that blocks) to prove the loop's own guarantees.
 pub trait ProcessJob: Send + Sync + 'static {
     fn process<'a>(&'a self, body: &'a [u8], delivery: &'a DeliveryInfo) -> futures::future::BoxFuture<'a, JobOutcome>;
+
+    /// Where the loop counts jobs (outcomes, durations, in flight); `None`: not counted.
+    fn metrics(&self) -> Option<Arc<crate::metrics::Metrics>> {
+        None
+    }
 }
 
 impl ProcessJob for Pipeline {
     fn process<'a>(&'a self, body: &'a [u8], delivery: &'a DeliveryInfo) -> futures::future::BoxFuture<'a, JobOutcome> {
         Box::pin(Pipeline::process(self, body, delivery))
+    }
+
+    fn metrics(&self) -> Option<Arc<crate::metrics::Metrics>> {
+        Some(self.metrics.clone())
     }
 }
 
@@ -178,7 +187,7 @@ pub async fn consume(
         let pipeline = pipeline.clone();
         let settler = settler.clone();
         in_flight.spawn(async move {
-            let flight = pipeline.metrics.job_started();
+            let flight = pipeline.metrics().map(|metrics| metrics.job_started());
             let info = delivery_info(&delivery.properties);
             let outcome = match AssertUnwindSafe(pipeline.process(&delivery.data, &info)).catch_unwind().await {
                 Ok(outcome) => outcome,
@@ -188,7 +197,9 @@ pub async fn consume(
                 }
             };
             settler.settle(&delivery, info.attempt, &outcome).await;
-            flight.finish(&outcome);
+            if let Some(flight) = flight {
+                flight.finish(&outcome);
+            }
             drop(permit);
             outcome_label(&outcome)
         });

@@ -92,8 +92,23 @@ pub fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<SdkTracer
 }
 
 /// Builds the subscriber: the log layer (`format`, level from `RUST_LOG`, else `default_filter`) and the
-/// OpenTelemetry layer on `provider`.
-pub fn subscriber<W>(format: LogFormat, default_filter: &str, writer: W, provider: &SdkTracerProvider) -> Box<dyn Subscriber + Send + Sync>
+/// OpenTelemetry layer, on a provider that exports nothing (spans still get ids, so job lines carry
+/// `trace_id` and events a `traceparent`).
+pub fn subscriber<W>(format: LogFormat, default_filter: &str, writer: W) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    subscriber_with_provider(format, default_filter, writer, &SdkTracerProvider::builder().build())
+}
+
+/// [`subscriber`] with the OpenTelemetry layer on `provider` (the exporting one of
+/// [`tracer_provider`], or a test's in-memory one).
+pub fn subscriber_with_provider<W>(
+    format: LogFormat,
+    default_filter: &str,
+    writer: W,
+    provider: &SdkTracerProvider,
+) -> Box<dyn Subscriber + Send + Sync>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
@@ -116,11 +131,18 @@ where
     Box::new(tracing_subscriber::registry().with(log_layer).with(otel_layer))
 }
 
-/// Installs the process-wide subscriber writing to stderr (stdout is kept for command output). Keep the
-/// answer alive until exit: dropping it flushes the span exporter.
-pub fn init(settings: &TelemetrySettings) -> anyhow::Result<Telemetry> {
+/// Installs the process-wide subscriber writing to stderr (stdout is kept for command output), logs
+/// only: no span is exported.
+pub fn init(format: LogFormat) {
+    // A second call (tests) keeps the first subscriber.
+    let _ = tracing::subscriber::set_global_default(subscriber(format, "info", std::io::stderr));
+}
+
+/// Installs the process-wide subscriber writing to stderr, exporting spans when
+/// `telemetry.otlp_endpoint` is set. Keep the answer alive until exit: dropping it flushes the exporter.
+pub fn init_with_traces(settings: &TelemetrySettings) -> anyhow::Result<Telemetry> {
     let provider = tracer_provider(settings)?;
-    let subscriber = subscriber(settings.log_format, "info", std::io::stderr, &provider);
+    let subscriber = subscriber_with_provider(settings.log_format, "info", std::io::stderr, &provider);
     // A second call (tests) keeps the first subscriber.
     let _ = tracing::subscriber::set_global_default(subscriber);
     Ok(Telemetry { provider })
@@ -277,7 +299,7 @@ mod tests {
     fn json_lines_carry_span_fields_and_trace_id() {
         let lines = Lines::default();
         let provider = SdkTracerProvider::builder().build();
-        let subscriber = subscriber(LogFormat::Json, "clerk_audit=debug", lines.clone(), &provider);
+        let subscriber = subscriber_with_provider(LogFormat::Json, "clerk_audit=debug", lines.clone(), &provider);
         let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let produced = tracing::subscriber::with_default(subscriber, || {
             tracing::info!("outside");
@@ -316,7 +338,7 @@ mod tests {
     fn job_spans_stay_in_logs_when_info_is_filtered_out() {
         let lines = Lines::default();
         let provider = SdkTracerProvider::builder().build();
-        let subscriber = subscriber(LogFormat::Json, "warn", lines.clone(), &provider);
+        let subscriber = subscriber_with_provider(LogFormat::Json, "warn", lines.clone(), &provider);
         tracing::subscriber::with_default(subscriber, || {
             let job = tracing::info_span!("job", scan_id = "s-2", project_id = "prj_2");
             let _job = job.enter();
@@ -331,7 +353,7 @@ mod tests {
     #[test]
     fn malformed_traceparent_starts_a_new_trace() {
         let provider = SdkTracerProvider::builder().build();
-        let subscriber = subscriber(LogFormat::Text, "off", std::io::sink, &provider);
+        let subscriber = subscriber_with_provider(LogFormat::Text, "off", std::io::sink, &provider);
         tracing::subscriber::with_default(subscriber, || {
             let job = tracing::info_span!("job");
             continue_trace(&job, Some("00-zz-00f067aa0ba902b7-01"));

@@ -273,7 +273,7 @@ fn capture() -> &'static Capture {
         let spans = InMemorySpanExporter::default();
         let provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
         let logs = LogBuffer::default();
-        let subscriber = telemetry::subscriber(LogFormat::Json, "clerk_audit=debug,warn", logs.clone(), &provider);
+        let subscriber = telemetry::subscriber_with_provider(LogFormat::Json, "clerk_audit=debug,warn", logs.clone(), &provider);
         tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber in the integration tests");
         Capture { spans, logs }
     })

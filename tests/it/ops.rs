@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::harness::{amqp_url, project, spawn_app, spawn_app_with};
+use crate::harness::{amqp_url, cleanup_broker, project, spawn_app, spawn_app_with};
 
 /// The file that holds the configuration reference table (the lead may move it into README.md).
 const CONFIG_REFERENCE: &str = "docs/operations.md";
@@ -148,9 +148,14 @@ async fn readyz_follows_the_broker_while_healthz_stays_up() {
     wait_for(ops, "/readyz", 200, Duration::from_secs(40)).await;
     assert_eq!(get(ops, "/healthz").await.0, 200);
 
+    let mut settings = app.settings.clone();
     app.stop().await;
     assert_eq!(get(ops, "/healthz").await.0, 0, "the ops port closes once the worker stopped");
     proxy.kill().await;
+    // The harness's own connection went through the proxy and died with it: clean up directly.
+    settings.amqp.url = amqp_url().into();
+    let direct = broker::connect(&settings.amqp, "clerk-audit test cleanup").await.unwrap();
+    cleanup_broker(&direct, &settings).await;
 }
 
 /// Sum of every sample of `name` whose labels include all of `labels`.

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::harness::{amqp_url, cleanup_broker, project, spawn_app, spawn_app_with};
 
 /// The file that holds the configuration reference table (the lead may move it into README.md).
-const CONFIG_REFERENCE: &str = "docs/operations.md";
+const CONFIG_REFERENCE: &str = "README.md";
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     match reqwest::get(format!("http://{addr}{path}")).await {

@@ -122,6 +122,15 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut app = spawn_env_with(adjust).await;
+    let application = Application::build(app.settings.clone()).await.expect("application builds");
+    app.worker = Some(tokio::spawn(application.run(app.shutdown.clone())));
+    app
+}
+
+/// Everything [`spawn_app_with`] prepares (sandbox, database, KMS key, topology, capture queues) without
+/// starting a worker: for tests that run the worker as a child process or call the consumer directly.
+pub async fn spawn_env_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let sandbox = sandbox::start(SandboxConfig::default()).await.expect("sandbox starts");
     let database_url = fresh_database().await;
     let mut settings = test_settings(&database_url, &sandbox);
@@ -154,9 +163,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         .unwrap();
 
     let shutdown = CancellationToken::new();
-    let application = Application::build(settings.clone()).await.expect("application builds");
-    let worker = tokio::spawn(application.run(shutdown.clone()));
-    TestApp { settings, pool, sandbox, kms, kms_key_id, shutdown, worker: Some(worker), broker, events, dead }
+    TestApp { settings, pool, sandbox, kms, kms_key_id, shutdown, worker: None, broker, events, dead }
 }
 
 pub fn project() -> ProjectId {

@@ -513,7 +513,11 @@ async fn three_replicas_one_killed_complete_every_scan_exactly_once() {
     workers[0].kill().await;
     let killed_at = completed_scans(&app).await;
     wait_until("every scan completed", Duration::from_secs(180), || async { completed_scans(&app).await == REPLICA_JOBS as i64 }).await;
-    eprintln!("{REPLICA_JOBS} scans by 3 replicas (one killed at {killed_at} completed) in {:?}", started.elapsed());
+    let redelivered = count(&app, "SELECT count(*) FROM scans WHERE attempts > 1").await;
+    eprintln!(
+        "{REPLICA_JOBS} scans by 3 replicas (one killed at {killed_at} completed, {redelivered} scans redelivered) in {:?}",
+        started.elapsed()
+    );
     assert!(workers[1].is_running() && workers[2].is_running());
 
     assert_eq!(count(&app, "SELECT count(*) FROM scans").await, REPLICA_JOBS as i64);

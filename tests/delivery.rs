@@ -285,12 +285,20 @@ struct TcpProxy {
     port: u16,
     target: SocketAddr,
     running: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
+    /// While true, connections stay open but nothing is forwarded (a hung server whose kernel still
+    /// acknowledges bytes).
+    frozen: tokio::sync::watch::Sender<bool>,
 }
 
 impl TcpProxy {
     async fn start(target: SocketAddr) -> Arc<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let proxy = Arc::new(TcpProxy { port: listener.local_addr().unwrap().port(), target, running: Mutex::new(None) });
+        let proxy = Arc::new(TcpProxy {
+            port: listener.local_addr().unwrap().port(),
+            target,
+            running: Mutex::new(None),
+            frozen: tokio::sync::watch::Sender::new(false),
+        });
         proxy.serve(listener).await;
         proxy
     }
@@ -299,6 +307,7 @@ impl TcpProxy {
         let stop = CancellationToken::new();
         let target = self.target;
         let token = stop.clone();
+        let frozen = self.frozen.subscribe();
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             loop {
@@ -308,12 +317,21 @@ impl TcpProxy {
                 };
                 let Ok((mut inbound, _)) = accepted else { continue };
                 let token = token.clone();
+                let mut frozen = frozen.clone();
                 connections.spawn(async move {
+                    let held = *frozen.borrow();
+                    if held {
+                        // Hold the connection, answer nothing.
+                        token.cancelled().await;
+                        return;
+                    }
                     let Ok(mut outbound) = TcpStream::connect(target).await else { return };
                     tokio::select! {
                         _ = token.cancelled() => {}
+                        _ = until_frozen(&mut frozen) => token.cancelled().await,
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                     }
+                    drop((inbound, outbound));
                 });
             }
             drop(listener);
@@ -322,6 +340,18 @@ impl TcpProxy {
             while connections.join_next().await.is_some() {}
         });
         *self.running.lock().await = Some((stop, task));
+    }
+
+    /// Stops forwarding without closing anything.
+    fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    /// Ends a freeze: the held connections are closed (as a restarted server would) and new ones forwarded.
+    async fn thaw(&self) {
+        self.outage().await;
+        self.frozen.send_replace(false);
+        self.recover().await;
     }
 
     async fn outage(&self) {
@@ -353,6 +383,18 @@ impl TcpProxy {
         url.set_host(Some("127.0.0.1")).unwrap();
         url.set_port(Some(self.port)).unwrap();
         url.to_string()
+    }
+}
+
+async fn until_frozen(frozen: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let now = *frozen.borrow_and_update();
+        if now {
+            return;
+        }
+        if frozen.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -631,6 +673,41 @@ async fn database_outage_delays_jobs_and_they_complete_after_recovery() {
     assert_events_once_per_scan(&events, &jobs.iter().map(|j| j.scan_id).collect());
     assert_each_completed_once(&app, &jobs).await;
     assert!(worker.is_running());
+    worker.signal("TERM");
+    assert_eq!(worker.exit_status(Duration::from_secs(60)).await.code(), Some(0));
+    proxy.outage().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_database_cannot_hang_a_job() {
+    let proxy = TcpProxy::start(service_addr(&harness::admin_database_url())).await;
+    let mut app = spawn_env_with(|s| {
+        s.database.timeout_ms = 2_000;
+        s.worker.max_attempts = 10;
+    })
+    .await;
+    let mut settings = app.settings.clone();
+    settings.database.url = SecretString::from(proxy.url_through(settings.database.url.expose_secret()));
+    let mut worker = Worker::start(&settings, "w");
+    let (_, jobs) = jobs_for(&app, Scenario::Development, 2).await;
+    enqueue_all(&app, &jobs[..1]).await;
+    app.event_for(jobs[0].scan_id).await;
+
+    // The server stops answering on open connections (and new ones): the job must not hang.
+    proxy.freeze();
+    enqueue_all(&app, &jobs[1..]).await;
+    wait_until("the job failed over to the delay path", Duration::from_secs(60), || async {
+        worker.log_lines_containing("job delayed") >= 1
+    })
+    .await;
+    assert!(worker.is_running());
+    proxy.thaw().await;
+    wait_until("the job completed after the thaw", Duration::from_secs(90), || async { completed_scans(&app).await == 2 }).await;
+    let rest = BTreeSet::from([jobs[1].scan_id]);
+    let mut events = collect_events(&mut app, &rest, Duration::from_secs(1)).await;
+    events.entry(jobs[0].scan_id).or_default().push(clerk_audit::events::event_id(jobs[0].scan_id).to_string());
+    assert_events_once_per_scan(&events, &jobs.iter().map(|j| j.scan_id).collect());
     worker.signal("TERM");
     assert_eq!(worker.exit_status(Duration::from_secs(60)).await.code(), Some(0));
     proxy.outage().await;

@@ -124,6 +124,17 @@ impl Pipeline {
         JobOutcome::RetryLater { reason, detail, delay }
     }
 
+    /// Bounds database work from the client side. `statement_timeout` and `tcp_user_timeout` do not help
+    /// when the server (or something in between) keeps the connection open without answering: without this
+    /// bound such a job would hang, holding its slot, forever. Twice the database timeout, so the server's
+    /// own timeouts answer first when they can.
+    async fn bounded<T>(&self, work: impl std::future::Future<Output = Result<T, JobError>>) -> Result<T, JobError> {
+        let limit = self.pool.timeouts().wait.unwrap_or(Duration::from_secs(10)) * 2;
+        tokio::time::timeout(limit, work)
+            .await
+            .map_err(|_| JobError::transient(FailureReason::Internal, "database: no answer in time"))?
+    }
+
     async fn record_failure(
         &self,
         job: &ScanJob,
@@ -134,24 +145,25 @@ impl Pipeline {
     ) -> Result<Committed, JobError> {
         let mut client = self.pool.get().await?;
         // The scan row may not exist yet if the failure came before it was registered.
-        persist::ensure_scan(&client, job).await?;
+        self.bounded(persist::ensure_scan(&client, job)).await?;
         let span = info_span!("persist", status = "failed");
         let traceparent = crate::telemetry::traceparent(&span).or_else(|| delivery.traceparent.clone());
-        let committed =
-            persist::fail_scan(&mut client, job, started_at, reason, detail, &self.events, traceparent).instrument(span).await?;
+        let committed = self
+            .bounded(persist::fail_scan(&mut client, job, started_at, reason, detail, &self.events, traceparent).instrument(span))
+            .await?;
         self.relay_wake.notify_one();
         Ok(committed)
     }
 
     async fn run(&self, job: &ScanJob, delivery: &DeliveryInfo, started_at: chrono::DateTime<Utc>) -> Result<JobOutcome, JobError> {
         let mut client = self.pool.get().await?;
-        if persist::begin_scan(&client, job).await? == ScanStart::Finished {
+        if self.bounded(persist::begin_scan(&client, job)).await? == ScanStart::Finished {
             info!("scan already finished; acknowledging the duplicate");
             return Ok(JobOutcome::AlreadyFinished);
         }
-        let credential = load_credential(&client, job.key_ref, &job.project_id).await?;
+        let credential = self.bounded(load_credential(&client, job.key_ref, &job.project_id)).await?;
         // Loaded before the fetch: a `whsec_` written in the repo is what allows reading a signing secret.
-        let artifact = persist::load_artifact(&client, &job.project_id, job.repo_scan_id.as_deref()).await?;
+        let artifact = self.bounded(persist::load_artifact(&client, &job.project_id, job.repo_scan_id.as_deref())).await?;
         // The key lives only inside this block: decrypted, used for the Backend API calls, dropped.
         let (facts, calls) = {
             let key = self.kms.decrypt(&credential).await?;
@@ -170,7 +182,8 @@ impl Pipeline {
         };
         let span = info_span!("persist", status = "completed");
         let traceparent = crate::telemetry::traceparent(&span).or_else(|| delivery.traceparent.clone());
-        let committed = persist::complete_scan(
+        let committed = self.bounded(
+            persist::complete_scan(
             &mut client,
             CompletedScan {
                 job,
@@ -181,8 +194,9 @@ impl Pipeline {
                 target: &self.events,
                 traceparent,
             },
+            )
+            .instrument(span),
         )
-        .instrument(span)
         .await?;
         self.relay_wake.notify_one();
         Ok(match committed {

@@ -113,6 +113,7 @@ pub struct TestApp {
     pub shutdown: CancellationToken,
     pub worker: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     /// The worker's ops port (`/healthz`, `/readyz`, `/metrics`).
+    /// The in-process worker's ops port (unbound placeholder when no worker was started).
     pub ops_addr: std::net::SocketAddr,
     pub broker: Connection,
     events: lapin::Consumer,
@@ -124,6 +125,16 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut app = spawn_env_with(adjust).await;
+    let mut application = Application::build(app.settings.clone()).await.expect("application builds");
+    app.ops_addr = application.bind_ops().await.expect("ops port binds");
+    app.worker = Some(tokio::spawn(application.run(app.shutdown.clone())));
+    app
+}
+
+/// Everything [`spawn_app_with`] prepares (sandbox, database, KMS key, topology, capture queues) without
+/// starting a worker: for tests that run the worker as a child process or call the consumer directly.
+pub async fn spawn_env_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let sandbox = sandbox::start(SandboxConfig::default()).await.expect("sandbox starts");
     let database_url = fresh_database().await;
     let mut settings = test_settings(&database_url, &sandbox);
@@ -156,10 +167,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         .unwrap();
 
     let shutdown = CancellationToken::new();
-    let mut application = Application::build(settings.clone()).await.expect("application builds");
-    let ops_addr = application.bind_ops().await.expect("ops port binds");
-    let worker = tokio::spawn(application.run(shutdown.clone()));
-    TestApp { settings, pool, sandbox, kms, kms_key_id, shutdown, worker: Some(worker), ops_addr, broker, events, dead }
+    let ops_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    TestApp { settings, pool, sandbox, kms, kms_key_id, shutdown, worker: None, ops_addr, broker, events, dead }
 }
 
 pub fn project() -> ProjectId {

@@ -173,7 +173,8 @@ mod tests {
 
     #[test]
     fn refuses_other_schemas() {
-        let value = serde_json::json!({"schema": "clerk-repo-artifact/v2", "repo": null, "commit": null, "scanned_at": null});
+        let value =
+            serde_json::json!({"schema": "clerk-repo-artifact/v2", "repo": null, "commit": null, "scanned_at": null});
         assert!(matches!(RepoArtifact::from_json(value), Err(ArtifactError::UnknownSchema(_))));
     }
 }

@@ -64,12 +64,29 @@ fn text(value: &str) -> AMQPValue {
 
 /// Declares every exchange, queue and binding the worker uses. Idempotent.
 pub async fn declare_topology(channel: &Channel, amqp: &AmqpSettings, worker: &WorkerSettings) -> lapin::Result<()> {
-    channel.exchange_declare(amqp.jobs_exchange.as_str().into(), ExchangeKind::Topic, durable_exchange(), FieldTable::default()).await?;
     channel
-        .exchange_declare(amqp.dead_letter_exchange.as_str().into(), ExchangeKind::Topic, durable_exchange(), FieldTable::default())
+        .exchange_declare(
+            amqp.jobs_exchange.as_str().into(),
+            ExchangeKind::Topic,
+            durable_exchange(),
+            FieldTable::default(),
+        )
         .await?;
     channel
-        .exchange_declare(amqp.findings_exchange.as_str().into(), ExchangeKind::Topic, durable_exchange(), FieldTable::default())
+        .exchange_declare(
+            amqp.dead_letter_exchange.as_str().into(),
+            ExchangeKind::Topic,
+            durable_exchange(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .exchange_declare(
+            amqp.findings_exchange.as_str().into(),
+            ExchangeKind::Topic,
+            durable_exchange(),
+            FieldTable::default(),
+        )
         .await?;
 
     let mut jobs_args = FieldTable::default();

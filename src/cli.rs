@@ -172,9 +172,8 @@ async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Resu
         Command::RepoScan { path, store: true, project, repo_scan_id, repo, commit, max_file_size } => {
             let project = ProjectId::parse(project.unwrap_or_default()).map_err(anyhow::Error::msg)?;
             let artifact = repo_scan_artifact(&path, repo, commit, max_file_size)?;
-            let repo_scan_id = repo_scan_id
-                .or_else(|| artifact.commit.clone())
-                .unwrap_or_else(|| Uuid::new_v4().to_string());
+            let repo_scan_id =
+                repo_scan_id.or_else(|| artifact.commit.clone()).unwrap_or_else(|| Uuid::new_v4().to_string());
             let pool = db::pool(&settings.database)?;
             let client = pool.get().await?;
             crate::persist::store_artifact(&client, &project, &repo_scan_id, &artifact).await?;
@@ -217,7 +216,11 @@ async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Resu
         }
         Command::Credentials { command: CredentialsCommand::Revoke { key_ref } } => {
             let pool = db::pool(&settings.database)?;
-            let n = pool.get().await?.execute("UPDATE clerk_credentials SET revoked_at = now() WHERE id = $1", &[&key_ref]).await?;
+            let n = pool
+                .get()
+                .await?
+                .execute("UPDATE clerk_credentials SET revoked_at = now() WHERE id = $1", &[&key_ref])
+                .await?;
             if n == 0 {
                 bail!("no credential {key_ref}");
             }
@@ -276,7 +279,9 @@ pub async fn enqueue(settings: &Settings, job: &ScanJob) -> anyhow::Result<()> {
     broker::declare_topology(&setup, &settings.amqp, &settings.worker).await?;
     let channel = broker::confirm_channel(&connection).await?;
     let body = serde_json::to_vec(&job.to_message())?;
-    let properties = BasicProperties::default().with_content_type("application/json".into()).with_message_id(job.scan_id.to_string().into());
+    let properties = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_message_id(job.scan_id.to_string().into());
     broker::publish_confirmed(
         &channel,
         &settings.amqp.jobs_exchange,
@@ -301,17 +306,32 @@ async fn watch_events(settings: &Settings, count: Option<usize>, idle_secs: u64)
     let channel = connection.create_channel().await?;
     broker::declare_topology(&channel, &settings.amqp, &settings.worker).await?;
     let queue = channel
-        .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+            FieldTable::default(),
+        )
         .await?;
     channel
-        .queue_bind(queue.name().clone(), settings.amqp.findings_exchange.as_str().into(), "#".into(), QueueBindOptions::default(), FieldTable::default())
+        .queue_bind(
+            queue.name().clone(),
+            settings.amqp.findings_exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
-    let mut consumer = channel.basic_consume(queue.name().clone(), "events".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+    let mut consumer = channel
+        .basic_consume(queue.name().clone(), "events".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await?;
     // Tell a script that the queue is bound and events will be caught from now on.
     eprintln!("listening on {}", settings.amqp.findings_exchange);
     let mut seen = 0;
     while count.is_none_or(|count| seen < count) {
-        let Ok(Some(delivery)) = tokio::time::timeout(std::time::Duration::from_secs(idle_secs), consumer.next()).await else { break };
+        let Ok(Some(delivery)) = tokio::time::timeout(std::time::Duration::from_secs(idle_secs), consumer.next()).await
+        else {
+            break;
+        };
         let delivery = delivery?;
         let mut stdout = std::io::stdout().lock();
         stdout.write_all(&delivery.data)?;
@@ -325,12 +345,19 @@ async fn watch_events(settings: &Settings, count: Option<usize>, idle_secs: u64)
 }
 
 /// Renders a stored scan for a person.
-pub async fn report(client: &tokio_postgres::Client, scan_id: Option<Uuid>, project: Option<&str>) -> anyhow::Result<String> {
+pub async fn report(
+    client: &tokio_postgres::Client,
+    scan_id: Option<Uuid>,
+    project: Option<&str>,
+) -> anyhow::Result<String> {
     let scan = match scan_id {
         Some(id) => client.query_opt("SELECT * FROM scans WHERE id = $1", &[&id]).await?,
         None => {
             client
-                .query_opt("SELECT * FROM scans WHERE project_id = $1 ORDER BY started_at DESC LIMIT 1", &[&project.unwrap_or_default()])
+                .query_opt(
+                    "SELECT * FROM scans WHERE project_id = $1 ORDER BY started_at DESC LIMIT 1",
+                    &[&project.unwrap_or_default()],
+                )
                 .await?
         }
     };
@@ -382,7 +409,11 @@ pub async fn report(client: &tokio_postgres::Client, scan_id: Option<Uuid>, proj
         .await?
         .into_iter()
         .filter_map(|row| {
-            Some(CheckResult { check_id: row.get("check_id"), status: CheckStatus::parse(row.get("status"))?, reason: row.get("reason") })
+            Some(CheckResult {
+                check_id: row.get("check_id"),
+                status: CheckStatus::parse(row.get("status"))?,
+                reason: row.get("reason"),
+            })
         })
         .collect();
     let unevaluated = render_unevaluated(&results);
@@ -398,7 +429,8 @@ async fn signal_shutdown(shutdown: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -161,10 +161,7 @@ impl Settings {
             .add_source(config::File::from(dir.join("default.toml")).required(true))
             .add_source(config::File::from(dir.join(format!("{environment}.toml"))).required(false))
             .add_source(
-                config::Environment::with_prefix(ENV_PREFIX)
-                    .prefix_separator("_")
-                    .separator("__")
-                    .try_parsing(true),
+                config::Environment::with_prefix(ENV_PREFIX).prefix_separator("_").separator("__").try_parsing(true),
             );
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
@@ -193,12 +190,18 @@ impl Settings {
         }
         let backend = &self.clerk.backend_api_url;
         if backend.scheme() != "https" && !(self.http.allow_loopback && backend.scheme() == "http") {
-            return Err(invalid("clerk.backend_api_url", "must be https (plain http only with http.allow_loopback for tests)"));
+            return Err(invalid(
+                "clerk.backend_api_url",
+                "must be https (plain http only with http.allow_loopback for tests)",
+            ));
         }
         if !self.svix.api_url.is_empty() {
             let svix = url::Url::parse(&self.svix.api_url).map_err(|e| invalid("svix.api_url", e.to_string()))?;
             if svix.scheme() != "https" && !(self.http.allow_loopback && svix.scheme() == "http") {
-                return Err(invalid("svix.api_url", "must be https (plain http only with http.allow_loopback for tests)"));
+                return Err(invalid(
+                    "svix.api_url",
+                    "must be https (plain http only with http.allow_loopback for tests)",
+                ));
             }
         }
         if !self.kms.endpoint_url.is_empty() {
@@ -208,10 +211,14 @@ impl Settings {
             return Err(invalid("kms.region", "must not be empty"));
         }
         if !self.telemetry.otlp_endpoint.is_empty() {
-            crate::telemetry::otlp_traces_url(&self.telemetry.otlp_endpoint).map_err(|e| invalid("telemetry.otlp_endpoint", e.to_string()))?;
+            crate::telemetry::otlp_traces_url(&self.telemetry.otlp_endpoint)
+                .map_err(|e| invalid("telemetry.otlp_endpoint", e.to_string()))?;
         }
         if !self.dns.nameserver.is_empty() {
-            self.dns.nameserver.parse::<SocketAddr>().map_err(|e| invalid("dns.nameserver", format!("expected ip:port: {e}")))?;
+            self.dns
+                .nameserver
+                .parse::<SocketAddr>()
+                .map_err(|e| invalid("dns.nameserver", format!("expected ip:port: {e}")))?;
         }
         Ok(())
     }

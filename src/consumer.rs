@@ -107,7 +107,10 @@ impl Settler {
 
     async fn dead_letter(&self, delivery: &Delivery, code: &str, detail: &str) -> Result<(), broker::PublishError> {
         let detail: String = detail.chars().take(500).collect();
-        let properties = with_headers(&delivery.properties, &[(REASON_HEADER, text_value(code)), (DETAIL_HEADER, text_value(&detail))]);
+        let properties = with_headers(
+            &delivery.properties,
+            &[(REASON_HEADER, text_value(code)), (DETAIL_HEADER, text_value(&detail))],
+        );
         publish_confirmed(
             &self.publisher,
             &self.amqp.dead_letter_exchange,
@@ -122,7 +125,8 @@ impl Settler {
     async fn delay(&self, delivery: &Delivery, next_attempt: u32, secs: u64) -> Result<(), broker::PublishError> {
         // Declared on use: tiers other than the base one exist only once a job needed them.
         let queue = broker::declare_delay_queue(&self.publisher, &self.amqp, secs).await?;
-        let properties = with_headers(&delivery.properties, &[(ATTEMPT_HEADER, AMQPValue::LongLongInt(i64::from(next_attempt)))]);
+        let properties =
+            with_headers(&delivery.properties, &[(ATTEMPT_HEADER, AMQPValue::LongLongInt(i64::from(next_attempt)))]);
         info!(delay_secs = secs, next_attempt, "job delayed");
         publish_confirmed(&self.publisher, "", &queue, &delivery.data, properties, COPY_CONFIRM_TIMEOUT).await
     }
@@ -149,7 +153,12 @@ pub async fn consume(
     }
     let tag = format!("clerk-audit-{}", uuid::Uuid::new_v4());
     let mut consumer = match channel
-        .basic_consume(settings.amqp.jobs_queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            settings.amqp.jobs_queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
     {
         Ok(consumer) => consumer,
@@ -193,7 +202,11 @@ pub async fn consume(
                 Ok(outcome) => outcome,
                 Err(_) => {
                     error!("job handler panicked; the job will be retried");
-                    JobOutcome::RetryLater { reason: FailureReason::Internal, detail: "handler panicked".into(), delay: None }
+                    JobOutcome::RetryLater {
+                        reason: FailureReason::Internal,
+                        detail: "handler panicked".into(),
+                        delay: None,
+                    }
                 }
             };
             settler.settle(&delivery, info.attempt, &outcome).await;

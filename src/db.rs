@@ -33,8 +33,8 @@ pub enum DbError {
 
 /// Builds the pool; connections are opened lazily.
 pub fn pool(settings: &DatabaseSettings) -> Result<Pool, DbError> {
-    let mut config = tokio_postgres::Config::from_str(settings.url.expose_secret())
-        .map_err(|e| DbError::BadUrl(e.to_string()))?;
+    let mut config =
+        tokio_postgres::Config::from_str(settings.url.expose_secret()).map_err(|e| DbError::BadUrl(e.to_string()))?;
     let timeout = Duration::from_millis(settings.timeout_ms);
     config.connect_timeout(timeout);
     // Server-side timeouts cannot help when the network black-holes the connection: the kernel drops a

@@ -41,7 +41,10 @@ pub async fn load_credential(
         )
         .await?;
     let Some(row) = row else {
-        return Err(JobError::permanent(FailureReason::CredentialNotFound, "no credential with this key_ref for the project"));
+        return Err(JobError::permanent(
+            FailureReason::CredentialNotFound,
+            "no credential with this key_ref for the project",
+        ));
     };
     if row.get::<_, bool>("revoked") {
         return Err(JobError::permanent(FailureReason::CredentialRevoked, "the credential is revoked"));
@@ -126,9 +129,10 @@ impl Kms {
             result.map_err(classify)
         })
         .await?;
-        let plaintext = output.plaintext.map(Blob::into_inner).ok_or_else(|| {
-            JobError::permanent(FailureReason::CredentialUndecryptable, "KMS returned no plaintext")
-        })?;
+        let plaintext = output
+            .plaintext
+            .map(Blob::into_inner)
+            .ok_or_else(|| JobError::permanent(FailureReason::CredentialUndecryptable, "KMS returned no plaintext"))?;
         ClerkSecretKey::from_plaintext(plaintext)
             .map_err(|e| JobError::permanent(FailureReason::CredentialUndecryptable, e.to_string()))
     }
@@ -142,11 +146,8 @@ impl Kms {
         key: &ClerkSecretKey,
     ) -> Result<Vec<u8>, JobError> {
         let output = retry(self.policy, |_| async {
-            let mut request = self
-                .client
-                .encrypt()
-                .key_id(kms_key_id)
-                .plaintext(Blob::new(key.expose_for_encryption().as_bytes()));
+            let mut request =
+                self.client.encrypt().key_id(kms_key_id).plaintext(Blob::new(key.expose_for_encryption().as_bytes()));
             for (name, value) in encryption_context(project_id, key_ref) {
                 request = request.encryption_context(name, value);
             }
@@ -190,7 +191,10 @@ where
             if TRANSIENT_KMS_CODES.contains(&code.as_str()) {
                 Attempt::Retry(JobError::transient(FailureReason::Internal, format!("KMS: {code}")))
             } else {
-                Attempt::Stop(JobError::permanent(FailureReason::CredentialUndecryptable, format!("KMS refused: {code}")))
+                Attempt::Stop(JobError::permanent(
+                    FailureReason::CredentialUndecryptable,
+                    format!("KMS refused: {code}"),
+                ))
             }
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {

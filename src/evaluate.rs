@@ -143,6 +143,9 @@ mod tests {
         assert_ne!(base, fingerprint("C", "p", "i2", &["a".into()]));
         assert_ne!(base, fingerprint("C", "p", "i", &["b".into()]));
         // Length-prefixing keeps ("ab","c") and ("a","bc") apart.
-        assert_ne!(fingerprint("C", "p", "i", &["ab".into(), "c".into()]), fingerprint("C", "p", "i", &["a".into(), "bc".into()]));
+        assert_ne!(
+            fingerprint("C", "p", "i", &["ab".into(), "c".into()]),
+            fingerprint("C", "p", "i", &["a".into(), "bc".into()])
+        );
     }
 }

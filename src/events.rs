@@ -39,7 +39,14 @@ pub fn event_id(scan_id: Uuid) -> Uuid {
     Uuid::new_v5(&scan_id, b"clerk.audit.result")
 }
 
-pub fn envelope<T>(source: &str, event_type: &str, scan_id: Uuid, project_id: &str, time: DateTime<Utc>, data: T) -> CloudEvent<T> {
+pub fn envelope<T>(
+    source: &str,
+    event_type: &str,
+    scan_id: Uuid,
+    project_id: &str,
+    time: DateTime<Utc>,
+    data: T,
+) -> CloudEvent<T> {
     CloudEvent {
         specversion: "1.0".into(),
         id: event_id(scan_id),

@@ -149,10 +149,8 @@ pub fn decode(body: &[u8], max_bytes: usize) -> Result<ScanJob, PoisonReason> {
 
 fn check_schema(schema: &str) -> Result<(), PoisonReason> {
     let unknown = || PoisonReason::UnknownSchema(schema.chars().take(64).collect());
-    let version = schema
-        .strip_prefix(JOB_SCHEMA_FAMILY)
-        .and_then(|rest| rest.strip_prefix("/v"))
-        .ok_or_else(unknown)?;
+    let version =
+        schema.strip_prefix(JOB_SCHEMA_FAMILY).and_then(|rest| rest.strip_prefix("/v")).ok_or_else(unknown)?;
     let major = version.split('.').next().unwrap_or_default();
     if major != "1" {
         return Err(unknown());
@@ -236,7 +234,12 @@ mod tests {
 
     #[test]
     fn refuses_malformed_ids() {
-        for (field, bad) in [("scan_id", json!("not-a-uuid")), ("key_ref", json!(12)), ("project_id", json!("prj 2")), ("requested_at", json!("yesterday"))] {
+        for (field, bad) in [
+            ("scan_id", json!("not-a-uuid")),
+            ("key_ref", json!(12)),
+            ("project_id", json!("prj 2")),
+            ("requested_at", json!("yesterday")),
+        ] {
             let mut value = valid();
             value[field] = bad;
             assert_eq!(decode_value(value).unwrap_err().code(), "invalid_field", "{field}");

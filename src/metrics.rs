@@ -110,8 +110,9 @@ impl Metrics {
         let jobs = Family::<JobLabels, Counter>::default();
         registry.register("jobs", "Jobs finished, by outcome and failure reason", jobs.clone());
         // 50 ms .. ~100 s: a scan is a few dozen Clerk calls under a rate limit.
-        let job_duration =
-            Family::<OutcomeLabel, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.05, 2.0, 12)));
+        let job_duration = Family::<OutcomeLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.05, 2.0, 12))
+        });
         registry.register_with_unit(
             "job_duration",
             "Time from taking a job to settling it, by outcome",
@@ -129,7 +130,11 @@ impl Metrics {
         let kms_calls = Family::<OutcomeLabel, Counter>::default();
         registry.register("kms_calls", "KMS Decrypt attempts by outcome", kms_calls.clone());
         let outbox_backlog = Gauge::default();
-        registry.register("outbox_backlog", "Outbox rows not yet published (shared by all replicas)", outbox_backlog.clone());
+        registry.register(
+            "outbox_backlog",
+            "Outbox rows not yet published (shared by all replicas)",
+            outbox_backlog.clone(),
+        );
         let outbox_oldest_age = FloatGauge::default();
         registry.register_with_unit(
             "outbox_oldest_age",
@@ -138,9 +143,17 @@ impl Metrics {
             outbox_oldest_age.clone(),
         );
         let ready = Gauge::default();
-        registry.register("ready", "1 while the worker is connected to the broker and the database and consuming", ready.clone());
+        registry.register(
+            "ready",
+            "1 while the worker is connected to the broker and the database and consuming",
+            ready.clone(),
+        );
         let broker_reconnects = Counter::default();
-        registry.register("broker_reconnects", "Broker sessions lost or refused, then retried", broker_reconnects.clone());
+        registry.register(
+            "broker_reconnects",
+            "Broker sessions lost or refused, then retried",
+            broker_reconnects.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION"), git_sha: GIT_SHA }).set(1);
         registry.register("build_info", "Version and commit of the running binary (always 1)", build_info);
@@ -198,7 +211,8 @@ impl Metrics {
     /// The Prometheus text exposition (format 0.0.4) of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 }
@@ -240,7 +254,8 @@ pub fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
             .filter(|pair| !pair.is_empty())
             .filter_map(|pair| pair.split_once('=').map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned())))
             .collect();
-        let mut wanted: Vec<(String, String)> = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let mut wanted: Vec<(String, String)> =
+            labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         found.sort();
         wanted.sort();
         (found == wanted).then(|| value.parse().ok()).flatten()
@@ -265,11 +280,27 @@ mod tests {
         metrics.set_outbox(3, Some(12.5));
         let text = metrics.encode();
         assert_eq!(sample(&text, "clerk_audit_jobs_in_flight", &[]), Some(0.0), "{text}");
-        assert_eq!(sample(&text, "clerk_audit_jobs_total", &[("outcome", "failed"), ("reason", "credential_revoked")]), Some(1.0), "{text}");
-        assert_eq!(sample(&text, "clerk_audit_jobs_total", &[("reason", ""), ("outcome", "completed")]), Some(1.0), "{text}");
-        assert_eq!(sample(&text, "clerk_audit_job_duration_seconds_count", &[("outcome", "completed")]), Some(1.0), "{text}");
         assert_eq!(
-            sample(&text, "clerk_audit_outbound_calls_total", &[("row", "2"), ("name", "users.count"), ("status", "200")]),
+            sample(&text, "clerk_audit_jobs_total", &[("outcome", "failed"), ("reason", "credential_revoked")]),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, "clerk_audit_jobs_total", &[("reason", ""), ("outcome", "completed")]),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, "clerk_audit_job_duration_seconds_count", &[("outcome", "completed")]),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "clerk_audit_outbound_calls_total",
+                &[("row", "2"), ("name", "users.count"), ("status", "200")]
+            ),
             Some(2.0),
             "{text}"
         );

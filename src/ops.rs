@@ -101,9 +101,15 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 }
 
 /// Serves the ops port on `listener` until `shutdown` fires.
-pub fn serve_on(listener: tokio::net::TcpListener, state: OpsState, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+pub fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: OpsState,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+        let _ = axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
     })
 }
 

@@ -37,7 +37,14 @@ pub async fn begin_scan(client: &Client, job: &ScanJob) -> Result<ScanStart, Job
              ON CONFLICT (id) DO UPDATE
                SET attempts = scans.attempts + CASE WHEN scans.status = 'running' THEN 1 ELSE 0 END
              RETURNING status, attempts",
-            &[&job.scan_id, &job.project_id.as_str(), &job.instance_name.as_str(), &job.key_ref, &job.repo_scan_id, &job.requested_at],
+            &[
+                &job.scan_id,
+                &job.project_id.as_str(),
+                &job.instance_name.as_str(),
+                &job.key_ref,
+                &job.repo_scan_id,
+                &job.requested_at,
+            ],
         )
         .await?;
     let status: String = row.get("status");
@@ -52,7 +59,14 @@ pub async fn ensure_scan(client: &Client, job: &ScanJob) -> Result<(), JobError>
         .execute(
             "INSERT INTO scans (id, project_id, instance_name, key_ref, repo_scan_id, status, attempts, requested_at)
              VALUES ($1, $2, $3, $4, $5, 'running', 1, $6) ON CONFLICT (id) DO NOTHING",
-            &[&job.scan_id, &job.project_id.as_str(), &job.instance_name.as_str(), &job.key_ref, &job.repo_scan_id, &job.requested_at],
+            &[
+                &job.scan_id,
+                &job.project_id.as_str(),
+                &job.instance_name.as_str(),
+                &job.key_ref,
+                &job.repo_scan_id,
+                &job.requested_at,
+            ],
         )
         .await?;
     Ok(())

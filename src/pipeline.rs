@@ -149,13 +149,21 @@ impl Pipeline {
         let span = info_span!("persist", status = "failed");
         let traceparent = crate::telemetry::traceparent(&span).or_else(|| delivery.traceparent.clone());
         let committed = self
-            .bounded(persist::fail_scan(&mut client, job, started_at, reason, detail, &self.events, traceparent).instrument(span))
+            .bounded(
+                persist::fail_scan(&mut client, job, started_at, reason, detail, &self.events, traceparent)
+                    .instrument(span),
+            )
             .await?;
         self.relay_wake.notify_one();
         Ok(committed)
     }
 
-    async fn run(&self, job: &ScanJob, delivery: &DeliveryInfo, started_at: chrono::DateTime<Utc>) -> Result<JobOutcome, JobError> {
+    async fn run(
+        &self,
+        job: &ScanJob,
+        delivery: &DeliveryInfo,
+        started_at: chrono::DateTime<Utc>,
+    ) -> Result<JobOutcome, JobError> {
         let mut client = self.pool.get().await?;
         if self.bounded(persist::begin_scan(&client, job)).await? == ScanStart::Finished {
             info!("scan already finished; acknowledging the duplicate");
@@ -163,14 +171,16 @@ impl Pipeline {
         }
         let credential = self.bounded(load_credential(&client, job.key_ref, &job.project_id)).await?;
         // Loaded before the fetch: a `whsec_` written in the repo is what allows reading a signing secret.
-        let artifact = self.bounded(persist::load_artifact(&client, &job.project_id, job.repo_scan_id.as_deref())).await?;
+        let artifact =
+            self.bounded(persist::load_artifact(&client, &job.project_id, job.repo_scan_id.as_deref())).await?;
         // The key lives only inside this block: decrypted, used for the Backend API calls, dropped.
         let (facts, calls) = {
             let key = self.kms.decrypt(&credential).await?;
             let mut calls = self.http.session(format!("{}/{}", job.project_id, job.instance_name), &key);
-            let facts = tokio::time::timeout(FETCH_DEADLINE, gather(&mut calls, &self.dns, artifact.as_ref()))
-                .await
-                .map_err(|_| JobError::transient(FailureReason::ClerkUnavailable, "fetching Clerk facts took too long"))??;
+            let facts =
+                tokio::time::timeout(FETCH_DEADLINE, gather(&mut calls, &self.dns, artifact.as_ref())).await.map_err(
+                    |_| JobError::transient(FailureReason::ClerkUnavailable, "fetching Clerk facts took too long"),
+                )??;
             (facts, calls.tallies())
         };
         let input = CheckInput { facts: &facts, artifact: artifact.as_ref(), settings: &self.checks };
@@ -182,22 +192,23 @@ impl Pipeline {
         };
         let span = info_span!("persist", status = "completed");
         let traceparent = crate::telemetry::traceparent(&span).or_else(|| delivery.traceparent.clone());
-        let committed = self.bounded(
-            persist::complete_scan(
-            &mut client,
-            CompletedScan {
-                job,
-                started_at,
-                evaluation: &evaluation,
-                instance,
-                calls,
-                target: &self.events,
-                traceparent,
-            },
+        let committed = self
+            .bounded(
+                persist::complete_scan(
+                    &mut client,
+                    CompletedScan {
+                        job,
+                        started_at,
+                        evaluation: &evaluation,
+                        instance,
+                        calls,
+                        target: &self.events,
+                        traceparent,
+                    },
+                )
+                .instrument(span),
             )
-            .instrument(span),
-        )
-        .await?;
+            .await?;
         self.relay_wake.notify_one();
         Ok(match committed {
             Committed::Stored => JobOutcome::Completed,

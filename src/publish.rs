@@ -78,17 +78,24 @@ pub async fn relay_batch(pool: &Pool, channel: &Channel) -> Result<usize, RelayE
         let mut properties = event_properties(id, payload.get("type").and_then(|t| t.as_str()));
         if let Some(traceparent) = payload.get("traceparent").and_then(|t| t.as_str()) {
             let mut headers = lapin::types::FieldTable::default();
-            headers.insert("traceparent".into(), AMQPValue::LongString(LongString::from(traceparent.as_bytes().to_vec())));
+            headers
+                .insert("traceparent".into(), AMQPValue::LongString(LongString::from(traceparent.as_bytes().to_vec())));
             properties = properties.with_headers(headers);
         }
         let body = serde_json::to_vec(&payload).expect("payload serializes");
         // A child of the span that stored the event (its `traceparent`), so the trace shows the publish.
         let span = tracing::info_span!("publish", event_id = %id, routing_key = %routing_key, trace_id = tracing::field::Empty);
         crate::telemetry::continue_trace(&span, payload.get("traceparent").and_then(|t| t.as_str()));
-        match publish_confirmed(channel, &exchange, &routing_key, &body, properties, CONFIRM_TIMEOUT).instrument(span).await {
+        match publish_confirmed(channel, &exchange, &routing_key, &body, properties, CONFIRM_TIMEOUT)
+            .instrument(span)
+            .await
+        {
             Ok(()) => {
-                tx.execute("UPDATE outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1", &[&id])
-                    .await?;
+                tx.execute(
+                    "UPDATE outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1",
+                    &[&id],
+                )
+                .await?;
                 sent += 1;
                 debug!(event_id = %id, routing_key = %routing_key, "event published");
             }
@@ -130,7 +137,12 @@ pub async fn backlog(pool: &Pool) -> Result<(i64, Option<f64>), RelayError> {
 
 /// Runs the relay until `shutdown` fires or the broker channel is closed (the caller reconnects). A
 /// database outage or a broker that blocks publishers (confirms time out) only delays the rows.
-pub async fn run(pool: Pool, channel: Channel, wake: Arc<Notify>, shutdown: CancellationToken) -> Result<(), RelayError> {
+pub async fn run(
+    pool: Pool,
+    channel: Channel,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) -> Result<(), RelayError> {
     loop {
         loop {
             match relay_batch(&pool, &channel).await {

@@ -34,7 +34,13 @@ pub fn render_unevaluated(results: &[CheckResult]) -> String {
     let mut out = String::new();
     for result in results {
         if matches!(result.status, crate::evaluate::CheckStatus::Skipped | crate::evaluate::CheckStatus::Error) {
-            let _ = writeln!(out, "  {} {}: {}", result.check_id, result.status.as_str(), result.reason.as_deref().unwrap_or(""));
+            let _ = writeln!(
+                out,
+                "  {} {}: {}",
+                result.check_id,
+                result.status.as_str(),
+                result.reason.as_deref().unwrap_or("")
+            );
         }
     }
     out

@@ -61,7 +61,10 @@ impl Application {
             http,
             dns,
             checks: settings.checks.clone(),
-            events: EventTarget { source: settings.events.source.clone(), exchange: settings.amqp.findings_exchange.clone() },
+            events: EventTarget {
+                source: settings.events.source.clone(),
+                exchange: settings.amqp.findings_exchange.clone(),
+            },
             max_job_bytes: settings.worker.max_job_bytes,
             max_attempts: settings.worker.max_attempts,
             relay_wake: Arc::new(Notify::new()),
@@ -100,7 +103,11 @@ impl Application {
         self.bind_ops().await?;
         let listener = self.ops_listener.take().expect("bound above");
         let ops_addr = listener.local_addr()?;
-        let state = OpsState { health: self.health.clone(), metrics: self.metrics.clone(), pool: Some(self.pipeline.pool.clone()) };
+        let state = OpsState {
+            health: self.health.clone(),
+            metrics: self.metrics.clone(),
+            pool: Some(self.pipeline.pool.clone()),
+        };
         // The ops port outlives `shutdown` until the drain is over, so probes see "draining", not a refusal.
         let ops_stop = CancellationToken::new();
         let ops_task = ops::serve_on(listener, state, ops_stop.clone());
@@ -153,7 +160,8 @@ impl Application {
     /// One broker connection's life: topology, relay, consumer.
     async fn connected_session(&self, shutdown: &CancellationToken) -> anyhow::Result<ConsumeEnd> {
         let settings = &self.settings;
-        let connection = broker::connect(&settings.amqp, "clerk-audit worker").await.context("connecting to the broker")?;
+        let connection =
+            broker::connect(&settings.amqp, "clerk-audit worker").await.context("connecting to the broker")?;
         let setup = connection.create_channel().await?;
         broker::declare_topology(&setup, &settings.amqp, &settings.worker).await.context("declaring the topology")?;
         let _ = setup.close(200, "topology declared".into()).await;
@@ -178,7 +186,12 @@ impl Application {
         });
 
         let relay_stop = CancellationToken::new();
-        let relay = tokio::spawn(publish::run(self.pipeline.pool.clone(), events.clone(), self.pipeline.relay_wake.clone(), relay_stop.clone()));
+        let relay = tokio::spawn(publish::run(
+            self.pipeline.pool.clone(),
+            events.clone(),
+            self.pipeline.relay_wake.clone(),
+            relay_stop.clone(),
+        ));
         let end = consume(jobs, copies, self.pipeline.clone(), settings, shutdown.clone()).await;
         connection_watch.abort();
         relay_stop.cancel();

@@ -24,12 +24,12 @@ use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets, filter_fn};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::Layer;
 
 use crate::configuration::{LogFormat, TelemetrySettings};
 
@@ -57,7 +57,8 @@ impl Drop for Telemetry {
 
 /// The OTLP/HTTP traces URL for a configured endpoint: a bare collector address gets `/v1/traces`.
 pub fn otlp_traces_url(endpoint: &str) -> anyhow::Result<String> {
-    let url = url::Url::parse(endpoint).with_context(|| format!("telemetry.otlp_endpoint {endpoint:?} is not a URL"))?;
+    let url =
+        url::Url::parse(endpoint).with_context(|| format!("telemetry.otlp_endpoint {endpoint:?} is not a URL"))?;
     if !matches!(url.scheme(), "http" | "https") {
         anyhow::bail!("telemetry.otlp_endpoint must be http(s), got {}", url.scheme());
     }
@@ -115,7 +116,8 @@ where
     let env_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     // The crate's spans stay enabled for the log layer at any level, so a WARN line in a job still
     // names its scan.
-    let log_filter = env_filter.or(filter_fn(|metadata| metadata.is_span() && metadata.target().starts_with(CRATE_TARGET)));
+    let log_filter =
+        env_filter.or(filter_fn(|metadata| metadata.is_span() && metadata.target().starts_with(CRATE_TARGET)));
     let log_layer = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .fmt_fields(JsonFields::new())
@@ -181,7 +183,8 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
 pub fn trace_id_of(traceparent: &str) -> Option<&str> {
     let mut parts = traceparent.split('-');
     let (_version, trace_id) = (parts.next()?, parts.next()?);
-    (trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()) && trace_id != "0".repeat(32)).then_some(trace_id)
+    (trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()) && trace_id != "0".repeat(32))
+        .then_some(trace_id)
 }
 
 /// The `traceparent` for an event created inside the current span: the current span's own context,
@@ -203,7 +206,10 @@ where
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let metadata = event.metadata();
         let mut line = Map::new();
-        line.insert("timestamp".into(), Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)));
+        line.insert(
+            "timestamp".into(),
+            Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        );
         line.insert("level".into(), Value::String(metadata.level().to_string()));
         line.insert("target".into(), Value::String(metadata.target().to_owned()));
         if let Some(scope) = ctx.event_scope() {
@@ -303,11 +309,18 @@ mod tests {
         let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let produced = tracing::subscriber::with_default(subscriber, || {
             tracing::info!("outside");
-            let job = tracing::info_span!("job", scan_id = "s-1", project_id = "prj_1", instance = "acme", trace_id = tracing::field::Empty);
+            let job = tracing::info_span!(
+                "job",
+                scan_id = "s-1",
+                project_id = "prj_1",
+                instance = "acme",
+                trace_id = tracing::field::Empty
+            );
             continue_trace(&job, Some(traceparent));
             let _job = job.enter();
             tracing::warn!(attempt = 2, "in the job");
-            let call = tracing::info_span!("outbound_call", call = "users.count", row = 2u8, status = tracing::field::Empty);
+            let call =
+                tracing::info_span!("outbound_call", call = "users.count", row = 2u8, status = tracing::field::Empty);
             let _call = call.enter();
             tracing::debug!(outcome = "200", "call attempt");
             call.record("status", 200u16);
@@ -367,7 +380,10 @@ mod tests {
     fn otlp_endpoint_gets_the_traces_path() {
         assert_eq!(otlp_traces_url("http://otel-collector:4318").unwrap(), "http://otel-collector:4318/v1/traces");
         assert_eq!(otlp_traces_url("http://otel-collector:4318/").unwrap(), "http://otel-collector:4318/v1/traces");
-        assert_eq!(otlp_traces_url("https://otlp.example.com/custom/v1/traces").unwrap(), "https://otlp.example.com/custom/v1/traces");
+        assert_eq!(
+            otlp_traces_url("https://otlp.example.com/custom/v1/traces").unwrap(),
+            "https://otlp.example.com/custom/v1/traces"
+        );
         assert!(otlp_traces_url("otel-collector:4318").is_err());
     }
 }

@@ -127,7 +127,11 @@ impl Worker {
     }
 
     fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status().expect("run kill");
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
         assert!(status.success(), "kill -{signal} failed");
     }
 
@@ -214,8 +218,9 @@ async fn enqueue_all(app: &TestApp, jobs: &[ScanJob]) {
     let channel = broker::confirm_channel(&app.broker).await.unwrap();
     for job in jobs {
         let body = serde_json::to_vec(&job.to_message()).unwrap();
-        let properties =
-            BasicProperties::default().with_content_type("application/json".into()).with_message_id(job.scan_id.to_string().into());
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_message_id(job.scan_id.to_string().into());
         broker::publish_confirmed(
             &channel,
             &app.settings.amqp.jobs_exchange,
@@ -272,9 +277,11 @@ fn assert_events_once_per_scan(events: &BTreeMap<Uuid, Vec<String>>, scans: &BTr
 async fn assert_each_completed_once(app: &TestApp, jobs: &[ScanJob]) {
     let client = app.pool.get().await.unwrap();
     for job in jobs {
-        let status: String = client.query_one("SELECT status FROM scans WHERE id = $1", &[&job.scan_id]).await.unwrap().get(0);
+        let status: String =
+            client.query_one("SELECT status FROM scans WHERE id = $1", &[&job.scan_id]).await.unwrap().get(0);
         assert_eq!(status, "completed", "scan {}", job.scan_id);
-        let outbox: i64 = client.query_one("SELECT count(*) FROM outbox WHERE scan_id = $1", &[&job.scan_id]).await.unwrap().get(0);
+        let outbox: i64 =
+            client.query_one("SELECT count(*) FROM outbox WHERE scan_id = $1", &[&job.scan_id]).await.unwrap().get(0);
         assert_eq!(outbox, 1, "one outbox row for scan {}", job.scan_id);
     }
 }
@@ -422,7 +429,8 @@ async fn sigterm_finishes_in_flight_jobs_starts_no_new_ones_and_exits_0() {
     enqueue_all(&app, &jobs).await;
     let mut worker = Worker::start(&app.settings, "w1");
     wait_until("two jobs in flight", Duration::from_secs(60), || async {
-        count(&app, "SELECT count(*) FROM scans WHERE status = 'running'").await == 2 && !app.clerk_requests_for(&instance).is_empty()
+        count(&app, "SELECT count(*) FROM scans WHERE status = 'running'").await == 2
+            && !app.clerk_requests_for(&instance).is_empty()
     })
     .await;
 
@@ -443,7 +451,11 @@ async fn sigterm_finishes_in_flight_jobs_starts_no_new_ones_and_exits_0() {
         .map(|row| row.get(0))
         .collect();
     assert_eq!(started.len(), 2, "no job started after the signal");
-    assert_each_completed_once(&app, &jobs.iter().filter(|j| started.contains(&j.scan_id)).cloned().collect::<Vec<_>>()).await;
+    assert_each_completed_once(
+        &app,
+        &jobs.iter().filter(|j| started.contains(&j.scan_id)).cloned().collect::<Vec<_>>(),
+    )
+    .await;
     let scans: BTreeSet<Uuid> = started.iter().copied().collect();
     let events = collect_events(&mut app, &scans, Duration::from_secs(1)).await;
     assert_events_once_per_scan(&events, &scans);
@@ -466,7 +478,8 @@ async fn sigkill_during_the_clerk_call_loses_nothing_and_completes_once() {
     enqueue_all(&app, &jobs).await;
     let mut first = Worker::start(&app.settings, "first");
     wait_until("both jobs inside the Clerk call", Duration::from_secs(60), || async {
-        count(&app, "SELECT count(*) FROM scans WHERE status = 'running'").await == 2 && app.clerk_requests_for(&instance).len() >= 2
+        count(&app, "SELECT count(*) FROM scans WHERE status = 'running'").await == 2
+            && app.clerk_requests_for(&instance).len() >= 2
     })
     .await;
     first.kill().await;
@@ -499,14 +512,19 @@ async fn sigkill_after_commit_before_publish_sends_the_outbox_row_after_restart(
     let exchange = app.settings.amqp.findings_exchange.clone();
     let channel = app.broker.create_channel().await.unwrap();
     // No queue bound: the mandatory publish of the event comes back, the outbox row stays unsent.
-    channel.queue_unbind(capture.as_str().into(), exchange.as_str().into(), "#".into(), FieldTable::default()).await.unwrap();
+    channel
+        .queue_unbind(capture.as_str().into(), exchange.as_str().into(), "#".into(), FieldTable::default())
+        .await
+        .unwrap();
 
     let (_, jobs) = jobs_for(&app, Scenario::Development, 1).await;
     let job = &jobs[0];
     enqueue_all(&app, &jobs).await;
     let mut first = Worker::start(&app.settings, "first");
     wait_until("the completed scan committed and its publish returned", Duration::from_secs(60), || async {
-        count(&app, "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND attempts >= 1 AND last_error IS NOT NULL").await == 1
+        count(&app, "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND attempts >= 1 AND last_error IS NOT NULL")
+            .await
+            == 1
     })
     .await;
     first.kill().await;
@@ -514,7 +532,13 @@ async fn sigkill_after_commit_before_publish_sends_the_outbox_row_after_restart(
     assert!(first.log_text().contains("unroutable"), "the event was returned as unroutable");
 
     channel
-        .queue_bind(capture.as_str().into(), exchange.as_str().into(), "#".into(), QueueBindOptions::default(), FieldTable::default())
+        .queue_bind(
+            capture.as_str().into(),
+            exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let mut second = Worker::start(&app.settings, "second");
@@ -554,7 +578,10 @@ async fn three_replicas_one_killed_complete_every_scan_exactly_once() {
     .await;
     workers[0].kill().await;
     let killed_at = completed_scans(&app).await;
-    wait_until("every scan completed", Duration::from_secs(180), || async { completed_scans(&app).await == REPLICA_JOBS as i64 }).await;
+    wait_until("every scan completed", Duration::from_secs(180), || async {
+        completed_scans(&app).await == REPLICA_JOBS as i64
+    })
+    .await;
     let redelivered = count(&app, "SELECT count(*) FROM scans WHERE attempts > 1").await;
     eprintln!(
         "{REPLICA_JOBS} scans by 3 replicas (one killed at {killed_at} completed, {redelivered} scans redelivered) in {:?}",
@@ -654,7 +681,10 @@ async fn database_outage_delays_jobs_and_they_complete_after_recovery() {
     proxy.outage().await;
     let outage_started = Instant::now();
     enqueue_all(&app, &jobs[1..]).await;
-    wait_until("the jobs went to the delay queue", Duration::from_secs(60), || async { worker.log_lines_containing("job delayed") >= 3 }).await;
+    wait_until("the jobs went to the delay queue", Duration::from_secs(60), || async {
+        worker.log_lines_containing("job delayed") >= 3
+    })
+    .await;
     // The outage lasts its time; the process stays up through it.
     while outage_started.elapsed() < DATABASE_OUTAGE {
         assert!(worker.is_running(), "the worker exited during the database outage");
@@ -664,7 +694,10 @@ async fn database_outage_delays_jobs_and_they_complete_after_recovery() {
     assert_eq!(app.clerk_requests_for(&instance).len(), calls_before, "no Clerk call without the database");
     proxy.recover().await;
 
-    wait_until("every scan completed after recovery", Duration::from_secs(90), || async { completed_scans(&app).await == 4 }).await;
+    wait_until("every scan completed after recovery", Duration::from_secs(90), || async {
+        completed_scans(&app).await == 4
+    })
+    .await;
     // The first job's event was read above; it may come again (its relay transaction may have been cut by
     // the outage after the broker confirmed it): a duplicate with the same id.
     let rest: BTreeSet<Uuid> = jobs[1..].iter().map(|j| j.scan_id).collect();
@@ -703,7 +736,10 @@ async fn frozen_database_cannot_hang_a_job() {
     .await;
     assert!(worker.is_running());
     proxy.thaw().await;
-    wait_until("the job completed after the thaw", Duration::from_secs(90), || async { completed_scans(&app).await == 2 }).await;
+    wait_until("the job completed after the thaw", Duration::from_secs(90), || async {
+        completed_scans(&app).await == 2
+    })
+    .await;
     let rest = BTreeSet::from([jobs[1].scan_id]);
     let mut events = collect_events(&mut app, &rest, Duration::from_secs(1)).await;
     events.entry(jobs[0].scan_id).or_default().push(clerk_audit::events::event_id(jobs[0].scan_id).to_string());
@@ -738,13 +774,19 @@ async fn broker_outage_with_jobs_in_flight_reconnects_and_completes_every_job_on
     app.sandbox.clear_faults();
     proxy.recover().await;
 
-    wait_until("every scan completed", Duration::from_secs(120), || async { completed_scans(&app).await == jobs.len() as i64 }).await;
+    wait_until("every scan completed", Duration::from_secs(120), || async {
+        completed_scans(&app).await == jobs.len() as i64
+    })
+    .await;
     let scans: BTreeSet<Uuid> = jobs.iter().map(|j| j.scan_id).collect();
     let events = collect_events(&mut app, &scans, Duration::from_secs(2)).await;
     assert_events_once_per_scan(&events, &scans);
     assert_each_completed_once(&app, &jobs).await;
     // Every delivery was settled: nothing is left in the queue.
-    wait_until("the jobs queue is empty", Duration::from_secs(30), || async { queue_depth(&app, &app.settings.amqp.jobs_queue).await == 0 }).await;
+    wait_until("the jobs queue is empty", Duration::from_secs(30), || async {
+        queue_depth(&app, &app.settings.amqp.jobs_queue).await == 0
+    })
+    .await;
     assert!(worker.is_running());
     assert!(worker.log_lines_containing("connected to the broker") >= 2, "reconnected");
     worker.signal("TERM");
@@ -780,8 +822,10 @@ async fn throttling_kms(moto: String, throttle: u32) -> (String, Arc<AtomicU32>,
                 )
                     .into_response();
             }
-            let url = format!("{}{}", moto.trim_end_matches('/'), uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-            let mut request = client.request(reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap(), url).body(body);
+            let url =
+                format!("{}{}", moto.trim_end_matches('/'), uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+            let mut request =
+                client.request(reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap(), url).body(body);
             for (name, value) in &headers {
                 if name != "host" && name != "content-length" {
                     request = request.header(name.as_str(), value.as_bytes());
@@ -867,7 +911,8 @@ async fn poison_never_loops_and_a_panicking_handler_is_dead_lettered_after_max_a
     })
     .await;
     let application = Application::build(app.settings.clone()).await.expect("application builds");
-    let handler = Arc::new(Faulty { inner: application.pipeline(), panics: AtomicU32::new(0), poison: AtomicU32::new(0) });
+    let handler =
+        Arc::new(Faulty { inner: application.pipeline(), panics: AtomicU32::new(0), poison: AtomicU32::new(0) });
     let connection = broker::connect(&app.settings.amqp, "delivery test consumer").await.unwrap();
     let jobs_channel = connection.create_channel().await.unwrap();
     let copies = broker::confirm_channel(&connection).await.unwrap();

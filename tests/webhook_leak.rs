@@ -106,9 +106,15 @@ async fn svix_secrets_and_tokens_appear_in_no_log_event_or_table() {
     let mut app = spawn_app().await;
     let events = [
         // Row 7 on the endpoint whose secret is WEBHOOK_SECRET_MATCHING: CLERK-WEBHOOK-003.
-        scan(&mut app, Scenario::WebhooksMatching, &artifact_with_literal(Some(WEBHOOK_ROUTE), WEBHOOK_SECRET_MATCHING)).await,
+        scan(
+            &mut app,
+            Scenario::WebhooksMatching,
+            &artifact_with_literal(Some(WEBHOOK_ROUTE), WEBHOOK_SECRET_MATCHING),
+        )
+        .await,
         // The same endpoint compared with a stale literal: CLERK-WEBHOOK-004.
-        scan(&mut app, Scenario::WebhooksMatching, &artifact_with_literal(Some(WEBHOOK_ROUTE), WEBHOOK_SECRET_STALE)).await,
+        scan(&mut app, Scenario::WebhooksMatching, &artifact_with_literal(Some(WEBHOOK_ROUTE), WEBHOOK_SECRET_STALE))
+            .await,
         // Route unknown: the secrets of every enabled endpoint are read (two here).
         scan(&mut app, Scenario::WebhooksOtherPath, &artifact_with_literal(None, WEBHOOK_SECRET_STALE)).await,
     ];
@@ -158,7 +164,10 @@ async fn svix_secrets_and_tokens_appear_in_no_log_event_or_table() {
         for pattern in &patterns {
             if let Some(found) = pattern.find(text) {
                 let start = found.start().saturating_sub(120);
-                panic!("{place} holds something like a Svix secret, token or svix_url: ...{}...", &text[start..found.end().min(start + 200)]);
+                panic!(
+                    "{place} holds something like a Svix secret, token or svix_url: ...{}...",
+                    &text[start..found.end().min(start + 200)]
+                );
             }
         }
     }

@@ -26,9 +26,7 @@ pub const META: CheckMeta = CheckMeta {
 
 /// A usable production publishable key: `pk_live_` that decodes to a Frontend API host.
 fn is_live_publishable(reference: &KeyReference) -> bool {
-    reference.kind == KeyKind::Publishable
-        && reference.environment == KeyEnvironment::Live
-        && !reference.malformed
+    reference.kind == KeyKind::Publishable && reference.environment == KeyEnvironment::Live && !reference.malformed
 }
 
 pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
@@ -38,11 +36,7 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
     if input.facts.instance.environment != InstanceEnvironment::Development {
         return Verdict::Pass;
     }
-    let mut live: Vec<&KeyReference> = artifact
-        .key_references
-        .iter()
-        .filter(|r| is_live_publishable(r))
-        .collect();
+    let mut live: Vec<&KeyReference> = artifact.key_references.iter().filter(|r| is_live_publishable(r)).collect();
     if live.is_empty() {
         return Verdict::Pass;
     }
@@ -54,14 +48,8 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
         1 => " and 1 other place".into(),
         n => format!(" and {n} other places"),
     };
-    let repo = format!(
-        "references pk_live_* (production publishable key) in {}:{}{others}",
-        first.file, first.line
-    );
-    let clerk = format!(
-        "instance kind = '{}'",
-        input.facts.instance.environment.as_str()
-    );
+    let repo = format!("references pk_live_* (production publishable key) in {}:{}{others}", first.file, first.line);
+    let clerk = format!("instance kind = '{}'", input.facts.instance.environment.as_str());
     let references: Vec<_> = live
         .iter()
         .map(|r| {
@@ -79,11 +67,7 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
         "references": references,
     });
     Verdict::Fail(vec![FailureDraft {
-        evidence: Evidence {
-            repo: Some(repo),
-            clerk: Some(clerk),
-            details,
-        },
+        evidence: Evidence { repo: Some(repo), clerk: Some(clerk), details },
         identity: vec![],
     }])
 }
@@ -97,11 +81,7 @@ mod tests {
     use crate::facts::{ClerkFacts, InstanceEnvironment::*};
 
     fn run(facts: &ClerkFacts, artifact: Option<&crate::artifact::RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput {
-            facts,
-            artifact,
-            settings: &CheckSettings::default(),
-        })
+        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
     }
 
     #[test]
@@ -112,10 +92,7 @@ mod tests {
 
     #[test]
     fn skipped_without_repo_scan() {
-        assert_eq!(
-            run(&facts(Development), None),
-            Verdict::Skipped(NO_REPO_SCAN.into())
-        );
+        assert_eq!(run(&facts(Development), None), Verdict::Skipped(NO_REPO_SCAN.into()));
     }
 
     #[test]
@@ -160,14 +137,9 @@ mod tests {
         assert!(finding.identity.is_empty());
         assert_eq!(
             finding.evidence.repo.as_deref(),
-            Some(
-                "references pk_live_* (production publishable key) in .env.production:3 and 1 other place"
-            )
+            Some("references pk_live_* (production publishable key) in .env.production:3 and 1 other place")
         );
-        assert_eq!(
-            finding.evidence.clerk.as_deref(),
-            Some("instance kind = 'development'")
-        );
+        assert_eq!(finding.evidence.clerk.as_deref(), Some("instance kind = 'development'"));
         assert_eq!(
             finding.evidence.details,
             json!({

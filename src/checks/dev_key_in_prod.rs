@@ -48,11 +48,7 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 
     // identity -> references, in a stable order.
     let mut groups: BTreeMap<[String; 3], Vec<&KeyReference>> = BTreeMap::new();
-    for reference in artifact
-        .key_references
-        .iter()
-        .filter(|r| is_dev_key_in_production(r))
-    {
+    for reference in artifact.key_references.iter().filter(|r| is_dev_key_in_production(r)) {
         let identity = [
             reference.file.clone(),
             reference.variable.clone().unwrap_or_default(),
@@ -74,20 +70,10 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
                 KeyKind::Publishable => ("pk_test_*", "development publishable key"),
                 KeyKind::Secret => ("sk_test_*", "development secret key"),
             };
-            let place = format!(
-                "{}:{}",
-                first.file,
-                lines
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            let place = format!("{}:{}", first.file, lines.iter().map(u32::to_string).collect::<Vec<_>>().join(", "));
             let repo = match &first.variable {
                 Some(variable) => {
-                    format!(
-                        "sets {prefix} ({label}) in {variable} at {place}, a production context"
-                    )
+                    format!("sets {prefix} ({label}) in {variable} at {place}, a production context")
                 }
                 None => format!("writes {prefix} ({label}) at {place}, a production context"),
             };
@@ -99,14 +85,7 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
                 "environment": "test",
                 "context": first.context,
             });
-            FailureDraft {
-                evidence: Evidence {
-                    repo: Some(repo),
-                    clerk: None,
-                    details,
-                },
-                identity: identity.into(),
-            }
+            FailureDraft { evidence: Evidence { repo: Some(repo), clerk: None, details }, identity: identity.into() }
         })
         .collect();
     Verdict::Fail(findings)
@@ -122,18 +101,10 @@ mod tests {
 
     fn run(artifact: Option<&RepoArtifact>) -> Verdict {
         let facts = facts(Production);
-        evaluate(&CheckInput {
-            facts: &facts,
-            artifact,
-            settings: &CheckSettings::default(),
-        })
+        evaluate(&CheckInput { facts: &facts, artifact, settings: &CheckSettings::default() })
     }
 
-    fn secret(
-        environment: KeyEnvironment,
-        context: Ctx,
-        confidence: Option<Confidence>,
-    ) -> KeyReference {
+    fn secret(environment: KeyEnvironment, context: Ctx, confidence: Option<Confidence>) -> KeyReference {
         let mut reference = key(Secret, environment, context);
         reference.file = "deploy/prod.env".into();
         reference.line = 5;
@@ -176,19 +147,10 @@ mod tests {
     #[test]
     fn fails_on_a_test_publishable_key_in_production() {
         let repo = artifact(vec![key(Publishable, Test, Ctx::Production)]);
-        let Verdict::Fail(findings) = run(Some(&repo)) else {
-            panic!("expected a failure")
-        };
+        let Verdict::Fail(findings) = run(Some(&repo)) else { panic!("expected a failure") };
         assert_eq!(findings.len(), 1);
         let finding = &findings[0];
-        assert_eq!(
-            finding.identity,
-            vec![
-                ".env.production",
-                "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY",
-                "publishable"
-            ]
-        );
+        assert_eq!(finding.identity, vec![".env.production", "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY", "publishable"]);
         assert_eq!(
             finding.evidence.repo.as_deref(),
             Some(
@@ -216,27 +178,19 @@ mod tests {
             unnamed,
             secret(Test, Ctx::Production, Some(Confidence::Low)),
         ]);
-        let Verdict::Fail(findings) = run(Some(&repo)) else {
-            panic!("expected a failure")
-        };
+        let Verdict::Fail(findings) = run(Some(&repo)) else { panic!("expected a failure") };
         let identities: Vec<_> = findings.iter().map(|f| f.identity.clone()).collect();
         assert_eq!(
             identities,
             vec![
-                vec![
-                    ".env.production",
-                    "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY",
-                    "publishable"
-                ],
+                vec![".env.production", "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY", "publishable"],
                 vec!["deploy/prod.env", "CLERK_SECRET_KEY", "secret"],
                 vec!["scripts/deploy.ts", "", "secret"],
             ]
         );
         assert_eq!(
             findings[2].evidence.repo.as_deref(),
-            Some(
-                "writes sk_test_* (development secret key) at scripts/deploy.ts:9, a production context"
-            )
+            Some("writes sk_test_* (development secret key) at scripts/deploy.ts:9, a production context")
         );
         // No sentence carries the fingerprint of a secret key.
         for finding in &findings {
@@ -249,19 +203,10 @@ mod tests {
         let mut again = key(Publishable, Test, Ctx::Production);
         again.line = 12;
         let repo = artifact(vec![again, key(Publishable, Test, Ctx::Production)]);
-        let Verdict::Fail(findings) = run(Some(&repo)) else {
-            panic!("expected a failure")
-        };
+        let Verdict::Fail(findings) = run(Some(&repo)) else { panic!("expected a failure") };
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].evidence.details["lines"], json!([3, 12]));
-        assert!(
-            findings[0]
-                .evidence
-                .repo
-                .as_deref()
-                .unwrap()
-                .contains(".env.production:3, 12")
-        );
+        assert!(findings[0].evidence.repo.as_deref().unwrap().contains(".env.production:3, 12"));
     }
 
     #[test]
@@ -270,11 +215,8 @@ mod tests {
         let production = run(Some(&repo));
         for environment in [Development, Staging] {
             let facts = facts(environment);
-            let verdict = evaluate(&CheckInput {
-                facts: &facts,
-                artifact: Some(&repo),
-                settings: &CheckSettings::default(),
-            });
+            let verdict =
+                evaluate(&CheckInput { facts: &facts, artifact: Some(&repo), settings: &CheckSettings::default() });
             assert_eq!(verdict, production);
         }
     }

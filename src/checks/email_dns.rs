@@ -31,26 +31,24 @@ pub const NO_SENDER_RECORDS: &str = "the primary domain lists no email sender re
 
 fn is_sender_record(host: &str) -> bool {
     let host = host.to_ascii_lowercase();
-    SENDER_LABELS.iter().any(|label| {
-        host.strip_prefix(label)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
-    })
+    SENDER_LABELS
+        .iter()
+        .any(|label| host.strip_prefix(label).is_some_and(|rest| rest.is_empty() || rest.starts_with('.')))
 }
 
 /// The one-line Clerk-side sentence for a record DNS does not confirm; `None` for a good or unknown one.
 fn problem_sentence(record: &DnsRecordStatus) -> Option<String> {
     let (host, expected) = (&record.host, &record.expected);
     match &record.observation {
-        DnsObservation::Missing => Some(format!(
-            "{host} has no CNAME record in DNS; Clerk expects it to point at {expected}"
-        )),
-        DnsObservation::Mismatch { found } if found.is_empty() => Some(format!(
-            "{host} does not point at {expected}, the CNAME target Clerk expects"
-        )),
-        DnsObservation::Mismatch { found } => Some(format!(
-            "{host} points at {} in DNS; Clerk expects {expected}",
-            found.join(", ")
-        )),
+        DnsObservation::Missing => {
+            Some(format!("{host} has no CNAME record in DNS; Clerk expects it to point at {expected}"))
+        }
+        DnsObservation::Mismatch { found } if found.is_empty() => {
+            Some(format!("{host} does not point at {expected}, the CNAME target Clerk expects"))
+        }
+        DnsObservation::Mismatch { found } => {
+            Some(format!("{host} points at {} in DNS; Clerk expects {expected}", found.join(", ")))
+        }
         DnsObservation::Matches | DnsObservation::LookupFailed { .. } => None,
     }
 }
@@ -66,10 +64,7 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
             return Verdict::Error(reason.clone());
         }
     };
-    let senders: Vec<&DnsRecordStatus> = records
-        .iter()
-        .filter(|r| is_sender_record(&r.host))
-        .collect();
+    let senders: Vec<&DnsRecordStatus> = records.iter().filter(|r| is_sender_record(&r.host)).collect();
     if senders.is_empty() {
         return Verdict::Skipped(NO_SENDER_RECORDS.into());
     }
@@ -130,11 +125,7 @@ mod tests {
             "clk2" => "dkim2.x1y2.clerk.services",
             _ => "frontend-api.clerk.services",
         };
-        DnsRecordStatus {
-            host: host.into(),
-            expected: expected.into(),
-            observation,
-        }
+        DnsRecordStatus { host: host.into(), expected: expected.into(), observation }
     }
 
     fn production(email_dns: Fact<Vec<DnsRecordStatus>>) -> ClerkFacts {
@@ -153,11 +144,7 @@ mod tests {
     }
 
     fn run(facts: &ClerkFacts) -> Verdict {
-        evaluate(&CheckInput {
-            facts,
-            artifact: None,
-            settings: &CheckSettings::default(),
-        })
+        evaluate(&CheckInput { facts, artifact: None, settings: &CheckSettings::default() })
     }
 
     fn all_good() -> Vec<DnsRecordStatus> {
@@ -191,13 +178,8 @@ mod tests {
 
     #[test]
     fn error_when_dns_facts_were_not_looked_up_on_production() {
-        let facts = production(Fact::NotApplicable(
-            "GET /v1/domains returned no primary domain".into(),
-        ));
-        assert_eq!(
-            run(&facts),
-            Verdict::Error("GET /v1/domains returned no primary domain".into())
-        );
+        let facts = production(Fact::NotApplicable("GET /v1/domains returned no primary domain".into()));
+        assert_eq!(run(&facts), Verdict::Error("GET /v1/domains returned no primary domain".into()));
     }
 
     #[test]
@@ -208,10 +190,7 @@ mod tests {
             record("clkmailer.acme.com", DnsObservation::Missing),
         ]));
         assert_eq!(run(&facts), Verdict::Skipped(NO_SENDER_RECORDS.into()));
-        assert_eq!(
-            run(&production(Fact::Known(vec![]))),
-            Verdict::Skipped(NO_SENDER_RECORDS.into())
-        );
+        assert_eq!(run(&production(Fact::Known(vec![]))), Verdict::Skipped(NO_SENDER_RECORDS.into()));
     }
 
     #[test]
@@ -228,31 +207,17 @@ mod tests {
             record("clerk.acme.com", DnsObservation::Missing),
             record("CLKMAIL.Acme.com", DnsObservation::Missing),
             record("clk._domainkey.acme.com", DnsObservation::Matches),
-            record(
-                "clk2._domainkey.acme.com",
-                DnsObservation::Mismatch {
-                    found: vec!["old.sendgrid.net".into()],
-                },
-            ),
-            record(
-                "clk._domainkey.acme.com.",
-                DnsObservation::LookupFailed {
-                    reason: "timeout".into(),
-                },
-            ),
+            record("clk2._domainkey.acme.com", DnsObservation::Mismatch { found: vec!["old.sendgrid.net".into()] }),
+            record("clk._domainkey.acme.com.", DnsObservation::LookupFailed { reason: "timeout".into() }),
         ]));
-        let Verdict::Fail(findings) = run(&facts) else {
-            panic!("expected a failure")
-        };
+        let Verdict::Fail(findings) = run(&facts) else { panic!("expected a failure") };
         assert_eq!(findings.len(), 2);
 
         assert_eq!(findings[0].identity, vec!["clkmail.acme.com"]);
         assert_eq!(findings[0].evidence.repo, None);
         assert_eq!(
             findings[0].evidence.clerk.as_deref(),
-            Some(
-                "CLKMAIL.Acme.com has no CNAME record in DNS; Clerk expects it to point at mail.x1y2.clerk.services"
-            )
+            Some("CLKMAIL.Acme.com has no CNAME record in DNS; Clerk expects it to point at mail.x1y2.clerk.services")
         );
         assert_eq!(
             findings[0].evidence.details,
@@ -263,9 +228,7 @@ mod tests {
         assert_eq!(findings[1].identity, vec!["clk2._domainkey.acme.com"]);
         assert_eq!(
             findings[1].evidence.clerk.as_deref(),
-            Some(
-                "clk2._domainkey.acme.com points at old.sendgrid.net in DNS; Clerk expects dkim2.x1y2.clerk.services"
-            )
+            Some("clk2._domainkey.acme.com points at old.sendgrid.net in DNS; Clerk expects dkim2.x1y2.clerk.services")
         );
         assert_eq!(
             findings[1].evidence.details["observation"],
@@ -277,14 +240,9 @@ mod tests {
     fn a_record_listed_twice_is_one_finding() {
         let facts = production(Fact::Known(vec![
             record("clkmail.acme.com", DnsObservation::Missing),
-            record(
-                "ClkMail.acme.com",
-                DnsObservation::Mismatch { found: vec![] },
-            ),
+            record("ClkMail.acme.com", DnsObservation::Mismatch { found: vec![] }),
         ]));
-        let Verdict::Fail(findings) = run(&facts) else {
-            panic!("expected a failure")
-        };
+        let Verdict::Fail(findings) = run(&facts) else { panic!("expected a failure") };
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].identity, vec!["clkmail.acme.com"]);
     }
@@ -292,12 +250,8 @@ mod tests {
     #[test]
     fn error_naming_the_hosts_whose_lookup_failed() {
         let mut records = all_good();
-        records[1].observation = DnsObservation::LookupFailed {
-            reason: "timeout".into(),
-        };
-        records[3].observation = DnsObservation::LookupFailed {
-            reason: "SERVFAIL".into(),
-        };
+        records[1].observation = DnsObservation::LookupFailed { reason: "timeout".into() };
+        records[3].observation = DnsObservation::LookupFailed { reason: "SERVFAIL".into() };
         assert_eq!(
             run(&production(Fact::Known(records))),
             Verdict::Error(

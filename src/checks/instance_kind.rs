@@ -40,15 +40,10 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
     }
 
     let count = artifact.key_references.len();
-    let contexts: BTreeSet<ReferenceContext> =
-        artifact.key_references.iter().map(|r| r.context).collect();
+    let contexts: BTreeSet<ReferenceContext> = artifact.key_references.iter().map(|r| r.context).collect();
     let repo = match count {
-        0 => {
-            "references no Clerk key, so nothing shows this instance serving production".to_owned()
-        }
-        1 => {
-            "references 1 Clerk key, not a pk_live_* key and not in a production context".to_owned()
-        }
+        0 => "references no Clerk key, so nothing shows this instance serving production".to_owned(),
+        1 => "references 1 Clerk key, not a pk_live_* key and not in a production context".to_owned(),
         n => format!("references {n} Clerk keys, none a pk_live_* key or in a production context"),
     };
     let details = json!({
@@ -62,10 +57,7 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
     Verdict::Fail(vec![FailureDraft {
         evidence: Evidence {
             repo: Some(repo),
-            clerk: Some(format!(
-                "instance kind = '{}'",
-                input.facts.instance.environment.as_str()
-            )),
+            clerk: Some(format!("instance kind = '{}'", input.facts.instance.environment.as_str())),
             details,
         },
         identity: vec![],
@@ -81,11 +73,7 @@ mod tests {
     use crate::facts::{ClerkFacts, InstanceEnvironment::*};
 
     fn run(facts: &ClerkFacts, artifact: Option<&RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput {
-            facts,
-            artifact,
-            settings: &CheckSettings::default(),
-        })
+        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
     }
 
     #[test]
@@ -97,11 +85,7 @@ mod tests {
     #[test]
     fn passes_on_a_non_development_instance_with_or_without_repo_scan() {
         let repo = artifact(vec![]);
-        for environment in [
-            Production,
-            Staging,
-            InstanceEnvironment::Other("preview".into()),
-        ] {
+        for environment in [Production, Staging, InstanceEnvironment::Other("preview".into())] {
             assert_eq!(run(&facts(environment.clone()), None), Verdict::Pass);
             assert_eq!(run(&facts(environment), Some(&repo)), Verdict::Pass);
         }
@@ -109,10 +93,7 @@ mod tests {
 
     #[test]
     fn skipped_on_development_without_repo_scan() {
-        assert_eq!(
-            run(&facts(Development), None),
-            Verdict::Skipped(NO_REPO_SCAN.into())
-        );
+        assert_eq!(run(&facts(Development), None), Verdict::Skipped(NO_REPO_SCAN.into()));
     }
 
     #[test]
@@ -140,10 +121,7 @@ mod tests {
         assert_eq!(findings.len(), 1);
         let finding = &findings[0];
         assert!(finding.identity.is_empty());
-        assert_eq!(
-            finding.evidence.clerk.as_deref(),
-            Some("instance kind = 'development'")
-        );
+        assert_eq!(finding.evidence.clerk.as_deref(), Some("instance kind = 'development'"));
         assert_eq!(
             finding.evidence.repo.as_deref(),
             Some("references 3 Clerk keys, none a pk_live_* key or in a production context")

@@ -36,11 +36,7 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
         "second_factors_available": [],
     });
     Verdict::Fail(vec![FailureDraft {
-        evidence: Evidence {
-            repo: None,
-            clerk: Some(clerk),
-            details,
-        },
+        evidence: Evidence { repo: None, clerk: Some(clerk), details },
         identity: vec![],
     }])
 }
@@ -67,11 +63,7 @@ mod tests {
     }
 
     fn run(facts: &ClerkFacts) -> Verdict {
-        evaluate(&CheckInput {
-            facts,
-            artifact: None,
-            settings: &CheckSettings::default(),
-        })
+        evaluate(&CheckInput { facts, artifact: None, settings: &CheckSettings::default() })
     }
 
     #[test]
@@ -90,22 +82,13 @@ mod tests {
     #[test]
     fn passes_at_or_below_the_threshold() {
         assert_eq!(run(&production(100, settings(false, &[]))), Verdict::Pass);
-        assert_eq!(
-            run(&production(0, Fact::Unavailable("timeout".into()))),
-            Verdict::Pass
-        );
+        assert_eq!(run(&production(0, Fact::Unavailable("timeout".into()))), Verdict::Pass);
     }
 
     #[test]
     fn error_when_settings_are_unavailable() {
-        let facts = production(
-            101,
-            Fact::Unavailable("GET /v1/environment timed out".into()),
-        );
-        assert_eq!(
-            run(&facts),
-            Verdict::Error("GET /v1/environment timed out".into())
-        );
+        let facts = production(101, Fact::Unavailable("GET /v1/environment timed out".into()));
+        assert_eq!(run(&facts), Verdict::Error("GET /v1/environment timed out".into()));
     }
 
     #[test]
@@ -122,10 +105,7 @@ mod tests {
 
     #[test]
     fn passes_when_a_factor_is_available() {
-        assert_eq!(
-            run(&production(5000, settings(false, &["phone_number"]))),
-            Verdict::Pass
-        );
+        assert_eq!(run(&production(5000, settings(false, &["phone_number"]))), Verdict::Pass);
     }
 
     #[test]
@@ -153,11 +133,7 @@ mod tests {
         use crate::checks::mfa_optional;
         for available in [&[][..], &["totp"][..]] {
             let facts = production(5000, settings(false, available));
-            let input = CheckInput {
-                facts: &facts,
-                artifact: None,
-                settings: &CheckSettings::default(),
-            };
+            let input = CheckInput { facts: &facts, artifact: None, settings: &CheckSettings::default() };
             let fails = [evaluate(&input), mfa_optional::evaluate(&input)]
                 .iter()
                 .filter(|v| matches!(v, Verdict::Fail(_)))

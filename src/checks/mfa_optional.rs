@@ -35,9 +35,7 @@ pub(super) fn mfa_scope<'a>(input: &CheckInput<'a>) -> Result<&'a AuthSettings, 
     match &input.facts.auth_settings {
         Fact::Known(settings) => Ok(settings),
         // A production instance's settings always apply; not having looked them up is an error too.
-        Fact::Unavailable(reason) | Fact::NotApplicable(reason) => {
-            Err(Verdict::Error(reason.clone()))
-        }
+        Fact::Unavailable(reason) | Fact::NotApplicable(reason) => Err(Verdict::Error(reason.clone())),
     }
 }
 
@@ -71,11 +69,7 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
         "second_factors_available": settings.second_factors_available,
     });
     Verdict::Fail(vec![FailureDraft {
-        evidence: Evidence {
-            repo: None,
-            clerk: Some(clerk),
-            details,
-        },
+        evidence: Evidence { repo: None, clerk: Some(clerk), details },
         identity: vec![],
     }])
 }
@@ -102,11 +96,7 @@ mod tests {
     }
 
     fn run(facts: &ClerkFacts) -> Verdict {
-        evaluate(&CheckInput {
-            facts,
-            artifact: None,
-            settings: &CheckSettings::default(),
-        })
+        evaluate(&CheckInput { facts, artifact: None, settings: &CheckSettings::default() })
     }
 
     #[test]
@@ -124,38 +114,17 @@ mod tests {
 
     #[test]
     fn passes_at_or_below_the_threshold_even_without_settings() {
-        assert_eq!(
-            run(&production(100, settings(false, &["totp"]))),
-            Verdict::Pass
-        );
-        assert_eq!(
-            run(&production(100, Fact::Unavailable("timeout".into()))),
-            Verdict::Pass
-        );
-        let custom = CheckSettings {
-            mfa_user_threshold: 500,
-        };
+        assert_eq!(run(&production(100, settings(false, &["totp"]))), Verdict::Pass);
+        assert_eq!(run(&production(100, Fact::Unavailable("timeout".into()))), Verdict::Pass);
+        let custom = CheckSettings { mfa_user_threshold: 500 };
         let facts = production(400, settings(false, &["totp"]));
-        assert_eq!(
-            evaluate(&CheckInput {
-                facts: &facts,
-                artifact: None,
-                settings: &custom
-            }),
-            Verdict::Pass
-        );
+        assert_eq!(evaluate(&CheckInput { facts: &facts, artifact: None, settings: &custom }), Verdict::Pass);
     }
 
     #[test]
     fn error_when_settings_are_unavailable() {
-        let facts = production(
-            101,
-            Fact::Unavailable("Frontend API host refused: private address".into()),
-        );
-        assert_eq!(
-            run(&facts),
-            Verdict::Error("Frontend API host refused: private address".into())
-        );
+        let facts = production(101, Fact::Unavailable("Frontend API host refused: private address".into()));
+        assert_eq!(run(&facts), Verdict::Error("Frontend API host refused: private address".into()));
     }
 
     #[test]
@@ -166,10 +135,7 @@ mod tests {
 
     #[test]
     fn passes_when_mfa_is_required() {
-        assert_eq!(
-            run(&production(5000, settings(true, &["totp"]))),
-            Verdict::Pass
-        );
+        assert_eq!(run(&production(5000, settings(true, &["totp"]))), Verdict::Pass);
     }
 
     #[test]
@@ -180,9 +146,7 @@ mod tests {
     #[test]
     fn fails_when_a_factor_is_available_but_optional() {
         let facts = production(2350, settings(false, &["backup_code", "totp"]));
-        let Verdict::Fail(findings) = run(&facts) else {
-            panic!("expected a failure")
-        };
+        let Verdict::Fail(findings) = run(&facts) else { panic!("expected a failure") };
         assert_eq!(findings.len(), 1);
         let finding = &findings[0];
         assert!(finding.identity.is_empty());

@@ -135,11 +135,7 @@ pub(crate) mod fixtures {
 
     pub fn facts(environment: InstanceEnvironment) -> ClerkFacts {
         ClerkFacts {
-            instance: InstanceInfo {
-                id: "ins_test".into(),
-                environment,
-                allowed_origins: vec![],
-            },
+            instance: InstanceInfo { id: "ins_test".into(), environment, allowed_origins: vec![] },
             user_count: 0,
             primary_domain: None,
             auth_settings: Fact::NotApplicable("development instance".into()),

@@ -18,19 +18,15 @@ pub const MAX_LISTED: usize = 10;
 pub fn webhook_facts<'a>(input: &CheckInput<'a>) -> Result<&'a WebhookFacts, Verdict> {
     match &input.facts.webhooks {
         Fact::Known(facts) => Ok(facts),
-        Fact::Unavailable(reason) | Fact::NotApplicable(reason) => Err(Verdict::Error(format!(
-            "webhook configuration unavailable: {reason}"
-        ))),
+        Fact::Unavailable(reason) | Fact::NotApplicable(reason) => {
+            Err(Verdict::Error(format!("webhook configuration unavailable: {reason}")))
+        }
     }
 }
 
 /// The handler's route as identity and in sentences: normalised, or `*` when unknown.
 pub fn route_key(handler: &WebhookHandler) -> String {
-    handler
-        .route
-        .as_deref()
-        .map(normalize_path)
-        .unwrap_or_else(|| "*".to_owned())
+    handler.route.as_deref().map(normalize_path).unwrap_or_else(|| "*".to_owned())
 }
 
 /// What makes a handler the same handler on the next scan: its file and route (not its line).
@@ -41,12 +37,7 @@ pub fn handler_identity(handler: &WebhookHandler) -> Vec<String> {
 /// `file:line (route /x)` or `file:line (route unknown)`.
 pub fn handler_label(handler: &WebhookHandler) -> String {
     match &handler.route {
-        Some(route) => format!(
-            "{}:{} (route {})",
-            handler.file,
-            handler.line,
-            normalize_path(route)
-        ),
+        Some(route) => format!("{}:{} (route {})", handler.file, handler.line, normalize_path(route)),
         None => format!("{}:{} (route unknown)", handler.file, handler.line),
     }
 }
@@ -81,32 +72,20 @@ pub fn endpoint_details(endpoint: &WebhookEndpoint) -> Value {
 
 /// At most [`MAX_LISTED`] endpoints as evidence.
 pub fn endpoints_details<'a>(endpoints: impl IntoIterator<Item = &'a WebhookEndpoint>) -> Value {
-    Value::Array(
-        endpoints
-            .into_iter()
-            .take(MAX_LISTED)
-            .map(endpoint_details)
-            .collect(),
-    )
+    Value::Array(endpoints.into_iter().take(MAX_LISTED).map(endpoint_details).collect())
 }
 
 /// `a, b, c` or `a, b, c and 4 more`, for URLs in a sentence.
 pub fn list_urls<'a>(endpoints: impl IntoIterator<Item = &'a WebhookEndpoint>) -> String {
     let urls: Vec<&str> = endpoints.into_iter().map(|e| e.url.as_str()).collect();
     let shown = urls.iter().take(3).copied().collect::<Vec<_>>().join(", ");
-    if urls.len() > 3 {
-        format!("{shown} and {} more", urls.len() - 3)
-    } else {
-        shown
-    }
+    if urls.len() > 3 { format!("{shown} and {} more", urls.len() - 3) } else { shown }
 }
 
 /// The handler's written secret's fingerprint, if its secret is a literal.
 pub fn literal_fingerprint(handler: &WebhookHandler) -> Option<&str> {
     match &handler.secret_source {
-        Some(SecretSource::LiteralFingerprint {
-            literal_fingerprint,
-        }) => Some(literal_fingerprint),
+        Some(SecretSource::LiteralFingerprint { literal_fingerprint }) => Some(literal_fingerprint),
         _ => None,
     }
 }
@@ -114,10 +93,7 @@ pub fn literal_fingerprint(handler: &WebhookHandler) -> Option<&str> {
 /// Handlers deduplicated by identity (the same file and route reported twice is one handler).
 pub fn distinct_handlers(handlers: &[WebhookHandler]) -> Vec<&WebhookHandler> {
     let mut seen = std::collections::BTreeSet::new();
-    handlers
-        .iter()
-        .filter(|handler| seen.insert(handler_identity(handler)))
-        .collect()
+    handlers.iter().filter(|handler| seen.insert(handler_identity(handler))).collect()
 }
 
 #[cfg(test)]
@@ -125,9 +101,7 @@ pub(crate) mod fixtures {
     //! Builders for the webhook checks' tests.
     use crate::artifact::{RepoArtifact, SecretSource, Verification, WebhookHandler};
     use crate::checks::fixtures;
-    use crate::facts::{
-        ClerkFacts, Fact, InstanceEnvironment, WebhookEndpoint, WebhookFacts, endpoint_path,
-    };
+    use crate::facts::{ClerkFacts, Fact, InstanceEnvironment, WebhookEndpoint, WebhookFacts, endpoint_path};
 
     pub const ROUTE: &str = "/api/webhooks/clerk";
 
@@ -138,17 +112,13 @@ pub(crate) mod fixtures {
             framework: "nextjs-app-router".into(),
             route: Some(ROUTE.into()),
             verification: Verification::ClerkVerifyWebhook,
-            secret_source: Some(SecretSource::EnvVar {
-                env_var: "CLERK_WEBHOOK_SIGNING_SECRET".into(),
-            }),
+            secret_source: Some(SecretSource::EnvVar { env_var: "CLERK_WEBHOOK_SIGNING_SECRET".into() }),
             events: vec!["user.created".into(), "user.deleted".into()],
         }
     }
 
     pub fn with_literal(mut handler: WebhookHandler, fingerprint: &str) -> WebhookHandler {
-        handler.secret_source = Some(SecretSource::LiteralFingerprint {
-            literal_fingerprint: fingerprint.into(),
-        });
+        handler.secret_source = Some(SecretSource::LiteralFingerprint { literal_fingerprint: fingerprint.into() });
         handler
     }
 
@@ -177,16 +147,10 @@ pub(crate) mod fixtures {
     }
 
     pub fn app(endpoints: Vec<WebhookEndpoint>) -> Fact<WebhookFacts> {
-        Fact::Known(WebhookFacts {
-            svix_app: true,
-            endpoints,
-        })
+        Fact::Known(WebhookFacts { svix_app: true, endpoints })
     }
 
     pub fn no_app() -> Fact<WebhookFacts> {
-        Fact::Known(WebhookFacts {
-            svix_app: false,
-            endpoints: vec![],
-        })
+        Fact::Known(WebhookFacts { svix_app: false, endpoints: vec![] })
     }
 }

@@ -6,8 +6,7 @@
 use serde_json::json;
 
 use super::webhook_common::{
-    distinct_handlers, endpoints_details, handler_details, handler_identity, handler_label,
-    list_urls, webhook_facts,
+    distinct_handlers, endpoints_details, handler_details, handler_identity, handler_label, list_urls, webhook_facts,
 };
 use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
 use crate::facts::WebhookEndpoint;
@@ -37,8 +36,7 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
     };
     let mut findings = Vec::new();
     for handler in distinct_handlers(&artifact.webhook_handlers) {
-        let delivering: Vec<&WebhookEndpoint> =
-            webhooks.delivering_to(handler.route.as_deref()).collect();
+        let delivering: Vec<&WebhookEndpoint> = webhooks.delivering_to(handler.route.as_deref()).collect();
         if delivering.is_empty() {
             continue;
         }
@@ -53,29 +51,15 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
         }
         let filters: Vec<String> = delivering
             .iter()
-            .map(|e| {
-                format!(
-                    "{} receives only {}",
-                    e.url,
-                    e.event_types.as_deref().unwrap_or_default().join(", ")
-                )
-            })
+            .map(|e| format!("{} receives only {}", e.url, e.event_types.as_deref().unwrap_or_default().join(", ")))
             .collect();
         findings.push(FailureDraft {
             evidence: Evidence {
-                repo: Some(format!(
-                    "{} handles {}",
-                    handler_label(handler),
-                    handler.events.join(", ")
-                )),
+                repo: Some(format!("{} handles {}", handler_label(handler), handler.events.join(", "))),
                 clerk: Some(format!(
                     "{} never delivered to it: {}",
                     missing.join(", "),
-                    if filters.len() <= 3 {
-                        filters.join("; ")
-                    } else {
-                        list_urls(delivering.iter().copied())
-                    }
+                    if filters.len() <= 3 { filters.join("; ") } else { list_urls(delivering.iter().copied()) }
                 )),
                 details: json!({
                     "handler": handler_details(handler),
@@ -86,11 +70,7 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
             identity: handler_identity(handler),
         });
     }
-    if findings.is_empty() {
-        Verdict::Pass
-    } else {
-        Verdict::Fail(findings)
-    }
+    if findings.is_empty() { Verdict::Pass } else { Verdict::Fail(findings) }
 }
 
 #[cfg(test)]
@@ -101,11 +81,7 @@ mod tests {
     use crate::facts::{ClerkFacts, Fact};
 
     fn run(facts: &ClerkFacts, artifact: Option<&crate::artifact::RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput {
-            facts,
-            artifact,
-            settings: &CheckSettings::default(),
-        })
+        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
     }
 
     fn filtered(mut endpoint: WebhookEndpoint, types: &[&str]) -> WebhookEndpoint {
@@ -121,56 +97,32 @@ mod tests {
 
     #[test]
     fn skipped_without_a_repo_scan() {
-        assert_eq!(
-            run(&facts(no_app()), None),
-            Verdict::Skipped(NO_REPO_SCAN.into())
-        );
+        assert_eq!(run(&facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
     }
 
     #[test]
     fn passes_without_handlers() {
-        assert_eq!(
-            run(
-                &facts(Fact::Unavailable("down".into())),
-                Some(&artifact(vec![]))
-            ),
-            Verdict::Pass
-        );
+        assert_eq!(run(&facts(Fact::Unavailable("down".into())), Some(&artifact(vec![]))), Verdict::Pass);
     }
 
     #[test]
     fn error_when_webhooks_are_unavailable() {
-        let verdict = run(
-            &facts(Fact::Unavailable("down".into())),
-            Some(&artifact(vec![handler()])),
-        );
-        assert_eq!(
-            verdict,
-            Verdict::Error("webhook configuration unavailable: down".into())
-        );
+        let verdict = run(&facts(Fact::Unavailable("down".into())), Some(&artifact(vec![handler()])));
+        assert_eq!(verdict, Verdict::Error("webhook configuration unavailable: down".into()));
     }
 
     #[test]
     fn fails_when_the_filter_leaves_out_a_handled_event() {
-        let webhooks = app(vec![filtered(
-            endpoint(1, ROUTE, false),
-            &["user.created", "session.created"],
-        )]);
-        let Verdict::Fail(findings) = run(&facts(webhooks), Some(&artifact(vec![handler()])))
-        else {
+        let webhooks = app(vec![filtered(endpoint(1, ROUTE, false), &["user.created", "session.created"])]);
+        let Verdict::Fail(findings) = run(&facts(webhooks), Some(&artifact(vec![handler()]))) else {
             panic!("expected a failure")
         };
         assert_eq!(findings.len(), 1);
         let finding = &findings[0];
-        assert_eq!(
-            finding.identity,
-            vec!["app/api/webhooks/clerk/route.ts", ROUTE]
-        );
+        assert_eq!(finding.identity, vec!["app/api/webhooks/clerk/route.ts", ROUTE]);
         assert_eq!(
             finding.evidence.repo.as_deref(),
-            Some(
-                "app/api/webhooks/clerk/route.ts:12 (route /api/webhooks/clerk) handles user.created, user.deleted"
-            )
+            Some("app/api/webhooks/clerk/route.ts:12 (route /api/webhooks/clerk) handles user.created, user.deleted")
         );
         assert_eq!(
             finding.evidence.clerk.as_deref(),
@@ -178,67 +130,35 @@ mod tests {
                 "user.deleted never delivered to it: https://acme.com/api/webhooks/clerk receives only user.created, session.created"
             )
         );
-        assert_eq!(
-            finding.evidence.details["missing_event_types"],
-            json!(["user.deleted"])
-        );
-        assert_eq!(
-            finding.evidence.details["endpoints"][0]["event_types"],
-            json!(["user.created", "session.created"])
-        );
+        assert_eq!(finding.evidence.details["missing_event_types"], json!(["user.deleted"]));
+        assert_eq!(finding.evidence.details["endpoints"][0]["event_types"], json!(["user.created", "session.created"]));
     }
 
     #[test]
     fn passes_when_the_filter_covers_the_handled_events() {
-        let webhooks = app(vec![filtered(
-            endpoint(1, ROUTE, false),
-            &["user.created", "user.updated", "user.deleted"],
-        )]);
-        assert_eq!(
-            run(&facts(webhooks), Some(&artifact(vec![handler()]))),
-            Verdict::Pass
-        );
+        let webhooks =
+            app(vec![filtered(endpoint(1, ROUTE, false), &["user.created", "user.updated", "user.deleted"])]);
+        assert_eq!(run(&facts(webhooks), Some(&artifact(vec![handler()]))), Verdict::Pass);
     }
 
     #[test]
     fn passes_when_another_delivering_endpoint_or_no_filter_covers_it() {
-        let webhooks = app(vec![
-            filtered(endpoint(1, ROUTE, false), &["user.created"]),
-            endpoint(2, ROUTE, false),
-        ]);
-        assert_eq!(
-            run(&facts(webhooks), Some(&artifact(vec![handler()]))),
-            Verdict::Pass
-        );
+        let webhooks = app(vec![filtered(endpoint(1, ROUTE, false), &["user.created"]), endpoint(2, ROUTE, false)]);
+        assert_eq!(run(&facts(webhooks), Some(&artifact(vec![handler()]))), Verdict::Pass);
         let webhooks = app(vec![
             filtered(endpoint(1, ROUTE, false), &["user.created"]),
             filtered(endpoint(2, ROUTE, false), &["user.deleted"]),
         ]);
-        assert_eq!(
-            run(&facts(webhooks), Some(&artifact(vec![handler()]))),
-            Verdict::Pass
-        );
+        assert_eq!(run(&facts(webhooks), Some(&artifact(vec![handler()]))), Verdict::Pass);
     }
 
     #[test]
     fn disabled_or_elsewhere_endpoints_do_not_count() {
         // A covering endpoint that is disabled does not deliver; a handler nothing delivers to is 001's.
-        let webhooks = app(vec![
-            filtered(endpoint(1, ROUTE, false), &["user.created"]),
-            endpoint(2, ROUTE, true),
-        ]);
-        assert!(matches!(
-            run(&facts(webhooks), Some(&artifact(vec![handler()]))),
-            Verdict::Fail(_)
-        ));
-        let webhooks = app(vec![filtered(
-            endpoint(1, "/other", false),
-            &["user.created"],
-        )]);
-        assert_eq!(
-            run(&facts(webhooks), Some(&artifact(vec![handler()]))),
-            Verdict::Pass
-        );
+        let webhooks = app(vec![filtered(endpoint(1, ROUTE, false), &["user.created"]), endpoint(2, ROUTE, true)]);
+        assert!(matches!(run(&facts(webhooks), Some(&artifact(vec![handler()]))), Verdict::Fail(_)));
+        let webhooks = app(vec![filtered(endpoint(1, "/other", false), &["user.created"])]);
+        assert_eq!(run(&facts(webhooks), Some(&artifact(vec![handler()]))), Verdict::Pass);
     }
 
     #[test]
@@ -246,9 +166,6 @@ mod tests {
         let mut silent = handler();
         silent.events.clear();
         let webhooks = app(vec![filtered(endpoint(1, ROUTE, false), &["user.created"])]);
-        assert_eq!(
-            run(&facts(webhooks), Some(&artifact(vec![silent]))),
-            Verdict::Pass
-        );
+        assert_eq!(run(&facts(webhooks), Some(&artifact(vec![silent]))), Verdict::Pass);
     }
 }

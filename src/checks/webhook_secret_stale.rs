@@ -7,8 +7,8 @@
 use serde_json::json;
 
 use super::webhook_common::{
-    distinct_handlers, endpoints_details, handler_details, handler_identity, handler_label,
-    list_urls, literal_fingerprint, webhook_facts,
+    distinct_handlers, endpoints_details, handler_details, handler_identity, handler_label, list_urls,
+    literal_fingerprint, webhook_facts,
 };
 use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
 use crate::facts::WebhookEndpoint;
@@ -27,10 +27,12 @@ pub const META: CheckMeta = CheckMeta {
 };
 
 /// The reason when no handler with a written secret has an endpoint delivering to it.
-pub const NOTHING_DELIVERED: &str = "no enabled webhook endpoint delivers to a handler with a written secret (see CLERK-WEBHOOK-001)";
+pub const NOTHING_DELIVERED: &str =
+    "no enabled webhook endpoint delivers to a handler with a written secret (see CLERK-WEBHOOK-001)";
 
 /// The reason when a handler's comparison needs secrets the worker did not read.
-pub const SECRETS_NOT_READ: &str = "the signing secrets of some endpoints delivering to a handler with a written secret were not read";
+pub const SECRETS_NOT_READ: &str =
+    "the signing secrets of some endpoints delivering to a handler with a written secret were not read";
 
 pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
     let Some(artifact) = input.artifact else {
@@ -51,15 +53,11 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
     let (mut unread, mut judged) = (false, false);
     for handler in handlers {
         let literal = literal_fingerprint(handler).expect("filtered");
-        let delivering: Vec<&WebhookEndpoint> =
-            webhooks.delivering_to(handler.route.as_deref()).collect();
+        let delivering: Vec<&WebhookEndpoint> = webhooks.delivering_to(handler.route.as_deref()).collect();
         if delivering.is_empty() {
             continue;
         }
-        if delivering
-            .iter()
-            .any(|e| e.secret_fingerprint.as_deref() == Some(literal))
-        {
+        if delivering.iter().any(|e| e.secret_fingerprint.as_deref() == Some(literal)) {
             judged = true;
             continue;
         }
@@ -70,7 +68,10 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
         judged = true;
         findings.push(FailureDraft {
             evidence: Evidence {
-                repo: Some(format!("{} verifies Clerk webhooks with a whsec_ secret written in the code", handler_label(handler))),
+                repo: Some(format!(
+                    "{} verifies Clerk webhooks with a whsec_ secret written in the code",
+                    handler_label(handler)
+                )),
                 clerk: Some(format!(
                     "no enabled webhook endpoint delivering to it signs with that secret: {}",
                     list_urls(delivering.iter().copied())
@@ -102,11 +103,7 @@ mod tests {
     const CURRENT: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
     fn run(facts: &ClerkFacts, artifact: Option<&crate::artifact::RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput {
-            facts,
-            artifact,
-            settings: &CheckSettings::default(),
-        })
+        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
     }
 
     fn read(mut endpoint: WebhookEndpoint, fingerprint: &str) -> WebhookEndpoint {
@@ -122,32 +119,20 @@ mod tests {
 
     #[test]
     fn skipped_without_a_repo_scan() {
-        assert_eq!(
-            run(&facts(no_app()), None),
-            Verdict::Skipped(NO_REPO_SCAN.into())
-        );
+        assert_eq!(run(&facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
     }
 
     #[test]
     fn passes_without_handlers_or_without_written_secrets() {
         let unavailable = facts(Fact::Unavailable("down".into()));
         assert_eq!(run(&unavailable, Some(&artifact(vec![]))), Verdict::Pass);
-        assert_eq!(
-            run(&unavailable, Some(&artifact(vec![handler()]))),
-            Verdict::Pass
-        );
+        assert_eq!(run(&unavailable, Some(&artifact(vec![handler()]))), Verdict::Pass);
     }
 
     #[test]
     fn error_when_webhooks_are_unavailable() {
-        let verdict = run(
-            &facts(Fact::Unavailable("x".into())),
-            Some(&artifact(vec![with_literal(handler(), STALE)])),
-        );
-        assert_eq!(
-            verdict,
-            Verdict::Error("webhook configuration unavailable: x".into())
-        );
+        let verdict = run(&facts(Fact::Unavailable("x".into())), Some(&artifact(vec![with_literal(handler(), STALE)])));
+        assert_eq!(verdict, Verdict::Error("webhook configuration unavailable: x".into()));
     }
 
     #[test]
@@ -157,18 +142,13 @@ mod tests {
             read(endpoint(2, "/other", false), STALE), // elsewhere: does not deliver to this handler
             endpoint(3, ROUTE, true),
         ]);
-        let Verdict::Fail(findings) = run(
-            &facts(webhooks),
-            Some(&artifact(vec![with_literal(handler(), STALE)])),
-        ) else {
+        let Verdict::Fail(findings) = run(&facts(webhooks), Some(&artifact(vec![with_literal(handler(), STALE)])))
+        else {
             panic!("expected a failure")
         };
         assert_eq!(findings.len(), 1);
         let finding = &findings[0];
-        assert_eq!(
-            finding.identity,
-            vec!["app/api/webhooks/clerk/route.ts", ROUTE]
-        );
+        assert_eq!(finding.identity, vec!["app/api/webhooks/clerk/route.ts", ROUTE]);
         assert_eq!(
             finding.evidence.clerk.as_deref(),
             Some(
@@ -176,69 +156,36 @@ mod tests {
             )
         );
         assert_eq!(finding.evidence.details["endpoints"][0]["id"], "ep_1");
-        assert_eq!(
-            finding.evidence.details["endpoints"]
-                .as_array()
-                .unwrap()
-                .len(),
-            1
-        );
-        assert_eq!(
-            finding.evidence.details["handler"]["file"],
-            "app/api/webhooks/clerk/route.ts"
-        );
+        assert_eq!(finding.evidence.details["endpoints"].as_array().unwrap().len(), 1);
+        assert_eq!(finding.evidence.details["handler"]["file"], "app/api/webhooks/clerk/route.ts");
         let text = serde_json::to_string(&finding.evidence).unwrap();
-        assert!(
-            !text.contains(STALE) && !text.contains(CURRENT),
-            "no fingerprint in the evidence"
-        );
+        assert!(!text.contains(STALE) && !text.contains(CURRENT), "no fingerprint in the evidence");
     }
 
     #[test]
     fn passes_when_a_delivering_endpoint_has_the_written_secret() {
-        let webhooks = app(vec![
-            read(endpoint(1, ROUTE, false), CURRENT),
-            read(endpoint(2, ROUTE, false), STALE),
-        ]);
-        assert_eq!(
-            run(
-                &facts(webhooks),
-                Some(&artifact(vec![with_literal(handler(), STALE)]))
-            ),
-            Verdict::Pass
-        );
+        let webhooks = app(vec![read(endpoint(1, ROUTE, false), CURRENT), read(endpoint(2, ROUTE, false), STALE)]);
+        assert_eq!(run(&facts(webhooks), Some(&artifact(vec![with_literal(handler(), STALE)]))), Verdict::Pass);
     }
 
     #[test]
     fn skipped_when_nothing_delivers_to_the_handler() {
         assert_eq!(
-            run(
-                &facts(no_app()),
-                Some(&artifact(vec![with_literal(handler(), STALE)]))
-            ),
+            run(&facts(no_app()), Some(&artifact(vec![with_literal(handler(), STALE)]))),
             Verdict::Skipped(NOTHING_DELIVERED.into())
         );
         let webhooks = app(vec![read(endpoint(1, "/other", false), CURRENT)]);
         assert_eq!(
-            run(
-                &facts(webhooks),
-                Some(&artifact(vec![with_literal(handler(), STALE)]))
-            ),
+            run(&facts(webhooks), Some(&artifact(vec![with_literal(handler(), STALE)]))),
             Verdict::Skipped(NOTHING_DELIVERED.into())
         );
     }
 
     #[test]
     fn error_when_a_delivering_endpoints_secret_was_not_read() {
-        let webhooks = app(vec![
-            read(endpoint(1, ROUTE, false), CURRENT),
-            endpoint(2, ROUTE, false),
-        ]);
+        let webhooks = app(vec![read(endpoint(1, ROUTE, false), CURRENT), endpoint(2, ROUTE, false)]);
         assert_eq!(
-            run(
-                &facts(webhooks),
-                Some(&artifact(vec![with_literal(handler(), STALE)]))
-            ),
+            run(&facts(webhooks), Some(&artifact(vec![with_literal(handler(), STALE)]))),
             Verdict::Error(SECRETS_NOT_READ.into())
         );
     }

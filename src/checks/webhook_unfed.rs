@@ -6,8 +6,8 @@
 use serde_json::json;
 
 use super::webhook_common::{
-    distinct_handlers, endpoints_details, handler_details, handler_identity, handler_label,
-    list_urls, route_key, webhook_facts,
+    distinct_handlers, endpoints_details, handler_details, handler_identity, handler_label, list_urls, route_key,
+    webhook_facts,
 };
 use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
 use crate::artifact::WebhookHandler;
@@ -35,36 +35,21 @@ fn clerk_sentence(handler: &WebhookHandler, webhooks: &WebhookFacts) -> String {
     if webhooks.endpoints.is_empty() {
         return "the instance's webhook app has no endpoints".into();
     }
-    let enabled: Vec<&WebhookEndpoint> =
-        webhooks.endpoints.iter().filter(|e| !e.disabled).collect();
+    let enabled: Vec<&WebhookEndpoint> = webhooks.endpoints.iter().filter(|e| !e.disabled).collect();
     if enabled.is_empty() {
-        return format!(
-            "all {} webhook endpoints of the instance are disabled",
-            webhooks.endpoints.len()
-        );
+        return format!("all {} webhook endpoints of the instance are disabled", webhooks.endpoints.len());
     }
     let route = route_key(handler);
     let disabled_here: Vec<&WebhookEndpoint> = webhooks
         .endpoints
         .iter()
-        .filter(|e| {
-            e.disabled
-                && e.path
-                    .as_deref()
-                    .is_some_and(|path| route_matches(&route, path))
-        })
+        .filter(|e| e.disabled && e.path.as_deref().is_some_and(|path| route_matches(&route, path)))
         .collect();
     let mut sentence = format!("no enabled webhook endpoint delivers to {route}");
     if !disabled_here.is_empty() {
-        sentence.push_str(&format!(
-            "; the endpoint at {} is disabled",
-            list_urls(disabled_here)
-        ));
+        sentence.push_str(&format!("; the endpoint at {} is disabled", list_urls(disabled_here)));
     }
-    sentence.push_str(&format!(
-        "; enabled endpoints deliver to {}",
-        list_urls(enabled)
-    ));
+    sentence.push_str(&format!("; enabled endpoints deliver to {}", list_urls(enabled)));
     sentence
 }
 
@@ -106,11 +91,7 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
             }
         })
         .collect();
-    if findings.is_empty() {
-        Verdict::Pass
-    } else {
-        Verdict::Fail(findings)
-    }
+    if findings.is_empty() { Verdict::Pass } else { Verdict::Fail(findings) }
 }
 
 #[cfg(test)]
@@ -121,17 +102,11 @@ mod tests {
     use crate::facts::{ClerkFacts, Fact};
 
     fn run(facts: &ClerkFacts, artifact: Option<&crate::artifact::RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput {
-            facts,
-            artifact,
-            settings: &CheckSettings::default(),
-        })
+        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
     }
 
     fn single_failure(verdict: Verdict) -> FailureDraft {
-        let Verdict::Fail(mut findings) = verdict else {
-            panic!("expected a failure, got {verdict:?}")
-        };
+        let Verdict::Fail(mut findings) = verdict else { panic!("expected a failure, got {verdict:?}") };
         assert_eq!(findings.len(), 1);
         findings.remove(0)
     }
@@ -144,53 +119,29 @@ mod tests {
 
     #[test]
     fn skipped_without_a_repo_scan() {
-        assert_eq!(
-            run(&facts(no_app()), None),
-            Verdict::Skipped(NO_REPO_SCAN.into())
-        );
+        assert_eq!(run(&facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
     }
 
     #[test]
     fn passes_without_handlers_even_when_webhooks_are_unknown() {
-        assert_eq!(
-            run(&facts(no_app()), Some(&artifact(vec![]))),
-            Verdict::Pass
-        );
-        assert_eq!(
-            run(
-                &facts(Fact::Unavailable("svix down".into())),
-                Some(&artifact(vec![]))
-            ),
-            Verdict::Pass
-        );
+        assert_eq!(run(&facts(no_app()), Some(&artifact(vec![]))), Verdict::Pass);
+        assert_eq!(run(&facts(Fact::Unavailable("svix down".into())), Some(&artifact(vec![]))), Verdict::Pass);
     }
 
     #[test]
     fn error_when_the_webhook_configuration_is_unavailable() {
-        let verdict = run(
-            &facts(Fact::Unavailable("Svix endpoint list: timed out".into())),
-            Some(&artifact(vec![handler()])),
-        );
-        assert_eq!(
-            verdict,
-            Verdict::Error(
-                "webhook configuration unavailable: Svix endpoint list: timed out".into()
-            )
-        );
+        let verdict =
+            run(&facts(Fact::Unavailable("Svix endpoint list: timed out".into())), Some(&artifact(vec![handler()])));
+        assert_eq!(verdict, Verdict::Error("webhook configuration unavailable: Svix endpoint list: timed out".into()));
     }
 
     #[test]
     fn fails_without_a_svix_app() {
         let finding = single_failure(run(&facts(no_app()), Some(&artifact(vec![handler()]))));
-        assert_eq!(
-            finding.identity,
-            vec!["app/api/webhooks/clerk/route.ts", ROUTE]
-        );
+        assert_eq!(finding.identity, vec!["app/api/webhooks/clerk/route.ts", ROUTE]);
         assert_eq!(
             finding.evidence.repo.as_deref(),
-            Some(
-                "app/api/webhooks/clerk/route.ts:12 (route /api/webhooks/clerk) handles Clerk webhooks"
-            )
+            Some("app/api/webhooks/clerk/route.ts:12 (route /api/webhooks/clerk) handles Clerk webhooks")
         );
         assert_eq!(
             finding.evidence.clerk.as_deref(),
@@ -208,24 +159,15 @@ mod tests {
     #[test]
     fn fails_without_endpoints() {
         let finding = single_failure(run(&facts(app(vec![])), Some(&artifact(vec![handler()]))));
-        assert_eq!(
-            finding.evidence.clerk.as_deref(),
-            Some("the instance's webhook app has no endpoints")
-        );
+        assert_eq!(finding.evidence.clerk.as_deref(), Some("the instance's webhook app has no endpoints"));
     }
 
     #[test]
     fn fails_when_every_endpoint_is_disabled() {
         let webhooks = app(vec![endpoint(1, ROUTE, true), endpoint(2, "/other", true)]);
         let finding = single_failure(run(&facts(webhooks), Some(&artifact(vec![handler()]))));
-        assert_eq!(
-            finding.evidence.clerk.as_deref(),
-            Some("all 2 webhook endpoints of the instance are disabled")
-        );
-        assert_eq!(
-            finding.evidence.details["endpoints"][0]["url"],
-            "https://acme.com/api/webhooks/clerk"
-        );
+        assert_eq!(finding.evidence.clerk.as_deref(), Some("all 2 webhook endpoints of the instance are disabled"));
+        assert_eq!(finding.evidence.details["endpoints"][0]["url"], "https://acme.com/api/webhooks/clerk");
         assert_eq!(finding.evidence.details["endpoints"][0]["disabled"], true);
     }
 
@@ -257,14 +199,9 @@ mod tests {
 
     #[test]
     fn passes_when_an_enabled_endpoint_matches_the_route() {
-        let webhooks = app(vec![
-            endpoint(1, "/api/webhooks/stripe", false),
-            endpoint(2, "/api/webhooks/clerk/", false),
-        ]);
-        assert_eq!(
-            run(&facts(webhooks), Some(&artifact(vec![handler()]))),
-            Verdict::Pass
-        );
+        let webhooks =
+            app(vec![endpoint(1, "/api/webhooks/stripe", false), endpoint(2, "/api/webhooks/clerk/", false)]);
+        assert_eq!(run(&facts(webhooks), Some(&artifact(vec![handler()]))), Verdict::Pass);
     }
 
     #[test]
@@ -272,18 +209,10 @@ mod tests {
         let mut unknown = handler();
         unknown.route = None;
         let webhooks = app(vec![endpoint(1, "/anything", false)]);
-        assert_eq!(
-            run(&facts(webhooks), Some(&artifact(vec![unknown.clone()]))),
-            Verdict::Pass
-        );
-        let finding = single_failure(run(
-            &facts(app(vec![endpoint(1, "/anything", true)])),
-            Some(&artifact(vec![unknown])),
-        ));
-        assert_eq!(
-            finding.identity,
-            vec!["app/api/webhooks/clerk/route.ts", "*"]
-        );
+        assert_eq!(run(&facts(webhooks), Some(&artifact(vec![unknown.clone()]))), Verdict::Pass);
+        let finding =
+            single_failure(run(&facts(app(vec![endpoint(1, "/anything", true)])), Some(&artifact(vec![unknown]))));
+        assert_eq!(finding.identity, vec!["app/api/webhooks/clerk/route.ts", "*"]);
         assert!(finding.evidence.repo.unwrap().contains("(route unknown)"));
     }
 
@@ -294,13 +223,7 @@ mod tests {
         other.route = Some("/hooks/clerk".into());
         let duplicate = handler();
         let webhooks = app(vec![endpoint(1, "/hooks/clerk", false)]);
-        let finding = single_failure(run(
-            &facts(webhooks),
-            Some(&artifact(vec![handler(), other, duplicate])),
-        ));
-        assert_eq!(
-            finding.identity,
-            vec!["app/api/webhooks/clerk/route.ts", ROUTE]
-        );
+        let finding = single_failure(run(&facts(webhooks), Some(&artifact(vec![handler(), other, duplicate]))));
+        assert_eq!(finding.identity, vec!["app/api/webhooks/clerk/route.ts", ROUTE]);
     }
 }

@@ -5,8 +5,7 @@
 use serde_json::{Value, json};
 
 use super::webhook_common::{
-    distinct_handlers, endpoints_details, handler_details, handler_identity, handler_label,
-    list_urls,
+    distinct_handlers, endpoints_details, handler_details, handler_identity, handler_label, list_urls,
 };
 use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
 use crate::artifact::Verification;
@@ -35,15 +34,11 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
         .map(|handler| {
             let (clerk, endpoints) = match &input.facts.webhooks {
                 Fact::Known(webhooks) => {
-                    let delivering: Vec<&WebhookEndpoint> =
-                        webhooks.delivering_to(handler.route.as_deref()).collect();
+                    let delivering: Vec<&WebhookEndpoint> = webhooks.delivering_to(handler.route.as_deref()).collect();
                     let sentence = if delivering.is_empty() {
                         "no enabled webhook endpoint delivers to it at the moment".to_owned()
                     } else {
-                        format!(
-                            "enabled webhook endpoints deliver to it: {}",
-                            list_urls(delivering.iter().copied())
-                        )
+                        format!("enabled webhook endpoints deliver to it: {}", list_urls(delivering.iter().copied()))
                     };
                     (Some(sentence), endpoints_details(delivering))
                 }
@@ -62,11 +57,7 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
             }
         })
         .collect();
-    if findings.is_empty() {
-        Verdict::Pass
-    } else {
-        Verdict::Fail(findings)
-    }
+    if findings.is_empty() { Verdict::Pass } else { Verdict::Fail(findings) }
 }
 
 #[cfg(test)]
@@ -77,11 +68,7 @@ mod tests {
     use crate::facts::ClerkFacts;
 
     fn run(facts: &ClerkFacts, artifact: Option<&crate::artifact::RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput {
-            facts,
-            artifact,
-            settings: &CheckSettings::default(),
-        })
+        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
     }
 
     fn unverified() -> crate::artifact::WebhookHandler {
@@ -99,49 +86,28 @@ mod tests {
 
     #[test]
     fn skipped_without_a_repo_scan() {
-        assert_eq!(
-            run(&facts(no_app()), None),
-            Verdict::Skipped(NO_REPO_SCAN.into())
-        );
+        assert_eq!(run(&facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
     }
 
     #[test]
     fn passes_without_handlers_or_when_every_handler_verifies() {
-        assert_eq!(
-            run(&facts(no_app()), Some(&artifact(vec![]))),
-            Verdict::Pass
-        );
+        assert_eq!(run(&facts(no_app()), Some(&artifact(vec![]))), Verdict::Pass);
         let mut svix = handler();
         svix.verification = Verification::Svix;
         let mut standard = handler();
         standard.verification = Verification::Standardwebhooks;
-        assert_eq!(
-            run(
-                &facts(no_app()),
-                Some(&artifact(vec![handler(), svix, standard]))
-            ),
-            Verdict::Pass
-        );
+        assert_eq!(run(&facts(no_app()), Some(&artifact(vec![handler(), svix, standard]))), Verdict::Pass);
     }
 
     #[test]
     fn fails_naming_the_handler_and_the_endpoint_delivering_to_it() {
-        let webhooks = app(vec![
-            endpoint(1, ROUTE, false),
-            endpoint(2, "/other", false),
-        ]);
-        let Verdict::Fail(findings) = run(
-            &facts(webhooks),
-            Some(&artifact(vec![unverified(), handler()])),
-        ) else {
+        let webhooks = app(vec![endpoint(1, ROUTE, false), endpoint(2, "/other", false)]);
+        let Verdict::Fail(findings) = run(&facts(webhooks), Some(&artifact(vec![unverified(), handler()]))) else {
             panic!("expected a failure")
         };
         assert_eq!(findings.len(), 1);
         let finding = &findings[0];
-        assert_eq!(
-            finding.identity,
-            vec!["app/api/webhooks/clerk/route.ts", ROUTE]
-        );
+        assert_eq!(finding.identity, vec!["app/api/webhooks/clerk/route.ts", ROUTE]);
         assert_eq!(
             finding.evidence.repo.as_deref(),
             Some(
@@ -153,10 +119,7 @@ mod tests {
             Some("enabled webhook endpoints deliver to it: https://acme.com/api/webhooks/clerk")
         );
         assert_eq!(finding.evidence.details["handler"]["verification"], "none");
-        assert_eq!(
-            finding.evidence.details["handler"]["secret_source"],
-            Value::Null
-        );
+        assert_eq!(finding.evidence.details["handler"]["secret_source"], Value::Null);
         assert_eq!(
             finding.evidence.details["endpoints"],
             json!([{"id": "ep_1", "url": "https://acme.com/api/webhooks/clerk", "disabled": false, "event_types": null}])
@@ -165,18 +128,14 @@ mod tests {
 
     #[test]
     fn fails_without_any_endpoint_and_even_when_webhooks_are_unavailable() {
-        let Verdict::Fail(findings) = run(&facts(no_app()), Some(&artifact(vec![unverified()])))
-        else {
-            panic!()
-        };
+        let Verdict::Fail(findings) = run(&facts(no_app()), Some(&artifact(vec![unverified()]))) else { panic!() };
         assert_eq!(
             findings[0].evidence.clerk.as_deref(),
             Some("no enabled webhook endpoint delivers to it at the moment")
         );
-        let Verdict::Fail(findings) = run(
-            &facts(Fact::Unavailable("down".into())),
-            Some(&artifact(vec![unverified()])),
-        ) else {
+        let Verdict::Fail(findings) =
+            run(&facts(Fact::Unavailable("down".into())), Some(&artifact(vec![unverified()])))
+        else {
             panic!()
         };
         assert_eq!(findings[0].evidence.clerk, None);

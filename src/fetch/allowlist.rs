@@ -253,11 +253,17 @@ mod tests {
     #[test]
     fn each_row_matches_its_own_calls() {
         assert_eq!(matches(CallMethod::Get, HostKind::BackendApi, "/v1/instance", &[]), Some(1));
-        assert_eq!(matches(CallMethod::Get, HostKind::BackendApi, "/v1/users/count", &["last_active_at_since"]), Some(2));
+        assert_eq!(
+            matches(CallMethod::Get, HostKind::BackendApi, "/v1/users/count", &["last_active_at_since"]),
+            Some(2)
+        );
         assert_eq!(matches(CallMethod::Get, HostKind::BackendApi, "/v1/domains", &[]), Some(3));
         assert_eq!(matches(CallMethod::Post, HostKind::BackendApi, "/v1/webhooks/svix_url", &[]), Some(4));
         assert_eq!(matches(CallMethod::Get, HostKind::FrontendApi, "/v1/environment", &[]), Some(5));
-        assert_eq!(matches(CallMethod::Get, HostKind::SvixApi, "/api/v1/app/app_1/endpoint", &["limit", "iterator"]), Some(6));
+        assert_eq!(
+            matches(CallMethod::Get, HostKind::SvixApi, "/api/v1/app/app_1/endpoint", &["limit", "iterator"]),
+            Some(6)
+        );
         assert_eq!(matches(CallMethod::Get, HostKind::SvixApi, "/api/v1/app/app_1/endpoint/ep_2/secret", &[]), Some(7));
     }
 

@@ -146,9 +146,10 @@ impl HttpLayer {
             .https_only(!settings.allow_loopback)
             .build()?;
         let per_10s = NonZeroU32::new(rate_limit_per_10s).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(Duration::from_millis(10_000 / u64::from(per_10s.get())).max(Duration::from_millis(1)))
-            .expect("a positive period")
-            .allow_burst(per_10s);
+        let quota =
+            Quota::with_period(Duration::from_millis(10_000 / u64::from(per_10s.get())).max(Duration::from_millis(1)))
+                .expect("a positive period")
+                .allow_burst(per_10s);
         Ok(Self {
             client,
             settings: settings.clone(),
@@ -264,7 +265,11 @@ impl ScanCalls<'_> {
     fn tally(&self, call: &AllowedCall, outcome: String) {
         self.http.metrics.outbound_call(call.row, call.name, &outcome);
         let mut tallies = self.tallies.lock().expect("tally lock");
-        let entry = tallies.entry(call.row).or_insert_with(|| CallTally { row: call.row, name: call.name.to_owned(), ..CallTally::default() });
+        let entry = tallies.entry(call.row).or_insert_with(|| CallTally {
+            row: call.row,
+            name: call.name.to_owned(),
+            ..CallTally::default()
+        });
         entry.count += 1;
         *entry.outcomes.entry(outcome).or_default() += 1;
     }
@@ -284,12 +289,21 @@ impl ScanCalls<'_> {
 
     /// Checks a request against the allowlist and the address rules without sending it.
     pub fn authorize(&self, method: CallMethod, url: &Url) -> Result<&'static AllowedCall, CallError> {
-        let refuse = |host: &'static str| NotAllowed { method: method.as_str(), host, path: url.path().chars().take(200).collect() };
+        let refuse = |host: &'static str| NotAllowed {
+            method: method.as_str(),
+            host,
+            path: url.path().chars().take(200).collect(),
+        };
         let (kind, path) = self.classify(url).ok_or_else(|| refuse("unknown-host"))?;
         if url.username() != "" || url.password().is_some() || url.fragment().is_some() {
             return Err(refuse(kind.as_str()).into());
         }
-        let call = match_request(method, kind, path, url.query_pairs().map(|(name, _)| name).collect::<Vec<_>>().iter().map(|n| n.as_ref()))?;
+        let call = match_request(
+            method,
+            kind,
+            path,
+            url.query_pairs().map(|(name, _)| name).collect::<Vec<_>>().iter().map(|n| n.as_ref()),
+        )?;
         let allow_loopback = self.http.settings.allow_loopback;
         let host = url.host_str().unwrap_or_default();
         let literal_ip = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok();
@@ -327,7 +341,11 @@ impl ScanCalls<'_> {
                 match result {
                     Ok(response) => Ok(response),
                     Err(error @ CallError::Status { status: 429, retry_after: Some(after) }) => {
-                        if after > max_retry_after { Err(Attempt::Stop(error)) } else { Err(Attempt::RetryAfter(error, after)) }
+                        if after > max_retry_after {
+                            Err(Attempt::Stop(error))
+                        } else {
+                            Err(Attempt::RetryAfter(error, after))
+                        }
                     }
                     Err(error) if error.is_transient() => Err(Attempt::Retry(error)),
                     Err(error) => Err(Attempt::Stop(error)),
@@ -367,7 +385,8 @@ impl ScanCalls<'_> {
             CallMethod::Post => reqwest::Method::POST,
             CallMethod::DnsCname => return Err(CallError::Transport("DNS is not an HTTP call".into())),
         };
-        let mut response = self.http.client.request(method, url).headers(headers).send().await.map_err(transport_error)?;
+        let mut response =
+            self.http.client.request(method, url).headers(headers).send().await.map_err(transport_error)?;
         let status = response.status().as_u16();
         if response.status().is_redirection() {
             return Err(CallError::Redirect(status));

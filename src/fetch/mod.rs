@@ -35,9 +35,10 @@ use crate::facts::{AuthSettings, ClerkFacts, DnsRecordStatus, Fact, InstanceInfo
 /// Maps a Backend API failure to the job's error.
 fn backend_failure(call: &str, error: CallError) -> JobError {
     match error {
-        CallError::Status { status: 401 | 403, .. } => {
-            JobError::permanent(FailureReason::ClerkKeyRejected, format!("{call}: the Backend API rejected the secret key"))
-        }
+        CallError::Status { status: 401 | 403, .. } => JobError::permanent(
+            FailureReason::ClerkKeyRejected,
+            format!("{call}: the Backend API rejected the secret key"),
+        ),
         CallError::Status { status: 429, retry_after } => JobError::Transient {
             reason: FailureReason::ClerkUnavailable,
             detail: format!("{call}: rate limited by Clerk"),
@@ -53,7 +54,11 @@ fn backend_failure(call: &str, error: CallError) -> JobError {
     }
 }
 
-async fn get_backend<T: serde::de::DeserializeOwned>(calls: &ScanCalls<'_>, path: &str, name: &str) -> Result<T, JobError> {
+async fn get_backend<T: serde::de::DeserializeOwned>(
+    calls: &ScanCalls<'_>,
+    path: &str,
+    name: &str,
+) -> Result<T, JobError> {
     let response = calls.send(CallMethod::Get, calls.backend_url(path)).await.map_err(|e| backend_failure(name, e))?;
     response.json().map_err(|e| backend_failure(name, e))
 }
@@ -61,7 +66,11 @@ async fn get_backend<T: serde::de::DeserializeOwned>(calls: &ScanCalls<'_>, path
 /// Learns everything the checks need. `calls` must be fresh for this scan. The artifact (when one is
 /// stored) decides whether any endpoint signing secret is read (row 7): only to compare with a `whsec_`
 /// written in the repo.
-pub async fn gather(calls: &mut ScanCalls<'_>, dns: &DnsLookup, artifact: Option<&RepoArtifact>) -> Result<ClerkFacts, JobError> {
+pub async fn gather(
+    calls: &mut ScanCalls<'_>,
+    dns: &DnsLookup,
+    artifact: Option<&RepoArtifact>,
+) -> Result<ClerkFacts, JobError> {
     // Rows 1-3 are independent: run them together.
     let (instance, count, domains) = tokio::join!(
         get_backend::<InstanceResponse>(calls, "/v1/instance", "GET /v1/instance"),
@@ -71,7 +80,10 @@ pub async fn gather(calls: &mut ScanCalls<'_>, dns: &DnsLookup, artifact: Option
     // A rejected key decides the job whichever call saw it first.
     for result in [instance.as_ref().err(), count.as_ref().err(), domains.as_ref().err()].into_iter().flatten() {
         if result.reason() == FailureReason::ClerkKeyRejected {
-            return Err(JobError::permanent(FailureReason::ClerkKeyRejected, "the Backend API rejected the secret key"));
+            return Err(JobError::permanent(
+                FailureReason::ClerkKeyRejected,
+                "the Backend API rejected the secret key",
+            ));
         }
     }
     let instance: InstanceInfo = instance?.into();
@@ -110,7 +122,9 @@ pub async fn gather(calls: &mut ScanCalls<'_>, dns: &DnsLookup, artifact: Option
             return (Fact::NotApplicable(reason.clone()), Fact::NotApplicable(reason));
         }
         match &primary_domain {
-            Some(domain) => tokio::join!(frontend_settings(calls, frontend_base.is_some()), email_records(calls, dns, domain)),
+            Some(domain) => {
+                tokio::join!(frontend_settings(calls, frontend_base.is_some()), email_records(calls, dns, domain))
+            }
             None => (
                 Fact::Unavailable("the instance has no primary domain".into()),
                 Fact::Unavailable("the instance has no primary domain".into()),

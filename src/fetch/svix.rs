@@ -124,7 +124,10 @@ pub fn parse_svix_url(raw: &str) -> Result<PortalAccess, SvixUrlError> {
     let key = parsed.map_err(|_| SvixUrlError::NotJson)?;
 
     let app_id = key.app_id.ok_or(SvixUrlError::MissingField("appId"))?;
-    if app_id.is_empty() || app_id.len() > 256 || !app_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if app_id.is_empty()
+        || app_id.len() > 256
+        || !app_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         return Err(SvixUrlError::BadField("appId"));
     }
     let token = key.token.ok_or(SvixUrlError::MissingField("token"))?;
@@ -284,7 +287,8 @@ async fn list_page(calls: &ScanCalls<'_>, app_id: &str, iterator: Option<String>
 
 /// Row 7 for one endpoint: the secret's fingerprint.
 async fn read_secret_fingerprint(calls: &ScanCalls<'_>, app_id: &str, endpoint_id: &str) -> Result<String, String> {
-    let url = calls.svix_url(&format!("/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret")).ok_or("no Svix host set")?;
+    let url =
+        calls.svix_url(&format!("/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret")).ok_or("no Svix host set")?;
     let response = calls.send(CallMethod::Get, url).await.map_err(|e| format!("Svix endpoint secret: {e}"))?;
     // Not the decoder's message: it may quote a value of the body, which holds the secret.
     let secret: EndpointSecretOut =
@@ -327,7 +331,11 @@ pub async fn endpoints(calls: &ScanCalls<'_>, app_id: &str, wants: &[Option<Stri
         .map(|(index, _)| index)
         .collect();
     if wanted.len() > MAX_SECRET_READS {
-        warn!(candidates = wanted.len(), read = MAX_SECRET_READS, "too many endpoints to compare secrets with; reading the first ones");
+        warn!(
+            candidates = wanted.len(),
+            read = MAX_SECRET_READS,
+            "too many endpoints to compare secrets with; reading the first ones"
+        );
     }
     for index in wanted.into_iter().take(MAX_SECRET_READS) {
         match read_secret_fingerprint(calls, app_id, &endpoints[index].id).await {
@@ -439,7 +447,11 @@ mod tests {
         assert_eq!(secret_fingerprint("abc"), expected, "a bare Svix key gets its whsec_ prefix");
         assert_eq!(secret_fingerprint("whpk_abc"), format!("sha256:{}", hex::encode(Sha256::digest(b"whpk_abc"))));
         let fp = secret_fingerprint("whsec_U2FuZGJveE1hdGNoaW5nRW5kcG9pbnRLZXkwMQ==");
-        assert!(fp.starts_with("sha256:") && fp.len() == 71 && fp[7..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            fp.starts_with("sha256:")
+                && fp.len() == 71
+                && fp[7..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
     }
 
     fn out(id: &str) -> EndpointOut {
@@ -453,7 +465,11 @@ mod tests {
             calls.set(calls.get() + 1);
             async move {
                 Ok(match iterator.as_deref() {
-                    None => EndpointPage { data: vec![out("ep_1"), out("ep_2")], iterator: Some("ep_2".into()), done: false },
+                    None => EndpointPage {
+                        data: vec![out("ep_1"), out("ep_2")],
+                        iterator: Some("ep_2".into()),
+                        done: false,
+                    },
                     Some("ep_2") => EndpointPage { data: vec![out("ep_3")], iterator: Some("ep_3".into()), done: true },
                     other => panic!("unexpected iterator {other:?}"),
                 })
@@ -471,7 +487,9 @@ mod tests {
         let result = paginate(|_| {
             calls.set(calls.get() + 1);
             let n = calls.get();
-            async move { Ok(EndpointPage { data: vec![out(&format!("ep_{n}"))], iterator: Some(format!("ep_{n}")), done: false }) }
+            async move {
+                Ok(EndpointPage { data: vec![out(&format!("ep_{n}"))], iterator: Some(format!("ep_{n}")), done: false })
+            }
         })
         .await;
         assert!(result.unwrap_err().contains("more than 20 pages"));
@@ -483,7 +501,7 @@ mod tests {
         for (data, iterator) in [
             (vec![out("ep_1")], None),
             (vec![out("ep_1")], Some("ep_1".to_owned())), // the same iterator twice
-            (vec![], Some("ep_9".to_owned())),              // an empty page that is not done
+            (vec![], Some("ep_9".to_owned())),            // an empty page that is not done
             (vec![out("ep_1")], Some("ep_1&limit=1".to_owned())),
         ] {
             let calls = Cell::new(0);
@@ -501,7 +519,8 @@ mod tests {
 
     #[tokio::test]
     async fn pagination_passes_page_errors_on() {
-        let result = paginate(|_| async { Err::<EndpointPage, _>("Svix endpoint list: answered HTTP 500".to_owned()) }).await;
+        let result =
+            paginate(|_| async { Err::<EndpointPage, _>("Svix endpoint list: answered HTTP 500".to_owned()) }).await;
         assert_eq!(result.unwrap_err(), "Svix endpoint list: answered HTTP 500");
     }
 

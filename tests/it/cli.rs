@@ -16,7 +16,9 @@ fn clerk_audit(settings: &Settings) -> Command {
         .env("CLERK_AUDIT_DATABASE__URL", settings.database.url.expose_secret())
         .env("CLERK_AUDIT_KMS__ENDPOINT_URL", kms_endpoint())
         .env("RUST_LOG", "warn");
-    for (name, value) in [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")] {
+    for (name, value) in
+        [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")]
+    {
         if std::env::var_os(name).is_none() {
             command.env(name, value);
         }
@@ -38,7 +40,14 @@ fn endpoints_prints_the_allowlist() {
     let output = Command::new(env!("CARGO_BIN_EXE_clerk-audit")).arg("endpoints").output().unwrap();
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
-    for path in ["/v1/instance", "/v1/users/count", "/v1/domains", "/v1/webhooks/svix_url", "/v1/environment", "/api/v1/app/{app_id}/endpoint"] {
+    for path in [
+        "/v1/instance",
+        "/v1/users/count",
+        "/v1/domains",
+        "/v1/webhooks/svix_url",
+        "/v1/environment",
+        "/api/v1/app/{app_id}/endpoint",
+    ] {
         assert!(text.contains(path), "{path} in {text}");
     }
 }
@@ -47,7 +56,10 @@ fn endpoints_prints_the_allowlist() {
 async fn repo_scan_prints_and_stores_the_artifact() {
     let (settings, pool) = migrated_settings().await;
     let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo/repo");
-    let printed = clerk_audit(&settings).args(["repo-scan", repo, "--repo", "github.com/acme/web", "--commit", "c0ffee"]).output().unwrap();
+    let printed = clerk_audit(&settings)
+        .args(["repo-scan", repo, "--repo", "github.com/acme/web", "--commit", "c0ffee"])
+        .output()
+        .unwrap();
     assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
     let printed: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
     assert_eq!(printed["schema"], "clerk-repo-artifact/v1");
@@ -55,13 +67,31 @@ async fn repo_scan_prints_and_stores_the_artifact() {
     assert_eq!(printed["webhook_handlers"][0]["route"], "/api/webhooks/clerk");
 
     let stored = clerk_audit(&settings)
-        .args(["repo-scan", repo, "--store", "--project", "prj_cli", "--repo-scan-id", "rs_cli", "--repo", "github.com/acme/web", "--commit", "c0ffee"])
+        .args([
+            "repo-scan",
+            repo,
+            "--store",
+            "--project",
+            "prj_cli",
+            "--repo-scan-id",
+            "rs_cli",
+            "--repo",
+            "github.com/acme/web",
+            "--commit",
+            "c0ffee",
+        ])
         .output()
         .unwrap();
     assert!(stored.status.success(), "{}", String::from_utf8_lossy(&stored.stderr));
     assert_eq!(String::from_utf8_lossy(&stored.stdout).trim(), "rs_cli");
     let client = pool.get().await.unwrap();
-    let row = client.query_one("SELECT artifact FROM repo_scan_artifacts WHERE project_id = 'prj_cli' AND repo_scan_id = 'rs_cli'", &[]).await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT artifact FROM repo_scan_artifacts WHERE project_id = 'prj_cli' AND repo_scan_id = 'rs_cli'",
+            &[],
+        )
+        .await
+        .unwrap();
     let artifact: serde_json::Value = row.get(0);
     assert_eq!(artifact["key_references"], printed["key_references"]);
     assert_eq!(artifact["webhook_handlers"], printed["webhook_handlers"]);
@@ -72,7 +102,10 @@ async fn repo_scan_prints_and_stores_the_artifact() {
 #[tokio::test]
 async fn credentials_put_encrypts_with_the_encryption_context_and_prints_the_key_ref() {
     let (settings, pool) = migrated_settings().await;
-    let key_id = String::from_utf8(clerk_audit(&settings).args(["kms", "create-key"]).output().unwrap().stdout).unwrap().trim().to_owned();
+    let key_id = String::from_utf8(clerk_audit(&settings).args(["kms", "create-key"]).output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
     let secret = "sk_test_CliStoredSecretKey0000000000000000000000";
     let mut child = clerk_audit(&settings)
         .args(["credentials", "put", "--project", "prj_cli", "--instance", "acme-dev", "--kms-key-id", &key_id])
@@ -89,13 +122,20 @@ async fn credentials_put_encrypts_with_the_encryption_context_and_prints_the_key
     let key_ref = uuid::Uuid::parse_str(stdout.trim()).expect("prints the key_ref");
 
     let client = pool.get().await.unwrap();
-    let row = client.query_one("SELECT project_id, instance_name, ciphertext, kms_key_id FROM clerk_credentials WHERE id = $1", &[&key_ref]).await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT project_id, instance_name, ciphertext, kms_key_id FROM clerk_credentials WHERE id = $1",
+            &[&key_ref],
+        )
+        .await
+        .unwrap();
     assert_eq!(row.get::<_, String>(0), "prj_cli");
     assert_eq!(row.get::<_, String>(1), "acme-dev");
     let ciphertext: Vec<u8> = row.get(2);
     assert!(!String::from_utf8_lossy(&ciphertext).contains("CliStoredSecretKey"));
     // Decrypts with the right context, and only with it.
-    let kms = clerk_audit::decrypt::Kms::from_settings(&settings.kms, clerk_audit::retry::RetryPolicy::immediate(1)).await;
+    let kms =
+        clerk_audit::decrypt::Kms::from_settings(&settings.kms, clerk_audit::retry::RetryPolicy::immediate(1)).await;
     let credential = clerk_audit::decrypt::StoredCredential {
         key_ref,
         project_id: clerk_audit::job::ProjectId::parse("prj_cli").unwrap(),
@@ -103,7 +143,10 @@ async fn credentials_put_encrypts_with_the_encryption_context_and_prints_the_key
         kms_key_id: key_id.clone(),
     };
     assert_eq!(kms.decrypt(&credential).await.unwrap().expose_for_encryption(), secret);
-    let moved = clerk_audit::decrypt::StoredCredential { project_id: clerk_audit::job::ProjectId::parse("prj_other").unwrap(), ..credential };
+    let moved = clerk_audit::decrypt::StoredCredential {
+        project_id: clerk_audit::job::ProjectId::parse("prj_other").unwrap(),
+        ..credential
+    };
     let error = kms.decrypt(&moved).await.expect_err("another project's context does not decrypt");
     assert_eq!(error.reason(), clerk_audit::error::FailureReason::CredentialUndecryptable);
     drop(client);

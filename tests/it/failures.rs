@@ -1,8 +1,8 @@
 //! Permanent failures produce a failed event with their reason code and are never retried; duplicates
 //! and transient faults behave.
 
-use clerk_audit::sandbox::{Fault, Scenario};
 use clerk_audit::sandbox::FaultTarget;
+use clerk_audit::sandbox::{Fault, Scenario};
 use uuid::Uuid;
 
 use crate::harness::{check_statuses, project, spawn_app};
@@ -40,7 +40,13 @@ async fn revoked_credential_fails_as_revoked() {
     let scenario = Scenario::Development;
     let instance = app.sandbox.instance(scenario).name.clone();
     let key_ref = app.connect_scenario(&project, scenario).await;
-    app.pool.get().await.unwrap().execute("UPDATE clerk_credentials SET revoked_at = now() WHERE id = $1", &[&key_ref]).await.unwrap();
+    app.pool
+        .get()
+        .await
+        .unwrap()
+        .execute("UPDATE clerk_credentials SET revoked_at = now() WHERE id = $1", &[&key_ref])
+        .await
+        .unwrap();
     let job = app.job(&project, &instance, key_ref);
     app.enqueue(&job).await;
     let (routing_key, event) = app.event_for(job.scan_id).await;
@@ -118,7 +124,8 @@ async fn redelivered_completed_job_is_acked_without_calling_clerk_again() {
     assert_eq!(app.no_event_within(std::time::Duration::from_secs(3)).await, None, "no second event");
     assert_eq!(app.sandbox.requests().len(), calls_after_first, "no Clerk call for the duplicate");
     let client = app.pool.get().await.unwrap();
-    let rows: i64 = client.query_one("SELECT count(*) FROM outbox WHERE scan_id = $1", &[&job.scan_id]).await.unwrap().get(0);
+    let rows: i64 =
+        client.query_one("SELECT count(*) FROM outbox WHERE scan_id = $1", &[&job.scan_id]).await.unwrap().get(0);
     assert_eq!(rows, 1);
     assert_eq!(first["id"], clerk_audit::events::event_id(job.scan_id).to_string());
     app.stop().await;

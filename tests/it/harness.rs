@@ -52,7 +52,9 @@ static AWS_ENV: Once = Once::new();
 /// moto accepts any credentials; the AWS SDK still wants some. Set before the first client is built.
 fn ensure_aws_env() {
     AWS_ENV.call_once(|| {
-        for (name, value) in [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")] {
+        for (name, value) in
+            [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")]
+        {
             if std::env::var_os(name).is_none() {
                 // SAFETY: runs once, before any AWS client reads the environment.
                 unsafe { std::env::set_var(name, value) };
@@ -64,7 +66,9 @@ fn ensure_aws_env() {
 /// Creates an empty database named after the test run and answers its URL.
 pub async fn fresh_database() -> String {
     let admin = admin_database_url();
-    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("connect to PostgreSQL (run scripts/services.sh)");
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .expect("connect to PostgreSQL (run scripts/services.sh)");
     tokio::spawn(connection);
     let name = format!("clerk_audit_test_{}", Uuid::new_v4().simple());
     client.execute(&format!("CREATE DATABASE {name}"), &[]).await.expect("create test database");
@@ -143,26 +147,59 @@ pub async fn spawn_env_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     db::migrate(&pool).await.expect("migrations apply");
 
     let kms = Kms::from_settings(&settings.kms, RetryPolicy::immediate(3)).await;
-    let kms_key_id = kms.client().create_key().send().await.expect("moto KMS answers (run scripts/services.sh)")
-        .key_metadata().expect("key metadata").key_id().to_owned();
+    let kms_key_id = kms
+        .client()
+        .create_key()
+        .send()
+        .await
+        .expect("moto KMS answers (run scripts/services.sh)")
+        .key_metadata()
+        .expect("key metadata")
+        .key_id()
+        .to_owned();
 
     // Declare the topology and bind capture queues before the worker starts, so no event is missed.
-    let broker = broker::connect(&settings.amqp, "clerk-audit test").await.expect("connect to RabbitMQ (run scripts/services.sh)");
+    let broker = broker::connect(&settings.amqp, "clerk-audit test")
+        .await
+        .expect("connect to RabbitMQ (run scripts/services.sh)");
     let channel = broker.create_channel().await.unwrap();
     broker::declare_topology(&channel, &settings.amqp, &settings.worker).await.unwrap();
     let events_queue = format!("{}.capture", settings.amqp.findings_exchange);
-    channel.queue_declare(events_queue.as_str().into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default()).await.unwrap();
     channel
-        .queue_bind(events_queue.as_str().into(), settings.amqp.findings_exchange.as_str().into(), "#".into(), QueueBindOptions::default(), FieldTable::default())
+        .queue_declare(
+            events_queue.as_str().into(),
+            QueueDeclareOptions { exclusive: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            events_queue.as_str().into(),
+            settings.amqp.findings_exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let events = channel
-        .basic_consume(events_queue.as_str().into(), "capture".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            events_queue.as_str().into(),
+            "capture".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let dead_channel = broker.create_channel().await.unwrap();
     let dead = dead_channel
-        .basic_consume(settings.amqp.dead_letter_queue.as_str().into(), "dead".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            settings.amqp.dead_letter_queue.as_str().into(),
+            "dead".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap();
 
@@ -283,7 +320,11 @@ impl TestApp {
 
     pub async fn scan_status(&self, scan_id: Uuid) -> Option<(String, i32)> {
         let client = self.pool.get().await.unwrap();
-        client.query_opt("SELECT status, attempts FROM scans WHERE id = $1", &[&scan_id]).await.unwrap().map(|r| (r.get(0), r.get(1)))
+        client
+            .query_opt("SELECT status, attempts FROM scans WHERE id = $1", &[&scan_id])
+            .await
+            .unwrap()
+            .map(|r| (r.get(0), r.get(1)))
     }
 
     pub async fn stop(mut self) {
@@ -327,7 +368,8 @@ pub async fn cleanup_broker(broker: &Connection, settings: &Settings) {
 pub async fn drop_database(pool: &Pool, settings: &Settings) {
     use secrecy::ExposeSecret;
     pool.close();
-    let name = url::Url::parse(settings.database.url.expose_secret()).unwrap().path().trim_start_matches('/').to_owned();
+    let name =
+        url::Url::parse(settings.database.url.expose_secret()).unwrap().path().trim_start_matches('/').to_owned();
     if let Ok((client, connection)) = tokio_postgres::connect(&admin_database_url(), tokio_postgres::NoTls).await {
         tokio::spawn(connection);
         let _ = client.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[]).await;
@@ -345,8 +387,12 @@ pub fn check_statuses(event: &serde_json::Value) -> std::collections::BTreeMap<S
 }
 
 pub fn finding_ids(event: &serde_json::Value) -> Vec<String> {
-    let mut ids: Vec<String> =
-        event["data"]["findings"].as_array().expect("findings").iter().map(|f| f["check_id"].as_str().unwrap().to_owned()).collect();
+    let mut ids: Vec<String> = event["data"]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| f["check_id"].as_str().unwrap().to_owned())
+        .collect();
     ids.sort();
     ids
 }

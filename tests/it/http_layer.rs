@@ -21,7 +21,8 @@ fn settings(allow_loopback: bool) -> HttpSettings {
 }
 
 fn layer(sandbox: &Sandbox, settings: &HttpSettings) -> HttpLayer {
-    HttpLayer::new(settings, sandbox.backend_api_url(), "2026-05-12", 50, RetryPolicy::immediate(settings.max_attempts)).unwrap()
+    HttpLayer::new(settings, sandbox.backend_api_url(), "2026-05-12", 50, RetryPolicy::immediate(settings.max_attempts))
+        .unwrap()
 }
 
 fn key(sandbox: &Sandbox, scenario: Scenario) -> ClerkSecretKey {
@@ -120,7 +121,8 @@ async fn rate_limit_retry_after_is_honoured_and_bodies_are_capped() {
     let http = layer(&sandbox, &settings(true));
     let calls = http.session("prj/x".into(), &key);
     let started = std::time::Instant::now();
-    let response = calls.send(CallMethod::Get, calls.backend_url("/v1/instance")).await.expect("second attempt succeeds");
+    let response =
+        calls.send(CallMethod::Get, calls.backend_url("/v1/instance")).await.expect("second attempt succeeds");
     assert_eq!(response.status, 200);
     assert!(started.elapsed() >= std::time::Duration::from_millis(900), "waited for Retry-After");
     let statuses: Vec<u16> = sandbox.requests().iter().map(|r| r.status).collect();

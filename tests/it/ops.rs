@@ -60,7 +60,11 @@ struct BrokerProxy {
 impl BrokerProxy {
     async fn start() -> Self {
         let url = url::Url::parse(&amqp_url()).unwrap();
-        let upstream = tokio::net::lookup_host((url.host_str().unwrap(), url.port().unwrap_or(5672))).await.unwrap().next().unwrap();
+        let upstream = tokio::net::lookup_host((url.host_str().unwrap(), url.port().unwrap_or(5672)))
+            .await
+            .unwrap()
+            .next()
+            .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let mut proxy = Self { port, upstream, stop: CancellationToken::new(), accept: None };
@@ -166,7 +170,8 @@ fn sum(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .filter_map(|line| {
             let (series, value) = line.rsplit_once(' ')?;
             let metric = series.split('{').next()?;
-            (metric == name && labels.iter().all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))).then(|| value.parse::<f64>().ok())?
+            (metric == name && labels.iter().all(|(k, v)| series.contains(&format!("{k}=\"{v}\""))))
+                .then(|| value.parse::<f64>().ok())?
         })
         .sum()
 }
@@ -205,7 +210,11 @@ async fn metrics_count_jobs_calls_and_the_outbox() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(sample(&after, "clerk_audit_jobs_total", &[("outcome", "completed"), ("reason", "")]), Some(1.0), "{after}");
+    assert_eq!(
+        sample(&after, "clerk_audit_jobs_total", &[("outcome", "completed"), ("reason", "")]),
+        Some(1.0),
+        "{after}"
+    );
     assert_eq!(
         sample(&after, "clerk_audit_jobs_total", &[("outcome", "failed"), ("reason", "credential_not_found")]),
         Some(1.0),
@@ -218,14 +227,22 @@ async fn metrics_count_jobs_calls_and_the_outbox() {
     assert_eq!(sample(&after, "clerk_audit_kms_calls_total", &[("outcome", "ok")]), Some(1.0), "{after}");
     // Every outbound call of the completed scan is counted by allowlist row, name and status, exactly as
     // the scan reported them in its event (the failed job made none).
-    let users_count = sum(&after, "clerk_audit_outbound_calls_total", &[("row", "2"), ("name", "clerk.users_count"), ("status", "200")]);
+    let users_count = sum(
+        &after,
+        "clerk_audit_outbound_calls_total",
+        &[("row", "2"), ("name", "clerk.users_count"), ("status", "200")],
+    );
     assert_eq!(users_count, 1.0, "{after}");
     let mut reported = 0.0;
     for call in completed_event["data"]["calls"].as_array().expect("calls") {
         let (row, name) = (call["row"].to_string(), call["name"].as_str().unwrap());
         for (status, count) in call["outcomes"].as_object().unwrap() {
             let labels = [("row", row.as_str()), ("name", name), ("status", status.as_str())];
-            assert_eq!(sample(&after, "clerk_audit_outbound_calls_total", &labels), count.as_f64(), "{labels:?} in {after}");
+            assert_eq!(
+                sample(&after, "clerk_audit_outbound_calls_total", &labels),
+                count.as_f64(),
+                "{labels:?} in {after}"
+            );
             reported += count.as_f64().unwrap();
         }
     }
@@ -266,7 +283,10 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
 impl LogBuffer {
     fn lines(&self) -> Vec<Value> {
         let bytes = self.0.lock().unwrap().clone();
-        String::from_utf8_lossy(&bytes).lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))).collect()
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+            .collect()
     }
 }
 
@@ -278,14 +298,22 @@ fn capture() -> &'static Capture {
         let spans = InMemorySpanExporter::default();
         let provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
         let logs = LogBuffer::default();
-        let subscriber = telemetry::subscriber_with_provider(LogFormat::Json, "clerk_audit=debug,warn", logs.clone(), &provider);
-        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber in the integration tests");
+        let subscriber =
+            telemetry::subscriber_with_provider(LogFormat::Json, "clerk_audit=debug,warn", logs.clone(), &provider);
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in the integration tests");
         Capture { spans, logs }
     })
 }
 
 fn spans_of(trace_id: &str) -> Vec<SpanData> {
-    capture().spans.get_finished_spans().unwrap().into_iter().filter(|span| span.span_context.trace_id().to_string() == trace_id).collect()
+    capture()
+        .spans
+        .get_finished_spans()
+        .unwrap()
+        .into_iter()
+        .filter(|span| span.span_context.trace_id().to_string() == trace_id)
+        .collect()
 }
 
 #[tokio::test]
@@ -327,7 +355,11 @@ async fn job_traceparent_continues_into_spans_logs_and_the_event() {
     assert_eq!(telemetry::trace_id_of(&event_traceparent), Some(trace_id.as_str()), "{event_traceparent}");
     assert_ne!(event_traceparent, traceparent, "not the job's traceparent verbatim");
     assert!(event_traceparent.ends_with("-01"), "sampled, as the job was: {event_traceparent}");
-    assert_eq!(broker::header_text(&properties, "traceparent").as_deref(), Some(event_traceparent.as_str()), "AMQP header too");
+    assert_eq!(
+        broker::header_text(&properties, "traceparent").as_deref(),
+        Some(event_traceparent.as_str()),
+        "AMQP header too"
+    );
     let event_span = event_traceparent.split('-').nth(2).unwrap().to_owned();
 
     // The worker's spans: job (child of the producer's span), with decrypt, outbound calls and persist
@@ -361,13 +393,18 @@ async fn job_traceparent_continues_into_spans_logs_and_the_event() {
     // Logs: every line logged inside a job (any job of the binary) has both ids; this job's lines name
     // its trace, including those of nested spans.
     let lines = capture.logs.lines();
-    let in_a_job: Vec<&Value> =
-        lines.iter().filter(|line| line["spans"].as_str().is_some_and(|spans| spans.split('>').any(|s| s == "job"))).collect();
+    let in_a_job: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line["spans"].as_str().is_some_and(|spans| spans.split('>').any(|s| s == "job")))
+        .collect();
     for line in &in_a_job {
         assert!(line["scan_id"].is_string() && line["project_id"].is_string(), "a job line without its ids: {line}");
     }
     let ours: Vec<&&Value> = in_a_job.iter().filter(|line| line["scan_id"] == job.scan_id.to_string()).collect();
-    assert!(ours.iter().all(|line| line["project_id"] == project.as_str() && line["trace_id"] == trace_id.as_str()), "{ours:#?}");
+    assert!(
+        ours.iter().all(|line| line["project_id"] == project.as_str() && line["trace_id"] == trace_id.as_str()),
+        "{ours:#?}"
+    );
     assert!(ours.iter().any(|line| line["spans"] == "job>outbound_call"), "lines of nested spans: {ours:#?}");
     assert!(ours.iter().any(|line| line["message"] == "job done"), "{ours:#?}");
     app.stop().await;
@@ -415,9 +452,14 @@ fn configuration_reference_documents_every_key() {
     assert!(!rows.is_empty(), "no configuration table in {CONFIG_REFERENCE}");
 
     for (key, value) in &defaults {
-        let (env, default) = rows.get(key).unwrap_or_else(|| panic!("{key} (config/default.toml) is missing from {CONFIG_REFERENCE}"));
+        let (env, default) =
+            rows.get(key).unwrap_or_else(|| panic!("{key} (config/default.toml) is missing from {CONFIG_REFERENCE}"));
         let (section, name) = key.split_once('.').unwrap();
-        assert_eq!(env, &format!("CLERK_AUDIT_{}__{}", section.to_uppercase(), name.to_uppercase()), "env var of {key}");
+        assert_eq!(
+            env,
+            &format!("CLERK_AUDIT_{}__{}", section.to_uppercase(), name.to_uppercase()),
+            "env var of {key}"
+        );
         assert_eq!(default, value, "default of {key} in {CONFIG_REFERENCE} differs from config/default.toml");
     }
     for (key, (env, default)) in &rows {
@@ -426,7 +468,11 @@ fn configuration_reference_documents_every_key() {
         }
         assert!(local.contains_key(key), "{key} is documented but is not a configuration key");
         let (section, name) = key.split_once('.').unwrap();
-        assert_eq!(env, &format!("CLERK_AUDIT_{}__{}", section.to_uppercase(), name.to_uppercase()), "env var of {key}");
+        assert_eq!(
+            env,
+            &format!("CLERK_AUDIT_{}__{}", section.to_uppercase(), name.to_uppercase()),
+            "env var of {key}"
+        );
         assert!(default.contains("none") || default.contains("required"), "{key} has no default: say so ({default})");
     }
     for key in local.keys() {

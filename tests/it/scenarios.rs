@@ -64,7 +64,12 @@ fn statuses(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String
 }
 
 fn finding<'a>(event: &'a Value, check_id: &str) -> &'a Value {
-    event["data"]["findings"].as_array().unwrap().iter().find(|f| f["check_id"] == check_id).unwrap_or_else(|| panic!("{check_id} finding in {event:#}"))
+    event["data"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check_id"] == check_id)
+        .unwrap_or_else(|| panic!("{check_id} finding in {event:#}"))
 }
 
 fn assert_finding_shape(finding: &Value, severity: &str) {
@@ -78,7 +83,12 @@ fn assert_finding_shape(finding: &Value, severity: &str) {
 }
 
 fn calls_by_row(event: &Value) -> std::collections::BTreeMap<u64, u64> {
-    event["data"]["calls"].as_array().unwrap().iter().map(|c| (c["row"].as_u64().unwrap(), c["count"].as_u64().unwrap())).collect()
+    event["data"]["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["row"].as_u64().unwrap(), c["count"].as_u64().unwrap()))
+        .collect()
 }
 
 #[tokio::test]
@@ -154,7 +164,10 @@ async fn busy_production_instance_with_optional_mfa_warns() {
     assert_eq!(finding_ids(&event), vec!["CLERK-MFA-001"]);
     let warning = finding(&event, "CLERK-MFA-001");
     assert_finding_shape(warning, "warning");
-    assert_eq!(event["data"]["instance"], serde_json::json!({"kind": "production", "user_count": 1247, "domain": app.sandbox.instance(Scenario::ProductionOptionalMfa).domain}));
+    assert_eq!(
+        event["data"]["instance"],
+        serde_json::json!({"kind": "production", "user_count": 1247, "domain": app.sandbox.instance(Scenario::ProductionOptionalMfa).domain})
+    );
     // Rows 1-6 once each (one page of endpoints; no secret read: the repo writes no whsec_); three DNS
     // lookups (row 8).
     let rows = calls_by_row(&event);
@@ -224,7 +237,10 @@ async fn a_second_scan_keeps_fingerprints_and_first_seen_and_reports_resolved() 
     let after = finding(&second_event, "CLERK-MFA-001");
     assert_eq!(before["fingerprint"], after["fingerprint"]);
     assert_eq!(before["first_seen_at"], after["first_seen_at"]);
-    assert_eq!(second_event["data"]["resolved"], serde_json::json!([finding(&first_event, "CLERK-DEV-KEY-001")["fingerprint"]]));
+    assert_eq!(
+        second_event["data"]["resolved"],
+        serde_json::json!([finding(&first_event, "CLERK-DEV-KEY-001")["fingerprint"]])
+    );
     assert_ne!(first_event["id"], second_event["id"]);
     app.stop().await;
 }

@@ -76,7 +76,8 @@ async fn scan(app: &mut TestApp, scenario: Scenario, artifact: &RepoArtifact) ->
 /// Every check passes except the webhook checks named in `webhook`, which have the given statuses (the
 /// webhook scenarios are production instances with required MFA and verified DNS).
 fn assert_statuses(event: &Value, webhook: &[(&str, &str)]) {
-    let mut expected: BTreeMap<String, String> = check_statuses(event).keys().map(|k| (k.clone(), "pass".to_owned())).collect();
+    let mut expected: BTreeMap<String, String> =
+        check_statuses(event).keys().map(|k| (k.clone(), "pass".to_owned())).collect();
     for id in WEBHOOK_CHECKS {
         assert!(expected.contains_key(id), "{id} ran: {event:#}");
     }
@@ -123,7 +124,12 @@ fn assert_names_handler(finding: &Value, secret_source: Value, verification: &st
 }
 
 fn calls_by_row(event: &Value) -> BTreeMap<u64, u64> {
-    event["data"]["calls"].as_array().unwrap().iter().map(|c| (c["row"].as_u64().unwrap(), c["count"].as_u64().unwrap())).collect()
+    event["data"]["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["row"].as_u64().unwrap(), c["count"].as_u64().unwrap()))
+        .collect()
 }
 
 fn hook_url(app: &TestApp, scenario: Scenario, path: &str) -> String {
@@ -158,7 +164,9 @@ fn assert_only_allowlisted(app: &TestApp) {
                     }
             }
             HostKind::FrontendApi => {
-                request.credential == PresentedCredential::None && request.method == "GET" && request.path == "/v1/environment"
+                request.credential == PresentedCredential::None
+                    && request.method == "GET"
+                    && request.path == "/v1/environment"
             }
         };
         assert!(allowed, "a request outside the allowlist reached the sandbox: {request:?}");
@@ -174,12 +182,16 @@ fn svix_requests(app: &TestApp, scenario: Scenario) -> Vec<clerk_audit::sandbox:
 async fn no_svix_app_means_the_handler_receives_nothing() {
     let mut app = spawn_app().await;
     let scenario = Scenario::WebhooksNoSvixApp;
-    let event = scan(&mut app, scenario, &artifact(vec![handler(Verification::ClerkVerifyWebhook, env_secret())])).await;
+    let event =
+        scan(&mut app, scenario, &artifact(vec![handler(Verification::ClerkVerifyWebhook, env_secret())])).await;
     assert_statuses(&event, &[("CLERK-WEBHOOK-001", "fail")]);
     assert_eq!(finding_ids(&event), vec!["CLERK-WEBHOOK-001"]);
     let warning = finding(&event, "CLERK-WEBHOOK-001");
     assert_finding_shape(warning, "warning", "Webhook handler receives no Clerk events");
-    assert_eq!(warning["evidence"]["repo"], format!("{HANDLER_FILE}:12 (route {WEBHOOK_ROUTE}) handles Clerk webhooks"));
+    assert_eq!(
+        warning["evidence"]["repo"],
+        format!("{HANDLER_FILE}:12 (route {WEBHOOK_ROUTE}) handles Clerk webhooks")
+    );
     assert_eq!(warning["evidence"]["clerk"], "the instance has no webhook endpoints (no Svix app is set up for it)");
     assert_names_handler(warning, json!({"env_var": "CLERK_WEBHOOK_SIGNING_SECRET"}), "clerk-verifyWebhook");
     assert_eq!(warning["evidence"]["details"]["svix_app"], false);
@@ -190,7 +202,10 @@ async fn no_svix_app_means_the_handler_receives_nothing() {
     assert_eq!(rows.get(&4), Some(&1));
     assert!(!rows.contains_key(&6) && !rows.contains_key(&7), "{rows:?}");
     assert!(svix_requests(&app, scenario).is_empty());
-    assert_eq!(event["data"]["calls"].as_array().unwrap().iter().find(|c| c["row"] == 4).unwrap()["outcomes"], json!({"400": 1}));
+    assert_eq!(
+        event["data"]["calls"].as_array().unwrap().iter().find(|c| c["row"] == 4).unwrap()["outcomes"],
+        json!({"400": 1})
+    );
     assert_only_allowlisted(&app);
     app.stop().await;
 }
@@ -215,7 +230,8 @@ async fn an_app_without_endpoints_feeds_no_handler() {
 async fn all_disabled_endpoints_feed_no_handler() {
     let mut app = spawn_app().await;
     let scenario = Scenario::WebhooksAllDisabled;
-    let event = scan(&mut app, scenario, &artifact(vec![handler(Verification::ClerkVerifyWebhook, env_secret())])).await;
+    let event =
+        scan(&mut app, scenario, &artifact(vec![handler(Verification::ClerkVerifyWebhook, env_secret())])).await;
     assert_statuses(&event, &[("CLERK-WEBHOOK-001", "fail")]);
     let warning = finding(&event, "CLERK-WEBHOOK-001");
     assert_eq!(warning["evidence"]["clerk"], "all 2 webhook endpoints of the instance are disabled");
@@ -227,7 +243,9 @@ async fn all_disabled_endpoints_feed_no_handler() {
     let domain = &app.sandbox.instance(scenario).domain;
     assert_eq!(urls, [format!("https://{domain}{WEBHOOK_ROUTE}"), format!("https://staging.{domain}{WEBHOOK_ROUTE}")]);
     assert!(endpoints.iter().all(|e| e["disabled"] == true && e["id"].as_str().unwrap().starts_with("ep_")));
-    assert!(endpoints.iter().all(|e| e.as_object().unwrap().keys().all(|k| ["id", "url", "disabled", "event_types"].contains(&k.as_str()))));
+    assert!(endpoints.iter().all(|e| {
+        e.as_object().unwrap().keys().all(|k| ["id", "url", "disabled", "event_types"].contains(&k.as_str()))
+    }));
     assert_only_allowlisted(&app);
     app.stop().await;
 }
@@ -240,7 +258,8 @@ async fn endpoints_at_other_paths_feed_no_handler_and_the_fingerprint_ignores_th
     let key_ref = app.connect_scenario(&project, scenario).await;
     let instance = app.sandbox.instance(scenario).name.clone();
 
-    app.store_artifact(&project, "rs_1", &artifact(vec![handler(Verification::ClerkVerifyWebhook, env_secret())])).await;
+    app.store_artifact(&project, "rs_1", &artifact(vec![handler(Verification::ClerkVerifyWebhook, env_secret())]))
+        .await;
     let mut job = app.job(&project, &instance, key_ref);
     job.repo_scan_id = Some("rs_1".into());
     app.enqueue(&job).await;
@@ -284,7 +303,8 @@ async fn endpoints_at_other_paths_feed_no_handler_and_the_fingerprint_ignores_th
 async fn a_matching_endpoint_feeds_the_handler_from_the_regional_host_override() {
     let mut app = spawn_app().await;
     let scenario = Scenario::WebhooksMatching;
-    let event = scan(&mut app, scenario, &artifact(vec![handler(Verification::ClerkVerifyWebhook, env_secret())])).await;
+    let event =
+        scan(&mut app, scenario, &artifact(vec![handler(Verification::ClerkVerifyWebhook, env_secret())])).await;
     assert_statuses(&event, &[]);
     assert!(finding_ids(&event).is_empty());
     // The app is in the eu region; `svix.api_url` points every region at the sandbox's Svix listener.
@@ -329,7 +349,8 @@ async fn a_handler_without_signature_verification_is_a_blocker() {
 async fn a_live_signing_secret_written_in_the_repo_is_a_blocker() {
     let mut app = spawn_app().await;
     let scenario = Scenario::WebhooksMatching;
-    let event = scan(&mut app, scenario, &artifact(vec![handler(Verification::Svix, literal(WEBHOOK_SECRET_MATCHING))])).await;
+    let event =
+        scan(&mut app, scenario, &artifact(vec![handler(Verification::Svix, literal(WEBHOOK_SECRET_MATCHING))])).await;
     assert_statuses(&event, &[("CLERK-WEBHOOK-003", "fail")]);
     assert_eq!(finding_ids(&event), vec!["CLERK-WEBHOOK-003"]);
     let blocker = finding(&event, "CLERK-WEBHOOK-003");
@@ -337,13 +358,21 @@ async fn a_live_signing_secret_written_in_the_repo_is_a_blocker() {
     let url = hook_url(&app, scenario, WEBHOOK_ROUTE);
     let endpoint = &blocker["evidence"]["details"]["endpoint"];
     let endpoint_id = endpoint["id"].as_str().unwrap();
-    assert!(endpoint_id.starts_with("ep_") && endpoint_id.ends_with("0001") && endpoint_id.len() == 30, "{endpoint_id}");
+    assert!(
+        endpoint_id.starts_with("ep_") && endpoint_id.ends_with("0001") && endpoint_id.len() == 30,
+        "{endpoint_id}"
+    );
     assert_eq!(*endpoint, json!({"id": endpoint_id, "url": url, "disabled": false, "event_types": null}));
     assert_eq!(
         blocker["evidence"]["repo"],
-        format!("{HANDLER_FILE}:12 (route {WEBHOOK_ROUTE}) verifies Clerk webhooks with a whsec_ secret written in the code")
+        format!(
+            "{HANDLER_FILE}:12 (route {WEBHOOK_ROUTE}) verifies Clerk webhooks with a whsec_ secret written in the code"
+        )
     );
-    assert_eq!(blocker["evidence"]["clerk"], format!("it is the signing secret of the enabled webhook endpoint {url} ({endpoint_id})"));
+    assert_eq!(
+        blocker["evidence"]["clerk"],
+        format!("it is the signing secret of the enabled webhook endpoint {url} ({endpoint_id})")
+    );
     assert_names_handler(blocker, json!("literal"), "svix");
     // The secret was read once (row 7), and nothing of it is in the event.
     assert_eq!(calls_by_row(&event).get(&7), Some(&1));
@@ -352,7 +381,10 @@ async fn a_live_signing_secret_written_in_the_repo_is_a_blocker() {
     assert!(!text.contains(&fingerprint(WEBHOOK_SECRET_MATCHING)), "no fingerprint of a live secret in the event");
     let app_id = app.sandbox.instance(scenario).svix_app_id.clone().unwrap();
     let paths: Vec<String> = svix_requests(&app, scenario).into_iter().map(|r| r.path).collect();
-    assert_eq!(paths, [format!("/api/v1/app/{app_id}/endpoint"), format!("/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret")]);
+    assert_eq!(
+        paths,
+        [format!("/api/v1/app/{app_id}/endpoint"), format!("/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret")]
+    );
     assert_only_allowlisted(&app);
     app.stop().await;
 }
@@ -361,14 +393,21 @@ async fn a_live_signing_secret_written_in_the_repo_is_a_blocker() {
 async fn a_stale_signing_secret_written_in_the_repo_warns() {
     let mut app = spawn_app().await;
     let scenario = Scenario::WebhooksMatching;
-    let event =
-        scan(&mut app, scenario, &artifact(vec![handler(Verification::ClerkVerifyWebhook, literal(WEBHOOK_SECRET_STALE))])).await;
+    let event = scan(
+        &mut app,
+        scenario,
+        &artifact(vec![handler(Verification::ClerkVerifyWebhook, literal(WEBHOOK_SECRET_STALE))]),
+    )
+    .await;
     assert_statuses(&event, &[("CLERK-WEBHOOK-004", "fail")]);
     assert_eq!(finding_ids(&event), vec!["CLERK-WEBHOOK-004"]);
     let warning = finding(&event, "CLERK-WEBHOOK-004");
     assert_finding_shape(warning, "warning", "Webhook handler verifies with a stale signing secret");
     let url = hook_url(&app, scenario, WEBHOOK_ROUTE);
-    assert_eq!(warning["evidence"]["clerk"], format!("no enabled webhook endpoint delivering to it signs with that secret: {url}"));
+    assert_eq!(
+        warning["evidence"]["clerk"],
+        format!("no enabled webhook endpoint delivering to it signs with that secret: {url}")
+    );
     assert_eq!(warning["evidence"]["details"]["endpoints"][0]["url"], url);
     assert_names_handler(warning, json!("literal"), "clerk-verifyWebhook");
     assert_eq!(calls_by_row(&event).get(&7), Some(&1));
@@ -380,14 +419,21 @@ async fn a_stale_signing_secret_written_in_the_repo_warns() {
 async fn an_endpoint_filtering_out_a_handled_event_warns() {
     let mut app = spawn_app().await;
     let scenario = Scenario::WebhooksFilterMissingEvent;
-    let event = scan(&mut app, scenario, &artifact(vec![handler(Verification::ClerkVerifyWebhook, env_secret())])).await;
+    let event =
+        scan(&mut app, scenario, &artifact(vec![handler(Verification::ClerkVerifyWebhook, env_secret())])).await;
     assert_statuses(&event, &[("CLERK-WEBHOOK-005", "fail")]);
     assert_eq!(finding_ids(&event), vec!["CLERK-WEBHOOK-005"]);
     let warning = finding(&event, "CLERK-WEBHOOK-005");
     assert_finding_shape(warning, "warning", "Webhook endpoint filters out events the handler processes");
     let url = hook_url(&app, scenario, WEBHOOK_ROUTE);
-    assert_eq!(warning["evidence"]["repo"], format!("{HANDLER_FILE}:12 (route {WEBHOOK_ROUTE}) handles user.created, user.deleted"));
-    assert_eq!(warning["evidence"]["clerk"], format!("user.deleted never delivered to it: {url} receives only user.created"));
+    assert_eq!(
+        warning["evidence"]["repo"],
+        format!("{HANDLER_FILE}:12 (route {WEBHOOK_ROUTE}) handles user.created, user.deleted")
+    );
+    assert_eq!(
+        warning["evidence"]["clerk"],
+        format!("user.deleted never delivered to it: {url} receives only user.created")
+    );
     assert_eq!(warning["evidence"]["details"]["missing_event_types"], json!(["user.deleted"]));
     assert_eq!(warning["evidence"]["details"]["endpoints"][0]["event_types"], json!(["user.created"]));
     assert_names_handler(warning, json!({"env_var": "CLERK_WEBHOOK_SIGNING_SECRET"}), "clerk-verifyWebhook");
@@ -398,7 +444,12 @@ async fn an_endpoint_filtering_out_a_handled_event_warns() {
 #[tokio::test]
 async fn an_endpoint_filter_covering_the_handled_events_passes() {
     let mut app = spawn_app().await;
-    let event = scan(&mut app, Scenario::WebhooksFilterCovering, &artifact(vec![handler(Verification::ClerkVerifyWebhook, env_secret())])).await;
+    let event = scan(
+        &mut app,
+        Scenario::WebhooksFilterCovering,
+        &artifact(vec![handler(Verification::ClerkVerifyWebhook, env_secret())]),
+    )
+    .await;
     assert_statuses(&event, &[]);
     assert!(finding_ids(&event).is_empty());
     assert_only_allowlisted(&app);
@@ -410,7 +461,8 @@ async fn every_page_of_endpoints_is_read() {
     let mut app = spawn_app().await;
     let scenario = Scenario::WebhooksPaginated;
     // The only enabled endpoint at the handler's path is the 260th: on the second page.
-    let event = scan(&mut app, scenario, &artifact(vec![handler(Verification::ClerkVerifyWebhook, env_secret())])).await;
+    let event =
+        scan(&mut app, scenario, &artifact(vec![handler(Verification::ClerkVerifyWebhook, env_secret())])).await;
     assert_statuses(&event, &[]);
     assert_eq!(calls_by_row(&event).get(&6), Some(&2));
     let requests = svix_requests(&app, scenario);
@@ -428,7 +480,8 @@ async fn an_unreachable_svix_makes_the_webhook_checks_error_not_pass() {
     let scenario = Scenario::WebhooksMatching;
     let instance = app.sandbox.instance(scenario).name.clone();
     app.sandbox.set_fault_on(&instance, FaultTarget::SvixApi, Fault::ServerError { times: 0 });
-    let event = scan(&mut app, scenario, &artifact(vec![handler(Verification::Svix, literal(WEBHOOK_SECRET_MATCHING))])).await;
+    let event =
+        scan(&mut app, scenario, &artifact(vec![handler(Verification::Svix, literal(WEBHOOK_SECRET_MATCHING))])).await;
     // 002 needs only the artifact; the rest need the endpoints.
     assert_statuses(
         &event,
@@ -468,7 +521,9 @@ async fn no_svix_call_outside_the_allowlist_reaches_svix() {
     .unwrap();
     let key = ClerkSecretKey::from_plaintext(instance.secret_key.as_bytes().to_vec()).unwrap();
     let mut calls = http.session("test/webhooks-matching".into(), &key);
-    let Portal::Access(access) = svix::portal(&calls).await.unwrap() else { panic!("the matching scenario has a Svix app") };
+    let Portal::Access(access) = svix::portal(&calls).await.unwrap() else {
+        panic!("the matching scenario has a Svix app")
+    };
     let app_id = access.app_id.clone();
     assert_eq!(Some(&app_id), instance.svix_app_id.as_ref());
     calls.set_svix(svix::api_base(calls.svix_api_override(), access.region.as_deref()), access.token);

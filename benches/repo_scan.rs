@@ -85,7 +85,7 @@ fn component(i: usize) -> String {
 }
 
 fn route(i: usize) -> String {
-    if (i / 10) % 5 == 0 {
+    if (i / 10).is_multiple_of(5) {
         format!(
             "import {{ verifyWebhook }} from '@clerk/nextjs/webhooks'\n\nexport async function POST(req: Request) {{\n  const evt = await verifyWebhook(req)\n  if (evt.type === 'user.created') {{ console.log({i}) }}\n  return new Response('ok')\n}}\n"
         )

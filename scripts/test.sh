@@ -20,5 +20,15 @@ service_env="$(bash scripts/services.sh --print-env)"
 eval "$service_env"
 printf '%s\n' "$service_env" | sed -e 's/^export /    /'
 
+# Lints where the toolchain has them (rustup's default profile does).
+if cargo fmt --version >/dev/null 2>&1; then
+    echo "==> cargo fmt --check"
+    cargo fmt --check
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+    echo "==> cargo clippy"
+    cargo clippy --locked --all-targets --quiet -- -D warnings
+fi
+
 echo "==> cargo test --locked --all-targets ($(cargo --version))"
 cargo test --locked --all-targets

@@ -237,9 +237,9 @@ pub async fn consume(
 }
 
 fn log_join(joined: Result<&'static str, tokio::task::JoinError>) {
-    if let Err(error) = joined {
-        if !error.is_cancelled() {
-            error!(error = %error, "job task failed");
-        }
+    if let Err(error) = joined
+        && !error.is_cancelled()
+    {
+        error!(error = %error, "job task failed");
     }
 }

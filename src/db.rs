@@ -17,7 +17,7 @@ mod embedded {
 }
 
 /// An arbitrary constant that serializes migrations across replicas starting together.
-const MIGRATION_LOCK_KEY: i64 = 0x0c1e_4a0d_17;
+const MIGRATION_LOCK_KEY: i64 = 0x000c_1e4a_0d17;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

@@ -66,7 +66,7 @@ impl DnsLookup {
                         _ => None,
                     })
                     .collect();
-                if found.iter().any(|f| *f == expected) {
+                if found.contains(&expected) {
                     DnsObservation::Matches
                 } else if found.is_empty() {
                     DnsObservation::Missing

@@ -312,10 +312,10 @@ impl ScanCalls<'_> {
             "http" if allow_loopback && literal_ip.is_some_and(|ip| ip.is_loopback()) => {}
             scheme => return Err(CallError::AddressRefused(format!("scheme {scheme} is not allowed for {host}"))),
         }
-        if let Some(ip) = literal_ip {
-            if is_refused(ip, allow_loopback) {
-                return Err(CallError::AddressRefused(format!("{ip} is not a public address")));
-            }
+        if let Some(ip) = literal_ip
+            && is_refused(ip, allow_loopback)
+        {
+            return Err(CallError::AddressRefused(format!("{ip} is not a public address")));
         }
         Ok(call)
     }

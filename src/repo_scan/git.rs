@@ -101,12 +101,11 @@ fn origin_url(config: &str) -> Option<String> {
             in_origin = header.eq_ignore_ascii_case("[remote\"origin\"]");
             continue;
         }
-        if in_origin {
-            if let Some((k, v)) = t.split_once('=') {
-                if k.trim().eq_ignore_ascii_case("url") {
-                    return Some(v.trim().trim_matches('"').to_owned());
-                }
-            }
+        if in_origin
+            && let Some((k, v)) = t.split_once('=')
+            && k.trim().eq_ignore_ascii_case("url")
+        {
+            return Some(v.trim().trim_matches('"').to_owned());
         }
     }
     None

@@ -200,10 +200,10 @@ fn variable_of(prefix: &str, previous_line: &str) -> Option<String> {
     if last.is_empty() || last.starts_with(|ch: char| ch.is_ascii_digit()) {
         return None;
     }
-    if last == "value" {
-        if let Some(c) = YAML_NAME.captures(previous_line) {
-            return c.get(1).map(|m| m.as_str().to_owned());
-        }
+    if last == "value"
+        && let Some(c) = YAML_NAME.captures(previous_line)
+    {
+        return c.get(1).map(|m| m.as_str().to_owned());
     }
     // Words that assign nothing (`export`, `ENV`, keywords before a bare key).
     if matches!(last, "export" | "ENV" | "ARG" | "return" | "const" | "let" | "var" | "echo" | "default") {

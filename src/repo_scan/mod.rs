@@ -444,10 +444,10 @@ fn webhook_handlers(r: &Repo) -> Vec<WebhookHandler> {
                     local_prefix.entry((fi, var.clone())).or_insert_with(|| m.prefix.clone());
                 }
                 MountTarget::Module(spec) => {
-                    if let Some(ti) = resolve_module(r, &f.path, spec, lang) {
-                        if ti != fi {
-                            mounts.push((fi, ti, m.prefix.clone()));
-                        }
+                    if let Some(ti) = resolve_module(r, &f.path, spec, lang)
+                        && ti != fi
+                    {
+                        mounts.push((fi, ti, m.prefix.clone()));
                     }
                 }
             }
@@ -545,18 +545,18 @@ fn webhook_handlers(r: &Repo) -> Vec<WebhookHandler> {
                 continue;
             }
             for call in &u.calls {
-                if let Some(h) = pick(call, fi, &|_| true) {
-                    if h != id {
-                        callees.insert(h);
-                        callees_of.entry(id).or_default().push(h);
-                    }
+                if let Some(h) = pick(call, fi, &|_| true)
+                    && h != id
+                {
+                    callees.insert(h);
+                    callees_of.entry(id).or_default().push(h);
                 }
-                if u.verification == Verification::None && webhooks::verify_like(call) {
-                    if let Some(h) = pick(call, fi, &|h| h.verification != Verification::None) {
-                        if h != id {
-                            inherited.entry(id).or_insert(h);
-                        }
-                    }
+                if u.verification == Verification::None
+                    && webhooks::verify_like(call)
+                    && let Some(h) = pick(call, fi, &|h| h.verification != Verification::None)
+                    && h != id
+                {
+                    inherited.entry(id).or_insert(h);
                 }
             }
         }

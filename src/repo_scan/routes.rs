@@ -98,10 +98,10 @@ pub(crate) fn fs_route(kind: FsKind, rel: &str) -> Option<String> {
             let mut out: Vec<String> = vec![base.to_owned()];
             out.extend(dirs[start.min(dirs.len())..].iter().map(|s| bracket_segment(s)));
             let mut stem = strip_ext(file);
-            if let Some((s, m)) = stem.rsplit_once('.') {
-                if matches!(m, "post" | "get" | "put" | "patch" | "delete" | "head" | "options") {
-                    stem = s;
-                }
+            if let Some((s, m)) = stem.rsplit_once('.')
+                && matches!(m, "post" | "get" | "put" | "patch" | "delete" | "head" | "options")
+            {
+                stem = s;
             }
             if stem != "index" {
                 out.push(bracket_segment(stem));

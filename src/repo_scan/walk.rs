@@ -202,10 +202,10 @@ pub(crate) fn walk(
             };
             if let Ok(mut s) = shared.lock() {
                 s.stats.add(&local);
-                if let Some(f) = result {
-                    if !f.is_empty() {
-                        s.files.push(f);
-                    }
+                if let Some(f) = result
+                    && !f.is_empty()
+                {
+                    s.files.push(f);
                 }
             }
             WalkState::Continue

@@ -142,10 +142,10 @@ fn respond(shared: &Shared, table: &DnsTable, datagram: &[u8]) -> Option<Vec<u8>
             if matches!(outcome, DnsOutcome::NxDomain) {
                 reply.metadata.response_code = ResponseCode::NXDomain;
             }
-            if let Some((apex, _)) = zone {
-                if let Some(soa) = soa_record(apex) {
-                    reply.add_authority(soa);
-                }
+            if let Some((apex, _)) = zone
+                && let Some(soa) = soa_record(apex)
+            {
+                reply.add_authority(soa);
             }
         }
     }

@@ -126,10 +126,8 @@ fn convert_schema(schema: &Value) -> Value {
     for (exclusive, bound) in [("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")] {
         if let Some(Value::Bool(flag)) = out.get(exclusive).cloned() {
             out.remove(exclusive);
-            if flag {
-                if let Some(limit) = out.remove(bound) {
-                    out.insert(exclusive.to_owned(), limit);
-                }
+            if flag && let Some(limit) = out.remove(bound) {
+                out.insert(exclusive.to_owned(), limit);
             }
         }
     }
@@ -146,13 +144,13 @@ fn referenced_schemas(spec: &Value, schema: &Value, found: &mut BTreeMap<String,
         Value::Object(object) => {
             for (key, value) in object {
                 if key == "$ref" {
-                    if let Some(name) = value.as_str().and_then(|r| r.strip_prefix(SCHEMA_REF_PREFIX)) {
-                        if !found.contains_key(name) {
-                            let target = spec["components"]["schemas"][name].clone();
-                            assert!(!target.is_null(), "dangling $ref to {name}");
-                            found.insert(name.to_owned(), target.clone());
-                            referenced_schemas(spec, &target, found);
-                        }
+                    if let Some(name) = value.as_str().and_then(|r| r.strip_prefix(SCHEMA_REF_PREFIX))
+                        && !found.contains_key(name)
+                    {
+                        let target = spec["components"]["schemas"][name].clone();
+                        assert!(!target.is_null(), "dangling $ref to {name}");
+                        found.insert(name.to_owned(), target.clone());
+                        referenced_schemas(spec, &target, found);
                     }
                 } else {
                     referenced_schemas(spec, value, found);

@@ -276,21 +276,19 @@ pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts 
         local_env: &local_env,
     };
 
-    if interesting {
-        if let Some((kind, line, framework)) = fs_module(path, text, lines, &imports) {
-            let cand = Cand {
-                start: 0,
-                end: text.len(),
-                line,
-                name: None,
-                kind: UnitKind::Fs(kind),
-                framework,
-                handler_like: true,
-            };
-            facts.units = evaluate(&ctx, &[cand]);
-            facts.assigns = global_assigns(&locals, &local_env);
-            return facts;
-        }
+    if interesting && let Some((kind, line, framework)) = fs_module(path, text, lines, &imports) {
+        let cand = Cand {
+            start: 0,
+            end: text.len(),
+            line,
+            name: None,
+            kind: UnitKind::Fs(kind),
+            framework,
+            handler_like: true,
+        };
+        facts.units = evaluate(&ctx, &[cand]);
+        facts.assigns = global_assigns(&locals, &local_env);
+        return facts;
     }
 
     let framework = framework_from_imports(&imports, text);

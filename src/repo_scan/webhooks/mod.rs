@@ -419,10 +419,10 @@ fn features(ctx: &FileCtx<'_>, ranges: &[(usize, usize)]) -> Features {
             });
         }
         for cap in ENV_READ.captures_iter(text) {
-            if let Some(m) = cap.iter().skip(1).flatten().next() {
-                if WEBHOOKISH_NAME.is_match(m.as_str()) {
-                    f.webhook_env.insert(m.as_str().to_owned());
-                }
+            if let Some(m) = cap.iter().skip(1).flatten().next()
+                && WEBHOOKISH_NAME.is_match(m.as_str())
+            {
+                f.webhook_env.insert(m.as_str().to_owned());
             }
         }
         if f.whsec.is_none() {
@@ -459,10 +459,11 @@ pub(crate) fn find_calls(text: &str, range: (usize, usize), name: &str, need_new
         while j < b.len() && b[j].is_ascii_whitespace() {
             j += 1;
         }
-        if j < b.len() && b[j] == b'<' {
-            if let Some(k) = text[j..].find('>') {
-                j += k + 1;
-            }
+        if j < b.len()
+            && b[j] == b'<'
+            && let Some(k) = text[j..].find('>')
+        {
+            j += k + 1;
         }
         while j < b.len() && b[j].is_ascii_whitespace() {
             j += 1;
@@ -589,15 +590,15 @@ fn classify_at(expr: &str, depth: usize) -> SecretExpr {
             return SecretExpr::Literal(fingerprint(m.as_str()));
         }
     }
-    if let Some(cap) = ENV_READ.captures(e) {
-        if let Some(m) = cap.iter().skip(1).flatten().next() {
-            return SecretExpr::Env(m.as_str().to_owned());
-        }
+    if let Some(cap) = ENV_READ.captures(e)
+        && let Some(m) = cap.iter().skip(1).flatten().next()
+    {
+        return SecretExpr::Env(m.as_str().to_owned());
     }
-    if let Some(cap) = RUNTIME_CONFIG.captures(e) {
-        if let Some(m) = cap.get(1) {
-            return SecretExpr::Env(nuxt_env(m.as_str()));
-        }
+    if let Some(cap) = RUNTIME_CONFIG.captures(e)
+        && let Some(m) = cap.get(1)
+    {
+        return SecretExpr::Env(nuxt_env(m.as_str()));
     }
     // `a ?? b`, `a || b`, `a or b`: the first side that tells.
     for op in ["??", "||", " or "] {
@@ -637,15 +638,14 @@ pub(crate) fn resolve(ctx: &FileCtx<'_>, expr: &str, depth: usize) -> SecretExpr
             if let Some(v) = ctx.local_env.get(&name) {
                 return v.clone();
             }
-            if depth < 4 {
-                if let Some(rhs) = ctx.locals.get(&name) {
-                    if rhs.trim() != name {
-                        return match resolve(ctx, rhs, depth + 1) {
-                            SecretExpr::Unknown => SecretExpr::Ident(name),
-                            other => other,
-                        };
-                    }
-                }
+            if depth < 4
+                && let Some(rhs) = ctx.locals.get(&name)
+                && rhs.trim() != name
+            {
+                return match resolve(ctx, rhs, depth + 1) {
+                    SecretExpr::Unknown => SecretExpr::Ident(name),
+                    other => other,
+                };
             }
             SecretExpr::Ident(name)
         }

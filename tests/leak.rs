@@ -4,38 +4,14 @@
 #[path = "it/harness.rs"]
 mod harness;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use clerk_audit::configuration::LogFormat;
 use clerk_audit::sandbox::{Fault, Scenario};
 
 use harness::{project, spawn_app};
 
-/// Collects everything the subscriber writes.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_key_appears_in_no_log_event_or_table() {
-    let capture = Capture::default();
+    let capture = harness::LogCapture::default();
     // SAFETY: set before any thread of this test binary reads the environment.
     unsafe { std::env::set_var("RUST_LOG", "trace") };
     let subscriber = clerk_audit::telemetry::subscriber(LogFormat::Json, "trace", capture.clone());
@@ -65,26 +41,11 @@ async fn secret_key_appears_in_no_log_event_or_table() {
     // The part after the prefix, in case something trimmed it.
     let secret_bodies: Vec<String> = secrets.iter().map(|s| s[8..].to_owned()).collect();
 
-    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let logs = String::from_utf8_lossy(&capture.contents()).into_owned();
     assert!(logs.lines().count() > 100, "TRACE logging captured ({} lines)", logs.lines().count());
     assert!(logs.contains("outbound_call"), "the outbound calls were logged");
 
-    let client = app.pool.get().await.unwrap();
-    let tables: Vec<String> = client
-        .query("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'", &[])
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|row| row.get(0))
-        .collect();
-    assert!(tables.contains(&"scans".to_owned()) && tables.contains(&"outbox".to_owned()));
-    let mut table_text = String::new();
-    for table in &tables {
-        for row in client.query(&format!("SELECT row_to_json(t)::text FROM \"{table}\" t"), &[]).await.unwrap() {
-            table_text.push_str(&row.get::<_, String>(0));
-            table_text.push('\n');
-        }
-    }
+    let table_text = harness::all_table_text(&app.pool).await;
 
     for secret in secrets.iter().chain(&secret_bodies) {
         assert!(!logs.contains(secret.as_str()), "a log line holds a secret key");

@@ -5,9 +5,6 @@
 #[path = "it/harness.rs"]
 mod harness;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use clerk_audit::artifact::{ARTIFACT_SCHEMA, RepoArtifact, SecretSource, Verification, WebhookHandler};
 use clerk_audit::configuration::LogFormat;
 use clerk_audit::fetch::http::HttpLayer;
@@ -20,27 +17,6 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
 use harness::{TestApp, project, spawn_app};
-
-/// Collects everything the subscriber writes.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 fn fingerprint(secret: &str) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(secret.as_bytes())))
@@ -97,7 +73,7 @@ async fn sample_portal_token(app: &TestApp) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn svix_secrets_and_tokens_appear_in_no_log_event_or_table() {
-    let capture = Capture::default();
+    let capture = harness::LogCapture::default();
     // SAFETY: set before any thread of this test binary reads the environment.
     unsafe { std::env::set_var("RUST_LOG", "trace") };
     let subscriber = clerk_audit::telemetry::subscriber(LogFormat::Json, "trace", capture.clone());
@@ -120,27 +96,12 @@ async fn svix_secrets_and_tokens_appear_in_no_log_event_or_table() {
     ];
     assert!(events[0].contains("CLERK-WEBHOOK-003") && events[1].contains("CLERK-WEBHOOK-004"));
 
-    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let logs = String::from_utf8_lossy(&capture.contents()).into_owned();
     assert!(logs.lines().count() > 100, "TRACE logging captured ({} lines)", logs.lines().count());
     assert!(logs.contains("clerk.svix_url"), "row 4 was logged");
     assert!(logs.contains("svix.endpoint_secret"), "row 7 was called and logged");
 
-    let client = app.pool.get().await.unwrap();
-    let tables: Vec<String> = client
-        .query("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'", &[])
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|row| row.get(0))
-        .collect();
-    assert!(tables.contains(&"scans".to_owned()) && tables.contains(&"outbox".to_owned()));
-    let mut table_text = String::new();
-    for table in &tables {
-        for row in client.query(&format!("SELECT row_to_json(t)::text FROM \"{table}\" t"), &[]).await.unwrap() {
-            table_text.push_str(&row.get::<_, String>(0));
-            table_text.push('\n');
-        }
-    }
+    let table_text = harness::all_table_text(&app.pool).await;
     assert!(table_text.contains("CLERK-WEBHOOK-003"), "the findings were stored");
 
     // The exact secrets, with and without prefix; any whsec_-looking value; any app-portal token; the

@@ -396,3 +396,52 @@ pub fn finding_ids(event: &serde_json::Value) -> Vec<String> {
     ids.sort();
     ids
 }
+
+/// Everything a tracing subscriber writes, for tests that search logs (one per test binary: the
+/// subscriber is process-wide).
+#[derive(Clone, Default)]
+pub struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    pub fn contents(&self) -> Vec<u8> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = LogCapture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Every row of every table of the test database, as JSON text: what a leak test searches.
+pub async fn all_table_text(pool: &Pool) -> String {
+    let client = pool.get().await.unwrap();
+    let tables: Vec<String> = client
+        .query("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'", &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(tables.contains(&"scans".to_owned()) && tables.contains(&"outbox".to_owned()));
+    let mut text = String::new();
+    for table in &tables {
+        for row in client.query(&format!("SELECT row_to_json(t)::text FROM \"{table}\" t"), &[]).await.unwrap() {
+            text.push_str(&row.get::<_, String>(0));
+            text.push('\n');
+        }
+    }
+    text
+}

@@ -795,6 +795,56 @@ async fn broker_outage_with_jobs_in_flight_reconnects_and_completes_every_job_on
     app.stop().await;
 }
 
+/// A broker that stops reading from the worker's connection is what blocked publishers look like to a
+/// client: publishes and confirms stall. The relay must keep the event unsent, stay alive, and send it once
+/// the broker reads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_keeps_working_while_the_broker_blocks_publishers() {
+    let proxy = TcpProxy::start(service_addr(&harness::amqp_url())).await;
+    let mut app = spawn_env_with(|_| {}).await;
+    let mut settings = app.settings.clone();
+    settings.amqp.url = SecretString::from(proxy.url_through(settings.amqp.url.expose_secret()));
+    let mut worker = Worker::start(&settings, "w");
+    let (instance, jobs) = jobs_for(&app, Scenario::Development, 2).await;
+    enqueue_all(&app, &jobs[..1]).await;
+    app.event_for(jobs[0].scan_id).await;
+
+    // Hold the second job inside the Clerk call, then block the broker before it commits.
+    app.sandbox.set_fault(&instance, Fault::Latency { ms: 2_000 });
+    enqueue_all(&app, &jobs[1..]).await;
+    wait_until("the job is in flight", Duration::from_secs(60), || async {
+        count(&app, "SELECT count(*) FROM scans WHERE status = 'running'").await == 1
+    })
+    .await;
+    proxy.freeze();
+    wait_until("the scan committed while the broker is blocked", Duration::from_secs(60), || async {
+        completed_scans(&app).await == 2
+    })
+    .await;
+    wait_until("the relay gave up waiting for the confirm and kept the row", Duration::from_secs(60), || async {
+        worker.log_lines_containing("event not published; will retry") >= 1
+    })
+    .await;
+    let unsent = count(&app, "SELECT count(*) FROM outbox WHERE sent_at IS NULL").await;
+    assert_eq!(unsent, 1, "the blocked event stays unsent");
+    assert!(worker.is_running());
+
+    proxy.thaw().await;
+    let rest = BTreeSet::from([jobs[1].scan_id]);
+    let mut events = collect_events(&mut app, &rest, Duration::from_secs(2)).await;
+    events.entry(jobs[0].scan_id).or_default().push(clerk_audit::events::event_id(jobs[0].scan_id).to_string());
+    assert_events_once_per_scan(&events, &jobs.iter().map(|j| j.scan_id).collect());
+    wait_until("every outbox row is marked sent", Duration::from_secs(60), || async {
+        count(&app, "SELECT count(*) FROM outbox WHERE sent_at IS NULL").await == 0
+    })
+    .await;
+    assert_each_completed_once(&app, &jobs).await;
+    worker.signal("TERM");
+    assert_eq!(worker.exit_status(Duration::from_secs(60)).await.code(), Some(0));
+    proxy.outage().await;
+    app.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // 7. KMS throttling.
 // ---------------------------------------------------------------------------------------------------

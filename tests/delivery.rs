@@ -657,7 +657,7 @@ async fn clerk_errors_retry_in_the_job_and_a_long_retry_after_goes_through_the_d
 // 6. PostgreSQL unavailable for a while; the broker restarting with jobs in flight.
 // ---------------------------------------------------------------------------------------------------
 
-const DATABASE_OUTAGE: Duration = Duration::from_secs(10);
+const DATABASE_OUTAGE: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_delays_jobs_and_they_complete_after_recovery() {

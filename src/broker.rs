@@ -64,30 +64,12 @@ fn text(value: &str) -> AMQPValue {
 
 /// Declares every exchange, queue and binding the worker uses. Idempotent.
 pub async fn declare_topology(channel: &Channel, amqp: &AmqpSettings, worker: &WorkerSettings) -> lapin::Result<()> {
-    channel
-        .exchange_declare(
-            amqp.jobs_exchange.as_str().into(),
-            ExchangeKind::Topic,
-            durable_exchange(),
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .exchange_declare(
-            amqp.dead_letter_exchange.as_str().into(),
-            ExchangeKind::Topic,
-            durable_exchange(),
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .exchange_declare(
-            amqp.findings_exchange.as_str().into(),
-            ExchangeKind::Topic,
-            durable_exchange(),
-            FieldTable::default(),
-        )
-        .await?;
+    // Every exchange of the worker is a durable topic exchange.
+    for exchange in [&amqp.jobs_exchange, &amqp.dead_letter_exchange, &amqp.findings_exchange] {
+        channel
+            .exchange_declare(exchange.as_str().into(), ExchangeKind::Topic, durable_exchange(), FieldTable::default())
+            .await?;
+    }
 
     let mut jobs_args = FieldTable::default();
     jobs_args.insert("x-queue-type".into(), text("quorum"));

@@ -15,23 +15,33 @@ ARG DEBIAN_RELEASE=trixie
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
 WORKDIR /build
 
-# 1. Dependencies only: the real manifests with an empty crate. This layer is cached until
-#    Cargo.toml or Cargo.lock change. Then forget the empty crate's own artifacts, so step 2 always
-#    rebuilds it from the real sources (COPY keeps the sources' modification times).
+# 1. Dependencies only: the workspace's real manifests with empty crates. This layer is cached until a
+#    manifest or Cargo.lock changes. Then forget the empty crates' own artifacts, so step 2 always rebuilds
+#    them from the real sources (COPY keeps the sources' modification times). Only the product binary is
+#    built: the sandbox crate (test stand-ins) is a workspace member that never reaches the image.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+COPY crates/repo-scan/Cargo.toml crates/repo-scan/Cargo.toml
+COPY crates/sandbox/Cargo.toml crates/sandbox/Cargo.toml
+RUN mkdir -p src crates/repo-scan/src crates/repo-scan/benches crates/sandbox/src \
     && printf 'fn main() {}\n' > src/main.rs \
     && : > src/lib.rs \
-    && cargo build --release --locked \
-    && rm -rf src target/release/clerk-audit* target/release/deps/clerk_audit-* target/release/deps/libclerk_audit-* \
-        target/release/.fingerprint/clerk-audit-*
+    && : > crates/repo-scan/src/lib.rs \
+    && printf 'fn main() {}\n' > crates/repo-scan/benches/repo_scan.rs \
+    && : > crates/sandbox/src/lib.rs \
+    && printf 'fn main() {}\n' > crates/sandbox/src/main.rs \
+    && cargo build --release --locked --package clerk-audit --bin clerk-audit \
+    && rm -rf src crates/repo-scan/src target/release/clerk-audit* target/release/deps/clerk_audit-* \
+        target/release/deps/libclerk_audit-* target/release/deps/clerk_repo_scan-* \
+        target/release/deps/libclerk_repo_scan-* target/release/.fingerprint/clerk-audit-* \
+        target/release/.fingerprint/clerk-repo-scan-*
 
-# 2. The crate itself. Migrations are embedded at compile time.
+# 2. The product crates. Migrations are embedded at compile time.
 COPY src ./src
+COPY crates/repo-scan/src ./crates/repo-scan/src
 COPY migrations ./migrations
 ARG GIT_SHA=unknown
-RUN touch src/main.rs src/lib.rs \
-    && GIT_SHA="${GIT_SHA}" cargo build --release --locked \
+RUN touch src/main.rs src/lib.rs crates/repo-scan/src/lib.rs \
+    && GIT_SHA="${GIT_SHA}" cargo build --release --locked --package clerk-audit --bin clerk-audit \
     && install -m 0755 target/release/clerk-audit /usr/local/bin/clerk-audit
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime

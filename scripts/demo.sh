@@ -30,11 +30,12 @@ bash scripts/services.sh
 eval "$(bash scripts/services.sh --print-env)"
 
 echo "==> build"
-cargo build --locked --quiet
+cargo build --locked --quiet --package clerk-audit --package clerk-audit-sandbox
 bin="$PWD/target/debug/clerk-audit"
+sandbox_bin="$PWD/target/debug/clerk-audit-sandbox"
 
 echo "==> Clerk sandbox"
-"$bin" sandbox --port 0 --dns-port 0 >"$work/sandbox.json" 2>"$work/sandbox.log" &
+"$sandbox_bin" serve --port 0 --dns-port 0 >"$work/sandbox.json" 2>"$work/sandbox.log" &
 pids+=($!)
 for _ in $(seq 1 100); do [[ -s "$work/sandbox.json" ]] && break; sleep 0.1; done
 [[ -s "$work/sandbox.json" ]] || die "the sandbox did not start: $(tail -5 "$work/sandbox.log")"
@@ -64,7 +65,7 @@ export RUST_LOG="${RUST_LOG:-warn}"
 
 echo "==> migrate"
 "$bin" migrate >/dev/null
-kms_key="$("$bin" kms create-key)"
+kms_key="$("$sandbox_bin" kms create-key)"
 
 echo "==> connect the sandbox instances and enqueue one scan each"
 scans=()

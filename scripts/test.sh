@@ -27,8 +27,8 @@ if cargo fmt --version >/dev/null 2>&1; then
 fi
 if cargo clippy --version >/dev/null 2>&1; then
     echo "==> cargo clippy"
-    cargo clippy --locked --all-targets --quiet -- -D warnings
+    cargo clippy --workspace --locked --all-targets --quiet -- -D warnings
 fi
 
-echo "==> cargo test --locked --all-targets ($(cargo --version))"
-cargo test --locked --all-targets
+echo "==> cargo test --workspace --locked --all-targets ($(cargo --version))"
+cargo test --workspace --locked --all-targets

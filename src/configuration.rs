@@ -9,7 +9,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::checks::CheckSettings;
+use crate::audit::checks::CheckSettings;
 
 /// The environment variable that selects the per-environment file (`local` by default).
 pub const ENVIRONMENT_VAR: &str = "CLERK_AUDIT_ENVIRONMENT";
@@ -211,7 +211,7 @@ impl Settings {
             return Err(invalid("kms.region", "must not be empty"));
         }
         if !self.telemetry.otlp_endpoint.is_empty() {
-            crate::telemetry::otlp_traces_url(&self.telemetry.otlp_endpoint)
+            crate::ops::telemetry::otlp_traces_url(&self.telemetry.otlp_endpoint)
                 .map_err(|e| invalid("telemetry.otlp_endpoint", e.to_string()))?;
         }
         if !self.dns.nameserver.is_empty() {

@@ -2,45 +2,32 @@
 //!
 //! A worker that audits a customer's Clerk instance, read-only, on every scan of their project.
 //!
-//! The data flow of one job is visible in the module names:
+//! The module tree is the flow of one job:
 //!
-//! - [`job`]: decode the scan job from RabbitMQ (poison messages are refused here).
-//! - [`decrypt`]: load the credential row and decrypt the secret key through KMS.
-//! - [`fetch`]: the allowlisted HTTP layer and DNS; gathers [`facts::ClerkFacts`].
-//! - [`artifact`]: the repo-scan artifact the checks cross-reference.
-//! - [`checks`] and [`evaluate`]: pure checks over facts and artifact; findings with fingerprints.
-//! - [`persist`]: one transaction stores the scan, its results and an outbox row.
-//! - [`publish`]: the outbox relay publishing CloudEvents with publisher confirms.
+//! - [`intake`]: the broker side of jobs: [`intake::job`] decodes a scan job (poison messages are refused
+//!   there), [`intake::consumer`] maps each job's outcome to ack / retry / dead-letter, [`intake::broker`]
+//!   holds the connection and the topology.
+//! - [`credentials`]: the secret key type ([`credentials::secret`]) and its decryption through KMS.
+//! - [`fetch`]: the one allowlisted HTTP layer and DNS; gathers [`audit::facts::ClerkFacts`].
+//! - [`audit`]: pure code: the facts, the artifact, one module per check, and the evaluation.
+//! - [`store`]: all SQL: credentials, artifacts, scans with their results, the outbox.
+//! - [`outbox`]: the findings events (built by pure functions) and the relay that publishes them.
 //!
-//! Around it: [`pipeline`] processes one job and returns an outcome; [`consumer`] maps outcomes to
-//! ack / retry / dead-letter; [`startup`] wires everything; [`ops`] (health, readiness) and [`metrics`]
-//! (Prometheus) on the ops port; [`configuration`], [`telemetry`] (logs and traces), [`retry`]
-//! (the one retry policy), [`secret`] (the key type), [`sandbox`] (Clerk/Svix stand-in for tests and
-//! demos), [`repo_scan`] (the artifact extractor) and [`cli`].
+//! [`pipeline`] processes one job through these steps and returns an outcome. Around it: [`startup`]
+//! wires everything, [`ops`] (health, readiness, metrics, telemetry), [`configuration`], [`error`]
+//! (transient vs permanent), [`retry`] (the one retry policy) and [`cli`] (the subcommands).
+//! `docs/architecture.md` draws the flow and the rules about which module may use which crate.
 
-pub mod artifact;
-pub mod broker;
-pub mod checks;
+pub mod audit;
 pub mod cli;
 pub mod configuration;
-pub mod consumer;
-pub mod db;
-pub mod decrypt;
+pub mod credentials;
 pub mod error;
-pub mod evaluate;
-pub mod events;
-pub mod facts;
 pub mod fetch;
-pub mod job;
-pub mod metrics;
+pub mod intake;
 pub mod ops;
-pub mod persist;
+pub mod outbox;
 pub mod pipeline;
-pub mod publish;
-pub mod repo_scan;
-pub mod report;
 pub mod retry;
-pub mod sandbox;
-pub mod secret;
 pub mod startup;
-pub mod telemetry;
+pub mod store;

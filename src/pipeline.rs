@@ -1,5 +1,9 @@
-//! Processes one job: decode -> credential -> decrypt -> fetch -> artifact -> evaluate -> persist.
-//! Returns a [`JobOutcome`]; the consumer maps it to ack / retry / dead-letter and never looks inside.
+//! Processes one job: decode -> load credential and artifact -> decrypt -> fetch -> evaluate -> persist
+//! (result and event in one transaction). Returns a [`JobOutcome`]; the consumer maps it to ack / retry /
+//! dead-letter and never looks inside.
+//!
+//! Each database step takes its own pooled connection and returns it at once: no connection is held across
+//! the Clerk calls, so the pool size does not cap how many jobs wait on Clerk at the same time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,33 +13,19 @@ use deadpool_postgres::Pool;
 use tokio::sync::Notify;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::checks::{CheckInput, CheckSettings};
-use crate::decrypt::{Kms, load_credential};
+use crate::audit::checks::{CheckInput, CheckSettings};
+use crate::audit::evaluate::evaluate;
+use crate::credentials::Kms;
 use crate::error::{FailureReason, JobError};
-use crate::evaluate::evaluate;
-use crate::events::InstanceSummary;
 use crate::fetch::dns::DnsLookup;
 use crate::fetch::http::HttpLayer;
 use crate::fetch::{FETCH_DEADLINE, gather};
-use crate::job::{self, PoisonReason, ScanJob};
-use crate::persist::{self, Committed, CompletedScan, EventTarget, ScanStart};
-
-/// What became of a job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobOutcome {
-    /// Results and the completed event are committed.
-    Completed,
-    /// The scan had already finished (redelivery or a concurrent copy): nothing was done.
-    AlreadyFinished,
-    /// A permanent failure was committed with its failed event.
-    Failed(FailureReason),
-    /// The message can never be processed: dead-letter it with this reason.
-    Poison(PoisonReason),
-    /// A transient failure: try again later, no earlier than `delay` when given.
-    RetryLater { reason: FailureReason, detail: String, delay: Option<Duration> },
-    /// Attempts ran out: the failed event is committed (when the database allowed); dead-letter it.
-    GaveUp { reason: FailureReason, detail: String },
-}
+use crate::intake::job::{self, ScanJob};
+use crate::intake::{DeliveryInfo, JobOutcome, ProcessJob};
+use crate::ops::metrics::Metrics;
+use crate::outbox::events::{self, CompletedScan, EventTarget, ScanRef};
+use crate::store::scans::{self, Committed, CompletedRecord, ScanStart};
+use crate::store::{artifacts, credentials};
 
 /// Everything a job needs, shared by all jobs of the process.
 pub struct Pipeline {
@@ -50,15 +40,21 @@ pub struct Pipeline {
     /// Woken after each commit so the outbox relay publishes at once.
     pub relay_wake: Arc<Notify>,
     /// The worker's Prometheus metrics (jobs are counted by the consumer).
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<Metrics>,
 }
 
-/// What the consumer knows of a delivery besides its body.
-#[derive(Debug, Clone, Default)]
-pub struct DeliveryInfo {
-    /// The worker's attempt count from the message header (1 on the first delivery).
-    pub attempt: u32,
-    pub traceparent: Option<String>,
+impl ProcessJob for Pipeline {
+    fn process<'a>(&'a self, body: &'a [u8], delivery: &'a DeliveryInfo) -> futures::future::BoxFuture<'a, JobOutcome> {
+        Box::pin(Pipeline::process(self, body, delivery))
+    }
+
+    fn metrics(&self) -> Option<Arc<Metrics>> {
+        Some(self.metrics.clone())
+    }
+}
+
+fn scan_ref(job: &ScanJob) -> ScanRef<'_> {
+    ScanRef { scan_id: job.scan_id, project_id: job.project_id.as_str(), instance_name: job.instance_name.as_str() }
 }
 
 impl Pipeline {
@@ -78,7 +74,7 @@ impl Pipeline {
             instance = %job.instance_name,
             trace_id = tracing::field::Empty,
         );
-        crate::telemetry::continue_trace(&span, delivery.traceparent.as_deref());
+        crate::ops::telemetry::continue_trace(&span, delivery.traceparent.as_deref());
         self.process_job(&job, delivery).instrument(span).await
     }
 
@@ -97,7 +93,7 @@ impl Pipeline {
             }
             Err(error) => self.retry_or_give_up(job, delivery, started_at, error).await,
         };
-        info!(outcome = ?outcome_label(&outcome), "job done");
+        info!(outcome = outcome.label(), "job done");
         outcome
     }
 
@@ -143,15 +139,20 @@ impl Pipeline {
         reason: FailureReason,
         detail: &str,
     ) -> Result<Committed, JobError> {
-        let mut client = self.pool.get().await?;
-        // The scan row may not exist yet if the failure came before it was registered.
-        self.bounded(persist::ensure_scan(&client, job)).await?;
         let span = info_span!("persist", status = "failed");
-        let traceparent = crate::telemetry::traceparent(&span).or_else(|| delivery.traceparent.clone());
+        let traceparent = crate::ops::telemetry::traceparent(&span).or_else(|| delivery.traceparent.clone());
         let committed = self
             .bounded(
-                persist::fail_scan(&mut client, job, started_at, reason, detail, &self.events, traceparent)
-                    .instrument(span),
+                async {
+                    let mut client = self.pool.get().await?;
+                    // The scan row may not exist yet if the failure came before it was registered.
+                    scans::ensure(&client, job).await?;
+                    scans::fail(&mut client, job, started_at, reason, detail, |now| {
+                        events::failed_event(&self.events, scan_ref(job), reason, traceparent.as_deref(), now)
+                    })
+                    .await
+                }
+                .instrument(span),
             )
             .await?;
         self.relay_wake.notify_one();
@@ -164,15 +165,24 @@ impl Pipeline {
         delivery: &DeliveryInfo,
         started_at: chrono::DateTime<Utc>,
     ) -> Result<JobOutcome, JobError> {
-        let mut client = self.pool.get().await?;
-        if self.bounded(persist::begin_scan(&client, job)).await? == ScanStart::Finished {
+        // One connection for the three reads, returned before the Clerk calls.
+        let (start, credential, artifact) = self
+            .bounded(async {
+                let client = self.pool.get().await?;
+                if scans::begin(&client, job).await? == ScanStart::Finished {
+                    return Ok((ScanStart::Finished, None, None));
+                }
+                let credential = credentials::load(&client, job.key_ref, &job.project_id).await?;
+                // Loaded before the fetch: a `whsec_` written in the repo is what allows reading a signing
+                // secret.
+                let artifact = artifacts::load(&client, &job.project_id, job.repo_scan_id.as_deref()).await?;
+                Ok((ScanStart::Running { attempts: delivery.attempt }, Some(credential), artifact))
+            })
+            .await?;
+        let (ScanStart::Running { .. }, Some(credential)) = (start, credential) else {
             info!("scan already finished; acknowledging the duplicate");
             return Ok(JobOutcome::AlreadyFinished);
-        }
-        let credential = self.bounded(load_credential(&client, job.key_ref, &job.project_id)).await?;
-        // Loaded before the fetch: a `whsec_` written in the repo is what allows reading a signing secret.
-        let artifact =
-            self.bounded(persist::load_artifact(&client, &job.project_id, job.repo_scan_id.as_deref())).await?;
+        };
         // The key lives only inside this block: decrypted, used for the Backend API calls, dropped.
         let (facts, calls) = {
             let key = self.kms.decrypt(&credential).await?;
@@ -185,27 +195,26 @@ impl Pipeline {
         };
         let input = CheckInput { facts: &facts, artifact: artifact.as_ref(), settings: &self.checks };
         let evaluation = evaluate(&input, job.project_id.as_str(), job.instance_name.as_str());
-        let instance = InstanceSummary {
-            kind: facts.instance.environment.as_str().to_owned(),
-            user_count: facts.user_count,
-            domain: facts.primary_domain.as_ref().map(|d| d.name.clone()),
-        };
+        let instance = facts.summary();
         let span = info_span!("persist", status = "completed");
-        let traceparent = crate::telemetry::traceparent(&span).or_else(|| delivery.traceparent.clone());
+        let traceparent = crate::ops::telemetry::traceparent(&span).or_else(|| delivery.traceparent.clone());
+        let record = CompletedRecord { job, started_at, evaluation: &evaluation, instance: &instance, calls: &calls };
+        let published = CompletedScan {
+            scan: scan_ref(job),
+            evaluation: &evaluation,
+            instance: &instance,
+            calls: &calls,
+            traceparent: traceparent.as_deref(),
+        };
         let committed = self
             .bounded(
-                persist::complete_scan(
-                    &mut client,
-                    CompletedScan {
-                        job,
-                        started_at,
-                        evaluation: &evaluation,
-                        instance,
-                        calls,
-                        target: &self.events,
-                        traceparent,
-                    },
-                )
+                async {
+                    let mut client = self.pool.get().await?;
+                    scans::complete(&mut client, record, |history, now| {
+                        events::completed_event(&self.events, &published, history, now)
+                    })
+                    .await
+                }
                 .instrument(span),
             )
             .await?;
@@ -214,17 +223,5 @@ impl Pipeline {
             Committed::Stored => JobOutcome::Completed,
             Committed::AlreadyFinished => JobOutcome::AlreadyFinished,
         })
-    }
-}
-
-/// A short label of an outcome, for logs and metrics.
-pub fn outcome_label(outcome: &JobOutcome) -> &'static str {
-    match outcome {
-        JobOutcome::Completed => "completed",
-        JobOutcome::AlreadyFinished => "duplicate",
-        JobOutcome::Failed(_) => "failed",
-        JobOutcome::Poison(_) => "poison",
-        JobOutcome::RetryLater { .. } => "retried",
-        JobOutcome::GaveUp { .. } => "dead_lettered",
     }
 }

@@ -17,16 +17,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::configuration::Settings;
-use crate::consumer::{ConsumeEnd, consume};
-use crate::decrypt::Kms;
+use crate::credentials::Kms;
 use crate::fetch::dns::DnsLookup;
 use crate::fetch::http::HttpLayer;
-use crate::metrics::Metrics;
+use crate::intake::broker;
+use crate::intake::consumer::{ConsumeEnd, consume};
+use crate::ops::metrics::Metrics;
 use crate::ops::{self, Health, OpsState};
-use crate::persist::EventTarget;
+use crate::outbox::events::EventTarget;
+use crate::outbox::relay as publish;
 use crate::pipeline::Pipeline;
 use crate::retry::RetryPolicy;
-use crate::{broker, db, publish};
+use crate::store as db;
 
 pub struct Application {
     settings: Settings,
@@ -215,10 +217,7 @@ impl Application {
 /// Keeps `database_connected` current.
 async fn watch_database(pool: deadpool_postgres::Pool, health: Arc<Health>, shutdown: CancellationToken) {
     loop {
-        let ok = match tokio::time::timeout(Duration::from_secs(5), pool.get()).await {
-            Ok(Ok(client)) => client.simple_query("SELECT 1").await.is_ok(),
-            _ => false,
-        };
+        let ok = tokio::time::timeout(Duration::from_secs(5), db::ping(&pool)).await.unwrap_or(false);
         if health.database_connected.swap(ok, Ordering::SeqCst) != ok {
             if ok { info!("database connected") } else { warn!("database unavailable") }
         }

@@ -18,13 +18,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use clerk_audit::broker::{self, REASON_HEADER, header_text};
 use clerk_audit::configuration::Settings;
-use clerk_audit::consumer::{ConsumeEnd, ProcessJob, consume};
-use clerk_audit::job::ScanJob;
-use clerk_audit::pipeline::{DeliveryInfo, JobOutcome, Pipeline};
-use clerk_audit::sandbox::{Fault, Scenario};
+use clerk_audit::intake::broker::{self, REASON_HEADER, header_text};
+use clerk_audit::intake::consumer::{ConsumeEnd, consume};
+use clerk_audit::intake::job::ScanJob;
+use clerk_audit::intake::{DeliveryInfo, JobOutcome, ProcessJob};
+use clerk_audit::pipeline::Pipeline;
 use clerk_audit::startup::Application;
+use clerk_audit_sandbox::{Fault, Scenario};
 use futures::future::BoxFuture;
 use lapin::BasicProperties;
 use lapin::options::{QueueBindOptions, QueueDeclareOptions};
@@ -269,7 +270,7 @@ fn assert_events_once_per_scan(events: &BTreeMap<Uuid, Vec<String>>, scans: &BTr
     for (scan, ids) in events {
         let distinct: BTreeSet<&String> = ids.iter().collect();
         assert_eq!(distinct.len(), 1, "scan {scan}: duplicates share their id: {ids:?}");
-        assert_eq!(ids[0], clerk_audit::events::event_id(*scan).to_string());
+        assert_eq!(ids[0], clerk_audit::outbox::events::event_id(*scan).to_string());
     }
 }
 
@@ -702,7 +703,7 @@ async fn database_outage_delays_jobs_and_they_complete_after_recovery() {
     // the outage after the broker confirmed it): a duplicate with the same id.
     let rest: BTreeSet<Uuid> = jobs[1..].iter().map(|j| j.scan_id).collect();
     let mut events = collect_events(&mut app, &rest, Duration::from_secs(1)).await;
-    events.entry(jobs[0].scan_id).or_default().push(clerk_audit::events::event_id(jobs[0].scan_id).to_string());
+    events.entry(jobs[0].scan_id).or_default().push(clerk_audit::outbox::events::event_id(jobs[0].scan_id).to_string());
     assert_events_once_per_scan(&events, &jobs.iter().map(|j| j.scan_id).collect());
     assert_each_completed_once(&app, &jobs).await;
     assert!(worker.is_running());
@@ -742,7 +743,7 @@ async fn frozen_database_cannot_hang_a_job() {
     .await;
     let rest = BTreeSet::from([jobs[1].scan_id]);
     let mut events = collect_events(&mut app, &rest, Duration::from_secs(1)).await;
-    events.entry(jobs[0].scan_id).or_default().push(clerk_audit::events::event_id(jobs[0].scan_id).to_string());
+    events.entry(jobs[0].scan_id).or_default().push(clerk_audit::outbox::events::event_id(jobs[0].scan_id).to_string());
     assert_events_once_per_scan(&events, &jobs.iter().map(|j| j.scan_id).collect());
     worker.signal("TERM");
     assert_eq!(worker.exit_status(Duration::from_secs(60)).await.code(), Some(0));
@@ -832,7 +833,7 @@ async fn relay_keeps_working_while_the_broker_blocks_publishers() {
     proxy.thaw().await;
     let rest = BTreeSet::from([jobs[1].scan_id]);
     let mut events = collect_events(&mut app, &rest, Duration::from_secs(2)).await;
-    events.entry(jobs[0].scan_id).or_default().push(clerk_audit::events::event_id(jobs[0].scan_id).to_string());
+    events.entry(jobs[0].scan_id).or_default().push(clerk_audit::outbox::events::event_id(jobs[0].scan_id).to_string());
     assert_events_once_per_scan(&events, &jobs.iter().map(|j| j.scan_id).collect());
     wait_until("every outbox row is marked sent", Duration::from_secs(60), || async {
         count(&app, "SELECT count(*) FROM outbox WHERE sent_at IS NULL").await == 0

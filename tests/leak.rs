@@ -5,7 +5,7 @@
 mod harness;
 
 use clerk_audit::configuration::LogFormat;
-use clerk_audit::sandbox::{Fault, Scenario};
+use clerk_audit_sandbox::{Fault, Scenario};
 
 use harness::{project, spawn_app};
 
@@ -14,7 +14,7 @@ async fn secret_key_appears_in_no_log_event_or_table() {
     let capture = harness::LogCapture::default();
     // SAFETY: set before any thread of this test binary reads the environment.
     unsafe { std::env::set_var("RUST_LOG", "trace") };
-    let subscriber = clerk_audit::telemetry::subscriber(LogFormat::Json, "trace", capture.clone());
+    let subscriber = clerk_audit::ops::telemetry::subscriber(LogFormat::Json, "trace", capture.clone());
     tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
 
     let mut app = spawn_app().await;

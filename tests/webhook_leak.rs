@@ -5,13 +5,13 @@
 #[path = "it/harness.rs"]
 mod harness;
 
-use clerk_audit::artifact::{ARTIFACT_SCHEMA, RepoArtifact, SecretSource, Verification, WebhookHandler};
+use clerk_audit::audit::artifact::{ARTIFACT_SCHEMA, RepoArtifact, SecretSource, Verification, WebhookHandler};
 use clerk_audit::configuration::LogFormat;
+use clerk_audit::credentials::secret::ClerkSecretKey;
 use clerk_audit::fetch::http::HttpLayer;
 use clerk_audit::fetch::svix::{self, Portal};
 use clerk_audit::retry::RetryPolicy;
-use clerk_audit::sandbox::{Scenario, WEBHOOK_ROUTE, WEBHOOK_SECRET_MATCHING, WEBHOOK_SECRET_STALE};
-use clerk_audit::secret::ClerkSecretKey;
+use clerk_audit_sandbox::{Scenario, WEBHOOK_ROUTE, WEBHOOK_SECRET_MATCHING, WEBHOOK_SECRET_STALE};
 use regex::Regex;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
@@ -76,7 +76,7 @@ async fn svix_secrets_and_tokens_appear_in_no_log_event_or_table() {
     let capture = harness::LogCapture::default();
     // SAFETY: set before any thread of this test binary reads the environment.
     unsafe { std::env::set_var("RUST_LOG", "trace") };
-    let subscriber = clerk_audit::telemetry::subscriber(LogFormat::Json, "trace", capture.clone());
+    let subscriber = clerk_audit::ops::telemetry::subscriber(LogFormat::Json, "trace", capture.clone());
     tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
 
     let mut app = spawn_app().await;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::facts::{AuthSettings, CnameTarget, InstanceEnvironment, InstanceInfo, PrimaryDomain};
+use crate::audit::facts::{AuthSettings, CnameTarget, InstanceEnvironment, InstanceInfo, PrimaryDomain};
 
 /// `GET /v1/instance` (schema `Instance`).
 #[derive(Debug, Deserialize)]

@@ -9,8 +9,8 @@ use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 
+use crate::audit::facts::{CnameTarget, DnsObservation, DnsRecordStatus};
 use crate::configuration::DnsSettings;
-use crate::facts::{CnameTarget, DnsObservation, DnsRecordStatus};
 
 /// The first labels of Clerk's email sender records: the mail CNAME and two DKIM keys.
 pub const EMAIL_RECORD_PREFIXES: &[&str] = &["clkmail.", "clk._domainkey.", "clk2._domainkey."];

@@ -18,15 +18,15 @@ use std::time::Duration;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
 use tracing::{Instrument, debug, info_span};
 use url::Url;
 
 use super::address::is_refused;
 use super::allowlist::{AllowedCall, CallAuth, CallMethod, HostKind, NotAllowed, match_request};
+pub use crate::audit::facts::CallTally;
 use crate::configuration::HttpSettings;
+use crate::credentials::secret::ClerkSecretKey;
 use crate::retry::{Attempt, RetryPolicy, retry};
-use crate::secret::ClerkSecretKey;
 
 /// Why a call produced no usable response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,16 +80,6 @@ impl CallResponse {
     }
 }
 
-/// What the scan called, by allowlist row: reported in the completed event's `calls`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct CallTally {
-    pub row: u8,
-    pub name: String,
-    pub count: u32,
-    /// Outcome (`"200"`, `"429"`, `"timeout"`, ...) -> count.
-    pub outcomes: BTreeMap<String, u32>,
-}
-
 /// Shared by all scans of the process: the HTTP client, the settings and the per-instance rate limiter.
 #[derive(Clone)]
 pub struct HttpLayer {
@@ -101,7 +91,7 @@ pub struct HttpLayer {
     svix_api_url: Option<Url>,
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
     policy: RetryPolicy,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::ops::metrics::Metrics>,
 }
 
 /// Resolves host names, refusing any host with an address outside what [`is_refused`] allows.
@@ -163,7 +153,7 @@ impl HttpLayer {
     }
 
     /// Counts every call attempt in `metrics` (`clerk_audit_outbound_calls_total`).
-    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+    pub fn with_metrics(mut self, metrics: Arc<crate::ops::metrics::Metrics>) -> Self {
         self.metrics = metrics;
         self
     }

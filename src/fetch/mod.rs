@@ -28,9 +28,9 @@ use self::clerk::{DomainsResponse, EnvironmentResponse, InstanceResponse, TotalC
 use self::dns::{DnsLookup, is_email_record};
 use self::http::{CallError, ScanCalls};
 use self::svix::Portal;
-use crate::artifact::RepoArtifact;
+use crate::audit::artifact::RepoArtifact;
+use crate::audit::facts::{AuthSettings, ClerkFacts, DnsRecordStatus, Fact, InstanceInfo, PrimaryDomain, WebhookFacts};
 use crate::error::{FailureReason, JobError};
-use crate::facts::{AuthSettings, ClerkFacts, DnsRecordStatus, Fact, InstanceInfo, PrimaryDomain, WebhookFacts};
 
 /// Maps a Backend API failure to the job's error.
 fn backend_failure(call: &str, error: CallError) -> JobError {
@@ -103,7 +103,7 @@ pub async fn gather(
     };
     let secret_wants = svix::secret_wants(artifact);
 
-    let production = instance.environment == crate::facts::InstanceEnvironment::Production;
+    let production = instance.environment == crate::audit::facts::InstanceEnvironment::Production;
     let frontend_base = if production {
         primary_domain
             .as_ref()
@@ -166,8 +166,8 @@ async fn email_records(calls: &ScanCalls<'_>, dns: &DnsLookup, domain: &PrimaryD
     let lookups = domain.cname_targets.iter().filter(|target| is_email_record(&target.host)).map(|target| async move {
         let status = dns.observe(target).await;
         let outcome = match &status.observation {
-            crate::facts::DnsObservation::LookupFailed { .. } => "error",
-            crate::facts::DnsObservation::Missing => "nxdomain",
+            crate::audit::facts::DnsObservation::LookupFailed { .. } => "error",
+            crate::audit::facts::DnsObservation::Missing => "nxdomain",
             _ => "answer",
         };
         calls.tally_dns(outcome);

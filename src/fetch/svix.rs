@@ -28,9 +28,9 @@ use zeroize::Zeroize;
 
 use super::allowlist::CallMethod;
 use super::http::{CallError, CallResponse, ScanCalls};
-use crate::artifact::{RepoArtifact, SecretSource};
+use crate::audit::artifact::{RepoArtifact, SecretSource};
+use crate::audit::facts::{Fact, WebhookEndpoint, WebhookFacts, endpoint_path, percent_decode};
 use crate::error::{FailureReason, JobError};
-use crate::facts::{Fact, WebhookEndpoint, WebhookFacts, endpoint_path, percent_decode};
 
 /// Svix's host when the token names no region we know (what Svix's own client libraries do).
 pub const DEFAULT_SVIX_API: &str = "https://api.svix.com";
@@ -551,9 +551,9 @@ mod tests {
     #[tokio::test]
     async fn send_refuses_every_svix_call_outside_the_allowlist() {
         use crate::configuration::Settings;
+        use crate::credentials::secret::ClerkSecretKey;
         use crate::fetch::http::HttpLayer;
         use crate::retry::RetryPolicy;
-        use crate::secret::ClerkSecretKey;
 
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
         let settings = Settings::load_from(&dir, "local").unwrap();
@@ -603,7 +603,7 @@ mod tests {
 
     #[test]
     fn secrets_are_wanted_only_for_written_literals() {
-        use crate::artifact::{ARTIFACT_SCHEMA, Verification, WebhookHandler};
+        use crate::audit::artifact::{ARTIFACT_SCHEMA, Verification, WebhookHandler};
         let handler = |route: Option<&str>, source: Option<SecretSource>| WebhookHandler {
             file: "a.ts".into(),
             line: 1,

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use clerk_audit::configuration::Settings;
 use secrecy::ExposeSecret;
 
-use crate::harness::{drop_database, fresh_database, kms_endpoint};
+use crate::harness::{create_kms_key, drop_database, fresh_database, kms_endpoint};
 
 fn clerk_audit(settings: &Settings) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_clerk-audit"));
@@ -27,11 +27,11 @@ fn clerk_audit(settings: &Settings) -> Command {
 }
 
 async fn migrated_settings() -> (Settings, deadpool_postgres::Pool) {
-    let sandbox = clerk_audit::sandbox::start(Default::default()).await.unwrap();
+    let sandbox = clerk_audit_sandbox::start(Default::default()).await.unwrap();
     let url = fresh_database().await;
     let settings = crate::harness::test_settings(&url, &sandbox);
-    let pool = clerk_audit::db::pool(&settings.database).unwrap();
-    clerk_audit::db::migrate(&pool).await.unwrap();
+    let pool = clerk_audit::store::pool(&settings.database).unwrap();
+    clerk_audit::store::migrate(&pool).await.unwrap();
     (settings, pool)
 }
 
@@ -102,10 +102,7 @@ async fn repo_scan_prints_and_stores_the_artifact() {
 #[tokio::test]
 async fn credentials_put_encrypts_with_the_encryption_context_and_prints_the_key_ref() {
     let (settings, pool) = migrated_settings().await;
-    let key_id = String::from_utf8(clerk_audit(&settings).args(["kms", "create-key"]).output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        .to_owned();
+    let key_id = create_kms_key(&settings).await;
     let secret = "sk_test_CliStoredSecretKey0000000000000000000000";
     let mut child = clerk_audit(&settings)
         .args(["credentials", "put", "--project", "prj_cli", "--instance", "acme-dev", "--kms-key-id", &key_id])
@@ -135,16 +132,21 @@ async fn credentials_put_encrypts_with_the_encryption_context_and_prints_the_key
     assert!(!String::from_utf8_lossy(&ciphertext).contains("CliStoredSecretKey"));
     // Decrypts with the right context, and only with it.
     let kms =
-        clerk_audit::decrypt::Kms::from_settings(&settings.kms, clerk_audit::retry::RetryPolicy::immediate(1)).await;
-    let credential = clerk_audit::decrypt::StoredCredential {
+        clerk_audit::credentials::Kms::from_settings(&settings.kms, clerk_audit::retry::RetryPolicy::immediate(1))
+            .await;
+    let credential = clerk_audit::credentials::StoredCredential {
         key_ref,
-        project_id: clerk_audit::job::ProjectId::parse("prj_cli").unwrap(),
+        project_id: clerk_audit::intake::job::ProjectId::parse("prj_cli").unwrap(),
         ciphertext: ciphertext.clone(),
         kms_key_id: key_id.clone(),
     };
-    assert_eq!(kms.decrypt(&credential).await.unwrap().expose_for_encryption(), secret);
-    let moved = clerk_audit::decrypt::StoredCredential {
-        project_id: clerk_audit::job::ProjectId::parse("prj_other").unwrap(),
+    let fingerprint = {
+        use sha2::{Digest, Sha256};
+        format!("sha256:{}", hex::encode(Sha256::digest(secret.as_bytes())))
+    };
+    assert_eq!(kms.decrypt(&credential).await.unwrap().fingerprint(), fingerprint);
+    let moved = clerk_audit::credentials::StoredCredential {
+        project_id: clerk_audit::intake::job::ProjectId::parse("prj_other").unwrap(),
         ..credential
     };
     let error = kms.decrypt(&moved).await.expect_err("another project's context does not decrypt");

@@ -1,8 +1,8 @@
 //! Permanent failures produce a failed event with their reason code and are never retried; duplicates
 //! and transient faults behave.
 
-use clerk_audit::sandbox::FaultTarget;
-use clerk_audit::sandbox::{Fault, Scenario};
+use clerk_audit_sandbox::FaultTarget;
+use clerk_audit_sandbox::{Fault, Scenario};
 use uuid::Uuid;
 
 use crate::harness::{check_statuses, project, spawn_app};
@@ -127,7 +127,7 @@ async fn redelivered_completed_job_is_acked_without_calling_clerk_again() {
     let rows: i64 =
         client.query_one("SELECT count(*) FROM outbox WHERE scan_id = $1", &[&job.scan_id]).await.unwrap().get(0);
     assert_eq!(rows, 1);
-    assert_eq!(first["id"], clerk_audit::events::event_id(job.scan_id).to_string());
+    assert_eq!(first["id"], clerk_audit::outbox::events::event_id(job.scan_id).to_string());
     app.stop().await;
 }
 

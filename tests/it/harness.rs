@@ -11,15 +11,16 @@ use std::path::Path;
 use std::sync::Once;
 use std::time::Duration;
 
-use clerk_audit::artifact::RepoArtifact;
+use clerk_audit::audit::artifact::RepoArtifact;
 use clerk_audit::configuration::Settings;
-use clerk_audit::decrypt::Kms;
-use clerk_audit::job::{InstanceName, ProjectId, ScanJob};
+use clerk_audit::credentials::Kms;
+use clerk_audit::credentials::secret::ClerkSecretKey;
+use clerk_audit::intake::broker;
+use clerk_audit::intake::job::{InstanceName, ProjectId, ScanJob};
 use clerk_audit::retry::RetryPolicy;
-use clerk_audit::sandbox::{self, Sandbox, SandboxConfig, Scenario};
-use clerk_audit::secret::ClerkSecretKey;
 use clerk_audit::startup::Application;
-use clerk_audit::{broker, db, persist};
+use clerk_audit::store as db;
+use clerk_audit_sandbox::{self as sandbox, Sandbox, SandboxConfig, Scenario};
 use deadpool_postgres::Pool;
 use futures::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
@@ -136,6 +137,20 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     app
 }
 
+/// Creates a KMS key on the test KMS, as an operator would once per environment.
+pub async fn create_kms_key(settings: &Settings) -> String {
+    let kms = Kms::from_settings(&settings.kms, RetryPolicy::immediate(3)).await;
+    kms.client()
+        .create_key()
+        .send()
+        .await
+        .expect("KMS answers (run scripts/services.sh)")
+        .key_metadata()
+        .expect("key metadata")
+        .key_id()
+        .to_owned()
+}
+
 /// Everything [`spawn_app_with`] prepares (sandbox, database, KMS key, topology, capture queues) without
 /// starting a worker: for tests that run the worker as a child process or call the consumer directly.
 pub async fn spawn_env_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
@@ -147,16 +162,7 @@ pub async fn spawn_env_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     db::migrate(&pool).await.expect("migrations apply");
 
     let kms = Kms::from_settings(&settings.kms, RetryPolicy::immediate(3)).await;
-    let kms_key_id = kms
-        .client()
-        .create_key()
-        .send()
-        .await
-        .expect("moto KMS answers (run scripts/services.sh)")
-        .key_metadata()
-        .expect("key metadata")
-        .key_id()
-        .to_owned();
+    let kms_key_id = create_kms_key(&settings).await;
 
     // Declare the topology and bind capture queues before the worker starts, so no event is missed.
     let broker = broker::connect(&settings.amqp, "clerk-audit test")
@@ -239,7 +245,7 @@ impl TestApp {
 
     pub async fn store_artifact(&self, project: &ProjectId, repo_scan_id: &str, artifact: &RepoArtifact) {
         let client = self.pool.get().await.unwrap();
-        persist::store_artifact(&client, project, repo_scan_id, artifact).await.unwrap();
+        clerk_audit::store::artifacts::store(&client, project, repo_scan_id, artifact).await.unwrap();
     }
 
     pub fn job(&self, project: &ProjectId, instance: &str, key_ref: Uuid) -> ScanJob {
@@ -254,7 +260,7 @@ impl TestApp {
     }
 
     pub async fn enqueue(&self, job: &ScanJob) {
-        clerk_audit::cli::enqueue(&self.settings, job).await.expect("enqueue");
+        clerk_audit::intake::broker::enqueue(&self.settings, job).await.expect("enqueue");
     }
 
     /// Publishes a raw body to the jobs exchange, as a misbehaving producer would.
@@ -344,8 +350,8 @@ pub async fn cleanup_broker(broker: &Connection, settings: &Settings) {
     let amqp = &settings.amqp;
     let mut queues = vec![amqp.jobs_queue.clone(), amqp.dead_letter_queue.clone()];
     let mut tier = settings.worker.retry_delay_secs.max(1);
-    while tier <= 2 * clerk_audit::broker::MAX_DELAY_SECS {
-        queues.push(clerk_audit::broker::delay_queue_name(amqp, tier));
+    while tier <= 2 * clerk_audit::intake::broker::MAX_DELAY_SECS {
+        queues.push(clerk_audit::intake::broker::delay_queue_name(amqp, tier));
         tier *= 2;
     }
     for queue in queues {

@@ -2,12 +2,12 @@
 //! only where their row says, and the transport limits hold.
 
 use clerk_audit::configuration::HttpSettings;
+use clerk_audit::credentials::secret::ClerkSecretKey;
 use clerk_audit::fetch::allowlist::CallMethod;
 use clerk_audit::fetch::dns::DnsLookup;
 use clerk_audit::fetch::http::{CallError, HttpLayer};
 use clerk_audit::retry::RetryPolicy;
-use clerk_audit::sandbox::{self, Fault, HostKind, PresentedCredential, Sandbox, SandboxConfig, Scenario};
-use clerk_audit::secret::ClerkSecretKey;
+use clerk_audit_sandbox::{self as sandbox, Fault, HostKind, PresentedCredential, Sandbox, SandboxConfig, Scenario};
 
 fn settings(allow_loopback: bool) -> HttpSettings {
     HttpSettings {

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use clerk_audit::configuration::LogFormat;
-use clerk_audit::metrics::sample;
-use clerk_audit::sandbox::Scenario;
-use clerk_audit::{broker, telemetry};
+use clerk_audit::intake::broker;
+use clerk_audit::ops::metrics::sample;
+use clerk_audit::ops::telemetry;
+use clerk_audit_sandbox::Scenario;
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};

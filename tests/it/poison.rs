@@ -1,7 +1,7 @@
 //! Poison messages are dead-lettered at once with the reason in a header, and the worker keeps going.
 
-use clerk_audit::broker::{REASON_HEADER, header_text};
-use clerk_audit::sandbox::Scenario;
+use clerk_audit::intake::broker::{REASON_HEADER, header_text};
+use clerk_audit_sandbox::Scenario;
 
 use crate::harness::{project, spawn_app};
 

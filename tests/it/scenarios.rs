@@ -1,7 +1,9 @@
 //! Each sandbox scenario, enqueued as a real message, yields the expected completed event.
 
-use clerk_audit::artifact::{ARTIFACT_SCHEMA, KeyEnvironment, KeyKind, KeyReference, ReferenceContext, RepoArtifact};
-use clerk_audit::sandbox::Scenario;
+use clerk_audit::audit::artifact::{
+    ARTIFACT_SCHEMA, KeyEnvironment, KeyKind, KeyReference, ReferenceContext, RepoArtifact,
+};
+use clerk_audit_sandbox::Scenario;
 use serde_json::Value;
 
 use crate::harness::{TestApp, check_statuses, finding_ids, project, spawn_app};
@@ -219,7 +221,7 @@ async fn a_second_scan_keeps_fingerprints_and_first_seen_and_reports_resolved() 
 
     // First scan: a pk_test_ key in production context (DEV-KEY) plus optional MFA.
     let mut artifact = artifact_with_live_key();
-    artifact.key_references[0].environment = clerk_audit::artifact::KeyEnvironment::Test;
+    artifact.key_references[0].environment = clerk_audit::audit::artifact::KeyEnvironment::Test;
     app.store_artifact(&project, "rs_1", &artifact).await;
     let first = app.job(&project, &instance, key_ref);
     app.enqueue(&first).await;

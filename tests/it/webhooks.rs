@@ -4,16 +4,16 @@
 
 use std::collections::BTreeMap;
 
-use clerk_audit::artifact::{ARTIFACT_SCHEMA, RepoArtifact, SecretSource, Verification, WebhookHandler};
+use clerk_audit::audit::artifact::{ARTIFACT_SCHEMA, RepoArtifact, SecretSource, Verification, WebhookHandler};
+use clerk_audit::credentials::secret::ClerkSecretKey;
 use clerk_audit::fetch::allowlist::CallMethod;
 use clerk_audit::fetch::http::{CallError, HttpLayer};
 use clerk_audit::fetch::svix::{self, Portal};
 use clerk_audit::retry::RetryPolicy;
-use clerk_audit::sandbox::{
+use clerk_audit_sandbox::{
     Fault, FaultTarget, HostKind, PresentedCredential, Scenario, WEBHOOK_ROUTE, WEBHOOK_SECRET_MATCHING,
     WEBHOOK_SECRET_STALE,
 };
-use clerk_audit::secret::ClerkSecretKey;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -173,7 +173,7 @@ fn assert_only_allowlisted(app: &TestApp) {
     }
 }
 
-fn svix_requests(app: &TestApp, scenario: Scenario) -> Vec<clerk_audit::sandbox::RecordedRequest> {
+fn svix_requests(app: &TestApp, scenario: Scenario) -> Vec<clerk_audit_sandbox::RecordedRequest> {
     let name = app.sandbox.instance(scenario).name.clone();
     app.clerk_requests_for(&name).into_iter().filter(|r| r.host == HostKind::SvixApi).collect()
 }

@@ -1,0 +1,172 @@
+//! The security checks (SPEC section 6), one module each, with their metadata beside their logic.
+//!
+//! A check is a pure function of [`CheckInput`]: the fetched [`ClerkFacts`], the repo artifact if one is
+//! stored, and the check settings. It answers a [`Verdict`]: `Pass` only when its failure condition could be
+//! evaluated and is false, `Skipped` when an input it needs is absent by design (no repo scan), `Error`
+//! when an input could not be had. [`crate::audit::evaluate`] turns verdicts into results and findings.
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::artifact::RepoArtifact;
+use crate::audit::facts::ClerkFacts;
+
+pub mod dev_in_prod;
+pub mod dev_key_in_prod;
+pub mod email_dns;
+pub mod instance_kind;
+pub mod mfa_missing;
+pub mod mfa_optional;
+pub mod webhook_common;
+pub mod webhook_events_filtered;
+pub mod webhook_secret_live;
+pub mod webhook_secret_stale;
+pub mod webhook_unfed;
+pub mod webhook_unverified;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Blocker,
+    Warning,
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Blocker => "blocker",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// What a check is, said once next to its logic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckMeta {
+    pub id: &'static str,
+    pub severity: Severity,
+    pub title: &'static str,
+    pub why: &'static str,
+    pub fix: &'static str,
+}
+
+/// Knobs of the checks, from configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckSettings {
+    /// MFA checks apply to production instances with more users than this.
+    pub mfa_user_threshold: u64,
+}
+
+impl Default for CheckSettings {
+    fn default() -> Self {
+        Self { mfa_user_threshold: 100 }
+    }
+}
+
+/// Everything a check may read.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckInput<'a> {
+    pub facts: &'a ClerkFacts,
+    pub artifact: Option<&'a RepoArtifact>,
+    pub settings: &'a CheckSettings,
+}
+
+/// The evidence of one finding: a sentence each for what the repo and Clerk show, plus structured details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clerk: Option<String>,
+    /// Structured facts behind the sentences (files and lines, the instance kind, DNS answers...).
+    pub details: serde_json::Value,
+}
+
+/// One problem a failing check found, before metadata and fingerprint are attached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailureDraft {
+    pub evidence: Evidence,
+    /// What makes this problem the same problem on the next scan (e.g. the file and variable, the DNS host).
+    /// Never volatile values such as counts or timestamps.
+    pub identity: Vec<String>,
+}
+
+/// A check's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Pass,
+    Fail(Vec<FailureDraft>),
+    Skipped(String),
+    Error(String),
+}
+
+/// A check: its metadata and its logic.
+#[derive(Clone, Copy)]
+pub struct Check {
+    pub meta: &'static CheckMeta,
+    pub evaluate: fn(&CheckInput<'_>) -> Verdict,
+}
+
+/// Every check the worker runs, in report order.
+pub const ALL: &[Check] = &[
+    Check { meta: &dev_in_prod::META, evaluate: dev_in_prod::evaluate },
+    Check { meta: &dev_key_in_prod::META, evaluate: dev_key_in_prod::evaluate },
+    Check { meta: &instance_kind::META, evaluate: instance_kind::evaluate },
+    Check { meta: &mfa_optional::META, evaluate: mfa_optional::evaluate },
+    Check { meta: &mfa_missing::META, evaluate: mfa_missing::evaluate },
+    Check { meta: &email_dns::META, evaluate: email_dns::evaluate },
+    Check { meta: &webhook_unfed::META, evaluate: webhook_unfed::evaluate },
+    Check { meta: &webhook_unverified::META, evaluate: webhook_unverified::evaluate },
+    Check { meta: &webhook_secret_live::META, evaluate: webhook_secret_live::evaluate },
+    Check { meta: &webhook_secret_stale::META, evaluate: webhook_secret_stale::evaluate },
+    Check { meta: &webhook_events_filtered::META, evaluate: webhook_events_filtered::evaluate },
+];
+
+/// The reason a repo-dependent check gives when no repo scan is stored.
+pub const NO_REPO_SCAN: &str = "no repo scan stored for this project";
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    //! Builders for check inputs, shared by the checks' unit tests.
+    use crate::audit::artifact::*;
+    use crate::audit::facts::*;
+
+    pub fn facts(environment: InstanceEnvironment) -> ClerkFacts {
+        ClerkFacts {
+            instance: InstanceInfo { id: "ins_test".into(), environment, allowed_origins: vec![] },
+            user_count: 0,
+            primary_domain: None,
+            auth_settings: Fact::NotApplicable("development instance".into()),
+            email_dns: Fact::NotApplicable("development instance".into()),
+            webhooks: Fact::Known(WebhookFacts { svix_app: false, endpoints: vec![] }),
+        }
+    }
+
+    pub fn artifact(key_references: Vec<KeyReference>) -> RepoArtifact {
+        RepoArtifact {
+            schema: ARTIFACT_SCHEMA.into(),
+            repo: Some("github.com/acme/web".into()),
+            commit: Some("3f2a".into()),
+            scanned_at: None,
+            key_references,
+            webhook_handlers: vec![],
+        }
+    }
+
+    pub fn key(kind: KeyKind, environment: KeyEnvironment, context: ReferenceContext) -> KeyReference {
+        KeyReference {
+            kind,
+            environment,
+            file: ".env.production".into(),
+            line: 3,
+            variable: Some("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY".into()),
+            context,
+            frontend_api_host: None,
+            fingerprint: None,
+            malformed: false,
+            confidence: None,
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! CLERK-WEBHOOK-003: a `whsec_` secret written in the repo (a handler's `literal_fingerprint`) equals the
+//! signing secret of a live endpoint: an enabled endpoint delivering to that handler (the only endpoints
+//! whose secret the worker reads, and only because of such a literal). Compared as fingerprints; the
+//! evidence names the handler and the endpoint, never a secret or fingerprint. One finding per handler and
+//! endpoint.
+
+use serde_json::json;
+
+use super::webhook_common::{
+    distinct_handlers, endpoint_details, handler_details, handler_label, literal_fingerprint, route_key, webhook_facts,
+};
+use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
+
+pub const META: CheckMeta = CheckMeta {
+    id: "CLERK-WEBHOOK-003",
+    severity: Severity::Blocker,
+    title: "Live webhook signing secret written in the repo",
+    why: "The whsec_ signing secret of a live Clerk webhook endpoint is written in the source code. Anyone who \
+          can read the repository, its history, a fork or a build log can sign forged webhook events that your \
+          handler accepts as genuine: create or delete users, change roles, trigger emails.",
+    fix: "Rotate the endpoint's signing secret in the Clerk dashboard (Configure > Webhooks > the endpoint > \
+          Signing Secret > Rotate), keep the new value only in your deployment's secret store (e.g. \
+          CLERK_WEBHOOK_SIGNING_SECRET), read it from the environment in the handler and delete the literal. The \
+          old value stays in git history, so rotating is required, not just deleting it.",
+};
+
+/// The reason when a handler's comparison needs secrets the worker did not read.
+pub const SECRETS_NOT_READ: &str =
+    "the signing secrets of some endpoints delivering to a handler with a written secret were not read";
+
+pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
+    let Some(artifact) = input.artifact else {
+        return Verdict::Skipped(NO_REPO_SCAN.into());
+    };
+    let handlers: Vec<_> = distinct_handlers(&artifact.webhook_handlers)
+        .into_iter()
+        .filter(|h| literal_fingerprint(h).is_some())
+        .collect();
+    if handlers.is_empty() {
+        return Verdict::Pass;
+    }
+    let webhooks = match webhook_facts(input) {
+        Ok(webhooks) => webhooks,
+        Err(verdict) => return verdict,
+    };
+    let mut findings = Vec::new();
+    let mut unread = false;
+    for handler in handlers {
+        let literal = literal_fingerprint(handler).expect("filtered");
+        for endpoint in webhooks.delivering_to(handler.route.as_deref()) {
+            match endpoint.secret_fingerprint.as_deref() {
+                Some(fingerprint) if fingerprint == literal => findings.push(FailureDraft {
+                    evidence: Evidence {
+                        repo: Some(format!(
+                            "{} verifies Clerk webhooks with a whsec_ secret written in the code",
+                            handler_label(handler)
+                        )),
+                        clerk: Some(format!(
+                            "it is the signing secret of the enabled webhook endpoint {} ({})",
+                            endpoint.url, endpoint.id
+                        )),
+                        details: json!({ "handler": handler_details(handler), "endpoint": endpoint_details(endpoint) }),
+                    },
+                    identity: vec![handler.file.clone(), route_key(handler), endpoint.id.clone()],
+                }),
+                Some(_) => {}
+                None => unread = true,
+            }
+        }
+    }
+    if !findings.is_empty() {
+        Verdict::Fail(findings)
+    } else if unread {
+        Verdict::Error(SECRETS_NOT_READ.into())
+    } else {
+        Verdict::Pass
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::checks::CheckSettings;
+    use crate::audit::checks::webhook_common::fixtures::*;
+    use crate::audit::facts::{ClerkFacts, Fact};
+
+    const LIVE: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const OTHER: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn run(facts: &ClerkFacts, artifact: Option<&crate::audit::artifact::RepoArtifact>) -> Verdict {
+        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
+    }
+
+    fn read(
+        mut endpoint: crate::audit::facts::WebhookEndpoint,
+        fingerprint: &str,
+    ) -> crate::audit::facts::WebhookEndpoint {
+        endpoint.secret_fingerprint = Some(fingerprint.into());
+        endpoint
+    }
+
+    #[test]
+    fn meta_is_a_blocker() {
+        assert_eq!(META.id, "CLERK-WEBHOOK-003");
+        assert_eq!(META.severity, Severity::Blocker);
+    }
+
+    #[test]
+    fn skipped_without_a_repo_scan() {
+        assert_eq!(run(&facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+    }
+
+    #[test]
+    fn passes_without_handlers_or_without_written_secrets() {
+        let unavailable = facts(Fact::Unavailable("down".into()));
+        assert_eq!(run(&unavailable, Some(&artifact(vec![]))), Verdict::Pass);
+        assert_eq!(run(&unavailable, Some(&artifact(vec![handler()]))), Verdict::Pass);
+    }
+
+    #[test]
+    fn error_when_webhooks_are_unavailable() {
+        let verdict = run(
+            &facts(Fact::Unavailable("Svix endpoint secret: timed out".into())),
+            Some(&artifact(vec![with_literal(handler(), LIVE)])),
+        );
+        assert_eq!(
+            verdict,
+            Verdict::Error("webhook configuration unavailable: Svix endpoint secret: timed out".into())
+        );
+    }
+
+    #[test]
+    fn fails_when_the_written_secret_is_a_live_endpoints() {
+        let webhooks = app(vec![read(endpoint(1, "/other", false), OTHER), read(endpoint(2, ROUTE, false), LIVE)]);
+        let Verdict::Fail(findings) = run(&facts(webhooks), Some(&artifact(vec![with_literal(handler(), LIVE)])))
+        else {
+            panic!("expected a failure")
+        };
+        assert_eq!(findings.len(), 1);
+        let finding = &findings[0];
+        assert_eq!(finding.identity, vec!["app/api/webhooks/clerk/route.ts", ROUTE, "ep_2"]);
+        assert_eq!(
+            finding.evidence.repo.as_deref(),
+            Some(
+                "app/api/webhooks/clerk/route.ts:12 (route /api/webhooks/clerk) verifies Clerk webhooks with a whsec_ secret written in the code"
+            )
+        );
+        assert_eq!(
+            finding.evidence.clerk.as_deref(),
+            Some("it is the signing secret of the enabled webhook endpoint https://acme.com/api/webhooks/clerk (ep_2)")
+        );
+        assert_eq!(finding.evidence.details["handler"]["secret_source"], "literal");
+        assert_eq!(finding.evidence.details["endpoint"]["url"], "https://acme.com/api/webhooks/clerk");
+        let text = serde_json::to_string(&finding.evidence).unwrap();
+        assert!(!text.contains(LIVE), "no fingerprint in the evidence");
+    }
+
+    #[test]
+    fn passes_when_the_written_secret_matches_no_delivering_endpoint() {
+        // Stale secret (that is CLERK-WEBHOOK-004), or no endpoint delivering to the handler at all.
+        let webhooks = app(vec![read(endpoint(1, ROUTE, false), OTHER), endpoint(2, ROUTE, true)]);
+        assert_eq!(run(&facts(webhooks), Some(&artifact(vec![with_literal(handler(), LIVE)]))), Verdict::Pass);
+        assert_eq!(run(&facts(no_app()), Some(&artifact(vec![with_literal(handler(), LIVE)]))), Verdict::Pass);
+    }
+
+    #[test]
+    fn error_when_a_delivering_endpoints_secret_was_not_read() {
+        let webhooks = app(vec![read(endpoint(1, ROUTE, false), OTHER), endpoint(2, ROUTE, false)]);
+        assert_eq!(
+            run(&facts(webhooks), Some(&artifact(vec![with_literal(handler(), LIVE)]))),
+            Verdict::Error(SECRETS_NOT_READ.into())
+        );
+    }
+}

@@ -1,0 +1,347 @@
+//! What the worker learned about a Clerk instance, as plain data: the input of the checks.
+//!
+//! [`crate::fetch`] fills these from the allowlisted calls and DNS; the checks in [`crate::audit::checks`] read
+//! them without any I/O. A fact that could not be had is kept as [`Fact::Unavailable`] with the reason, so
+//! a check that needs it reports `error` instead of passing.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A fact the worker tried to learn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", content = "value", rename_all = "snake_case")]
+pub enum Fact<T> {
+    /// Learned.
+    Known(T),
+    /// Not looked up because it does not apply (a development instance's Frontend API settings).
+    NotApplicable(String),
+    /// Looked up and failed (address refused, timeout): a check that needs it is an `error`.
+    Unavailable(String),
+}
+
+impl<T> Fact<T> {
+    pub fn known(&self) -> Option<&T> {
+        match self {
+            Fact::Known(value) => Some(value),
+            _ => None,
+        }
+    }
+}
+
+/// Clerk's `environment_type` of an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceEnvironment {
+    Development,
+    Production,
+    Staging,
+    Other(String),
+}
+
+impl InstanceEnvironment {
+    pub fn parse(raw: &str) -> Self {
+        match raw {
+            "development" => Self::Development,
+            "production" => Self::Production,
+            "staging" => Self::Staging,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Development => "development",
+            Self::Production => "production",
+            Self::Staging => "staging",
+            Self::Other(other) => other,
+        }
+    }
+}
+
+/// From `GET /v1/instance`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    pub id: String,
+    pub environment: InstanceEnvironment,
+    pub allowed_origins: Vec<String>,
+}
+
+/// One CNAME record Clerk asks the customer to set (from `GET /v1/domains`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CnameTarget {
+    pub host: String,
+    pub value: String,
+    pub required: bool,
+}
+
+/// The instance's primary domain (from `GET /v1/domains`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrimaryDomain {
+    pub name: String,
+    pub frontend_api_url: String,
+    pub cname_targets: Vec<CnameTarget>,
+}
+
+/// The configured sign-in factors (from the Frontend API's `GET /v1/environment`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthSettings {
+    /// `user_settings.sign_in.second_factor.required`.
+    pub second_factor_required: bool,
+    /// Attributes with `used_for_second_factor: true` (e.g. `authenticator_app`, `phone_number`), sorted.
+    pub second_factors_available: Vec<String>,
+}
+
+/// What DNS says about one of the domain's CNAME targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum DnsObservation {
+    /// The CNAME points at the expected target.
+    Matches,
+    /// The name has CNAME records, none of them the expected target.
+    Mismatch { found: Vec<String> },
+    /// The name has no CNAME record (NXDOMAIN or no data).
+    Missing,
+    /// The lookup itself failed (timeout, server failure): nothing can be said.
+    LookupFailed { reason: String },
+}
+
+/// One CNAME target and what DNS answered for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsRecordStatus {
+    pub host: String,
+    pub expected: String,
+    pub observation: DnsObservation,
+}
+
+/// Everything the checks may know about the connected instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClerkFacts {
+    pub instance: InstanceInfo,
+    pub user_count: u64,
+    pub primary_domain: Option<PrimaryDomain>,
+    pub auth_settings: Fact<AuthSettings>,
+    pub email_dns: Fact<Vec<DnsRecordStatus>>,
+    /// Webhook endpoints (every instance kind: Svix serves development instances too).
+    pub webhooks: Fact<WebhookFacts>,
+}
+
+impl ClerkFacts {
+    pub fn is_production(&self) -> bool {
+        self.instance.environment == InstanceEnvironment::Production
+    }
+}
+
+/// The instance's webhook configuration on Svix (allowlist rows 4, 6 and 7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookFacts {
+    /// Whether the instance has a Svix app at all (`POST /v1/webhooks/svix_url` answered 400: it has none,
+    /// so no webhook is set up).
+    pub svix_app: bool,
+    /// Every endpoint of the app, in the order Svix lists them.
+    pub endpoints: Vec<WebhookEndpoint>,
+}
+
+impl WebhookFacts {
+    /// The enabled endpoints whose URL path matches `route` (any enabled endpoint when the route is unknown).
+    pub fn delivering_to<'a>(&'a self, route: Option<&'a str>) -> impl Iterator<Item = &'a WebhookEndpoint> + 'a {
+        self.endpoints.iter().filter(move |endpoint| endpoint.delivers_to(route))
+    }
+}
+
+/// One Svix endpoint: where Clerk delivers webhooks. Never holds a signing secret, only its fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEndpoint {
+    /// Svix's endpoint id (`ep_...`).
+    pub id: String,
+    /// The URL deliveries go to.
+    pub url: String,
+    /// The URL's path, percent-decoded, without trailing slashes (`/` for the root); `None` when the URL
+    /// does not parse.
+    pub path: Option<String>,
+    pub disabled: bool,
+    /// The event types the endpoint is limited to; `None` when it receives every event type.
+    pub event_types: Option<Vec<String>>,
+    /// `sha256:<hex>` of the endpoint's `whsec_` signing secret, when it was read (only to compare with a
+    /// secret written in the repo).
+    pub secret_fingerprint: Option<String>,
+}
+
+impl WebhookEndpoint {
+    /// Whether this endpoint delivers to a handler serving `route`: it is enabled and its URL path matches
+    /// the route (any path when the route is unknown).
+    pub fn delivers_to(&self, route: Option<&str>) -> bool {
+        if self.disabled {
+            return false;
+        }
+        match (route, self.path.as_deref()) {
+            (None, _) => true,
+            (Some(route), Some(path)) => route_matches(route, path),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Whether the endpoint receives events of `event_type`.
+    pub fn receives(&self, event_type: &str) -> bool {
+        self.event_types.as_ref().is_none_or(|types| types.iter().any(|t| t == event_type))
+    }
+}
+
+/// The path of an endpoint URL as [`WebhookEndpoint::path`] holds it.
+pub fn endpoint_path(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return None;
+    }
+    let decoded = percent_decode(parsed.path());
+    Some(normalize_path(&decoded))
+}
+
+/// Without trailing slashes, with a leading one: `api/hook/` -> `/api/hook`, `` and `/` -> `/`.
+pub fn normalize_path(path: &str) -> String {
+    let trimmed = path.trim().trim_end_matches('/');
+    if trimmed.starts_with('/') { trimmed.to_owned() } else { format!("/{trimmed}") }
+}
+
+/// Whether a handler's route (as the repo extractor writes it: `:name` for one dynamic segment, `*name`
+/// for a catch-all) matches an endpoint's URL path. Trailing slashes do not matter; case does.
+pub fn route_matches(route: &str, path: &str) -> bool {
+    let route = normalize_path(route);
+    let path = normalize_path(path);
+    let route_segments: Vec<&str> = route.split('/').skip(1).filter(|s| !s.is_empty()).collect();
+    let path_segments: Vec<&str> = path.split('/').skip(1).filter(|s| !s.is_empty()).collect();
+    let mut index = 0;
+    for (position, segment) in route_segments.iter().enumerate() {
+        if segment.starts_with('*') {
+            // A catch-all takes the rest, when it is the route's last segment.
+            return position + 1 == route_segments.len();
+        }
+        let Some(actual) = path_segments.get(index) else { return false };
+        if !(segment.starts_with(':') && segment.len() > 1) && segment != actual {
+            return false;
+        }
+        index += 1;
+    }
+    index == path_segments.len()
+}
+
+/// Decodes `%XX` escapes (a `+` stays a `+`); invalid escapes are kept as they are.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(byte) = hex {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(url: &str, disabled: bool) -> WebhookEndpoint {
+        WebhookEndpoint {
+            id: "ep_1".into(),
+            url: url.into(),
+            path: endpoint_path(url),
+            disabled,
+            event_types: None,
+            secret_fingerprint: None,
+        }
+    }
+
+    #[test]
+    fn endpoint_paths_are_decoded_and_trimmed() {
+        assert_eq!(endpoint_path("https://acme.com/api/webhooks/clerk/").as_deref(), Some("/api/webhooks/clerk"));
+        assert_eq!(endpoint_path("https://acme.com").as_deref(), Some("/"));
+        assert_eq!(endpoint_path("https://acme.com/a%20b?x=1#f").as_deref(), Some("/a b"));
+        assert_eq!(endpoint_path("not a url"), None);
+        assert_eq!(endpoint_path("ftp://acme.com/x"), None);
+    }
+
+    #[test]
+    fn routes_match_paths_segment_by_segment() {
+        assert!(route_matches("/api/webhooks/clerk", "/api/webhooks/clerk"));
+        assert!(route_matches("/api/webhooks/clerk/", "/api/webhooks/clerk"));
+        assert!(route_matches("api/webhooks/clerk", "/api/webhooks/clerk/"));
+        assert!(!route_matches("/api/webhooks/clerk", "/api/webhooks/clerk-old"));
+        assert!(!route_matches("/api/webhooks/clerk", "/api/webhooks"));
+        assert!(!route_matches("/api/webhooks", "/api/webhooks/clerk"));
+        assert!(!route_matches("/api/Webhooks/clerk", "/api/webhooks/clerk"));
+        assert!(route_matches("/api/tenants/:id/hooks", "/api/tenants/t7/hooks"));
+        assert!(!route_matches("/api/tenants/:id/hooks", "/api/tenants/hooks"));
+        assert!(route_matches("/api/hooks/*rest", "/api/hooks/a/b"));
+        assert!(route_matches("/api/hooks/*", "/api/hooks"));
+        assert!(!route_matches("/api/hooks/*rest", "/api/other/a"));
+        assert!(route_matches("/", "/"));
+        assert!(!route_matches("/", "/x"));
+    }
+
+    #[test]
+    fn only_enabled_endpoints_deliver() {
+        assert!(endpoint("https://acme.com/api/webhooks/clerk", false).delivers_to(Some("/api/webhooks/clerk")));
+        assert!(!endpoint("https://acme.com/api/webhooks/clerk", true).delivers_to(Some("/api/webhooks/clerk")));
+        assert!(!endpoint("https://acme.com/api/webhooks/stripe", false).delivers_to(Some("/api/webhooks/clerk")));
+        // Unknown route: any enabled endpoint counts.
+        assert!(endpoint("https://acme.com/api/webhooks/stripe", false).delivers_to(None));
+        assert!(!endpoint("https://acme.com/api/webhooks/stripe", true).delivers_to(None));
+        assert!(!endpoint("garbage", false).delivers_to(Some("/")));
+    }
+
+    #[test]
+    fn unfiltered_endpoints_receive_every_event() {
+        let mut e = endpoint("https://acme.com/x", false);
+        assert!(e.receives("user.created"));
+        e.event_types = Some(vec!["user.created".into()]);
+        assert!(e.receives("user.created"));
+        assert!(!e.receives("user.deleted"));
+    }
+
+    #[test]
+    fn percent_decoding_keeps_plus_and_bad_escapes() {
+        assert_eq!(percent_decode("a%2Bb+c%3D%3d"), "a+b+c==");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+}
+
+/// What the scan called, by allowlist row: reported in the completed event's `calls`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallTally {
+    pub row: u8,
+    pub name: String,
+    pub count: u32,
+    /// Outcome (`"200"`, `"429"`, `"timeout"`, ...) -> count.
+    pub outcomes: BTreeMap<String, u32>,
+}
+
+/// What the completed event says of the instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSummary {
+    /// `development`, `production`, ...
+    pub kind: String,
+    pub user_count: u64,
+    /// The primary domain's name, when there is one.
+    pub domain: Option<String>,
+}
+
+impl ClerkFacts {
+    /// The instance in three facts, for the event and the scan row.
+    pub fn summary(&self) -> InstanceSummary {
+        InstanceSummary {
+            kind: self.instance.environment.as_str().to_owned(),
+            user_count: self.user_count,
+            domain: self.primary_domain.as_ref().map(|d| d.name.clone()),
+        }
+    }
+}

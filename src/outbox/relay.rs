@@ -1,0 +1,143 @@
+//! The outbox relay. It sends unsent outbox rows to the broker with publisher confirms (persistent,
+//! mandatory) and marks them sent only after the broker confirmed and did not return them. A pass publishes
+//! its whole batch and then awaits the confirms, so a batch costs one broker round trip and one `UPDATE`.
+//! Rows left unsent by a crash are sent after restart; a failed publish waits with backoff and is tried
+//! again. Replicas share the outbox safely: rows are claimed with `FOR UPDATE SKIP LOCKED`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use lapin::types::{AMQPValue, LongString};
+use lapin::{BasicProperties, Channel};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, warn};
+use uuid::Uuid;
+
+use crate::intake::broker::{PublishError, confirmed, publish_mandatory};
+use crate::outbox::events::CONTENT_TYPE;
+use crate::store;
+use crate::store::outbox::PendingEvent;
+
+/// How many rows one pass claims.
+const BATCH: i64 = 50;
+/// How often the relay looks for rows when nobody wakes it (rows of other replicas, retries).
+const POLL_INTERVAL: Duration = Duration::from_millis(1000);
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("database: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("broker: {0}")]
+    Broker(#[source] PublishError),
+}
+
+fn event_properties(event: &PendingEvent) -> BasicProperties {
+    let mut properties = BasicProperties::default()
+        .with_content_type(CONTENT_TYPE.into())
+        .with_message_id(event.id.to_string().into())
+        .with_app_id("clerk-audit".into())
+        .with_timestamp(chrono::Utc::now().timestamp().max(0) as u64);
+    if let Some(event_type) = event.payload.get("type").and_then(|t| t.as_str()) {
+        properties = properties.with_type(event_type.into());
+    }
+    if let Some(traceparent) = traceparent(event) {
+        let mut headers = lapin::types::FieldTable::default();
+        headers.insert("traceparent".into(), AMQPValue::LongString(LongString::from(traceparent.as_bytes().to_vec())));
+        properties = properties.with_headers(headers);
+    }
+    properties
+}
+
+fn traceparent(event: &PendingEvent) -> Option<&str> {
+    event.payload.get("traceparent").and_then(|t| t.as_str())
+}
+
+/// Sends one batch of due rows; answers how many were sent. A broker failure ends the pass early (the
+/// connection is likely gone) after recording it on the rows it concerned.
+pub async fn relay_batch(pool: &Pool, channel: &Channel) -> Result<usize, RelayError> {
+    let mut client = pool.get().await?;
+    let batch = store::outbox::claim_due(&mut client, BATCH).await?;
+    let mut pending = Vec::with_capacity(batch.events.len());
+    let mut failed: Vec<(Uuid, PublishError)> = Vec::new();
+    for event in &batch.events {
+        // A serialized `Value` is valid JSON; the payload was stored from one.
+        let body = serde_json::to_vec(&event.payload).unwrap_or_default();
+        // A child of the span that stored the event (its `traceparent`), so the trace shows the publish.
+        let span = tracing::info_span!("publish", event_id = %event.id, routing_key = %event.routing_key, trace_id = tracing::field::Empty);
+        crate::ops::telemetry::continue_trace(&span, traceparent(event));
+        let published = publish_mandatory(channel, &event.exchange, &event.routing_key, &body, event_properties(event))
+            .instrument(span.clone())
+            .await;
+        match published {
+            Ok(confirm) => pending.push((event.id, confirm, span)),
+            Err(error) => {
+                failed.push((event.id, error));
+                // The channel is likely gone: the rest of the batch waits for the next pass.
+                break;
+            }
+        }
+    }
+    let mut sent = Vec::with_capacity(pending.len());
+    for (id, confirm, span) in pending {
+        match confirmed(confirm, CONFIRM_TIMEOUT).instrument(span).await {
+            Ok(()) => sent.push(id),
+            Err(error) => failed.push((id, error)),
+        }
+    }
+    batch.mark_sent(&sent).await?;
+    if !sent.is_empty() {
+        debug!(events = sent.len(), "events published");
+    }
+    let mut broker_error = None;
+    for (id, error) in failed {
+        warn!(event_id = %id, error = %error, "event not published; will retry");
+        batch.mark_failed(id, &error.to_string()).await?;
+        if matches!(error, PublishError::Broker(_)) && broker_error.is_none() {
+            broker_error = Some(error);
+        }
+    }
+    batch.commit().await?;
+    match broker_error {
+        Some(error) => Err(RelayError::Broker(error)),
+        None => Ok(sent.len()),
+    }
+}
+
+/// Runs the relay until `shutdown` fires or the broker channel is closed (the caller reconnects). A
+/// database outage or a broker that blocks publishers (confirms time out) only delays the rows.
+pub async fn run(
+    pool: Pool,
+    channel: Channel,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) -> Result<(), RelayError> {
+    loop {
+        loop {
+            match relay_batch(&pool, &channel).await {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(error @ (RelayError::Database(_) | RelayError::Pool(_))) => {
+                    warn!(error = %error, "outbox relay: database unavailable");
+                    break;
+                }
+                Err(RelayError::Broker(error)) => {
+                    if !channel.status().connected() {
+                        return Err(RelayError::Broker(error));
+                    }
+                    warn!(error = %error, "outbox relay: publish failed; will retry");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(POLL_INTERVAL) => {}
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The store: all SQL of the worker, as typed functions, one module per table group.
+//!
+//! - [`credentials`]: `clerk_credentials` (owned by the settings service; read here, written by the CLI).
+//! - [`artifacts`]: `repo_scan_artifacts` (owned by the repo scanner; read here, written by the CLI).
+//! - [`scans`]: `scans`, `check_results`, `findings`: a scan's row and its terminal transaction.
+//! - [`outbox`]: the events waiting for the relay.
+//! - [`reports`]: what `clerk-audit report` reads.
+//!
+//! This module holds the pool and the migrations. Every connection gets a `statement_timeout` and the pool
+//! a wait timeout, so a black-holed database fails a job (transiently) instead of hanging it. Callers take
+//! a pooled connection per database step and never hold one across the Clerk calls.
+
+pub mod artifacts;
+pub mod credentials;
+pub mod outbox;
+pub mod reports;
+pub mod scans;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use secrecy::ExposeSecret;
+use tokio_postgres::NoTls;
+
+use crate::configuration::DatabaseSettings;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// An arbitrary constant that serializes migrations across replicas starting together.
+const MIGRATION_LOCK_KEY: i64 = 0x000c_1e4a_0d17;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database.url (env CLERK_AUDIT_DATABASE__URL) is not a valid PostgreSQL URL: {0}")]
+    BadUrl(#[source] tokio_postgres::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database pool: {0}")]
+    Build(#[from] deadpool_postgres::BuildError),
+    #[error("database: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("migrations: {0}")]
+    Migration(#[from] refinery::Error),
+}
+
+/// Builds the pool; connections are opened lazily.
+pub fn pool(settings: &DatabaseSettings) -> Result<Pool, StoreError> {
+    let mut config = tokio_postgres::Config::from_str(settings.url.expose_secret()).map_err(StoreError::BadUrl)?;
+    let timeout = Duration::from_millis(settings.timeout_ms);
+    config.connect_timeout(timeout);
+    // Server-side timeouts cannot help when the network black-holes the connection: the kernel drops a
+    // connection whose sent data stays unacknowledged this long, so the waiting query fails instead of hanging.
+    config.tcp_user_timeout(timeout);
+    config.keepalives(true);
+    config.keepalives_idle(Duration::from_secs(30));
+    config.options(format!("-c statement_timeout={} -c lock_timeout={}", settings.timeout_ms, settings.timeout_ms));
+    config.application_name("clerk-audit");
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager)
+        .max_size(settings.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .build()
+        .map_err(StoreError::from)
+}
+
+/// Applies pending migrations, holding an advisory lock so concurrent replicas migrate one at a time.
+pub async fn migrate(pool: &Pool) -> Result<(), StoreError> {
+    let mut client = pool.get().await?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
+    let client: &mut tokio_postgres::Client = &mut client;
+    let result = embedded::migrations::runner().run_async(client).await;
+    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]).await?;
+    result.map(|_| ()).map_err(StoreError::from)
+}
+
+/// Answers whether the database answers a trivial query (readiness).
+pub async fn ping(pool: &Pool) -> bool {
+    match pool.get().await {
+        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+        Err(_) => false,
+    }
+}

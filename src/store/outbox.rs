@@ -1,0 +1,113 @@
+//! `outbox`: events stored in the transaction of the result they report, published later by the relay
+//! ([`crate::outbox::relay`]), which marks them sent once the broker confirms.
+
+use deadpool_postgres::Pool;
+use tokio_postgres::{Client, Transaction};
+use uuid::Uuid;
+
+use crate::error::JobError;
+
+/// An event to store: its id (stable per scan), where it goes and its JSON payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub id: Uuid,
+    pub exchange: String,
+    pub routing_key: &'static str,
+    pub payload: serde_json::Value,
+}
+
+/// Stores `row` for `scan_id`, inside the caller's transaction. A row with the same id already stored (a
+/// redelivered job) is left as it is.
+pub async fn insert(tx: &Transaction<'_>, scan_id: Uuid, row: &OutboxRow) -> Result<(), JobError> {
+    tx.execute(
+        "INSERT INTO outbox (id, scan_id, exchange, routing_key, payload) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (id) DO NOTHING",
+        &[&row.id, &scan_id, &row.exchange, &row.routing_key, &row.payload],
+    )
+    .await?;
+    Ok(())
+}
+
+/// An unsent row, as the relay reads it.
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    pub id: Uuid,
+    pub exchange: String,
+    pub routing_key: String,
+    pub payload: serde_json::Value,
+}
+
+/// Due rows claimed by one relay pass: locked (`FOR UPDATE SKIP LOCKED`, so replicas' relays share the
+/// backlog without sending a row twice at once) until [`ClaimedBatch::commit`].
+pub struct ClaimedBatch<'c> {
+    tx: Transaction<'c>,
+    pub events: Vec<PendingEvent>,
+}
+
+/// Claims up to `limit` due rows, oldest first.
+pub async fn claim_due(client: &mut Client, limit: i64) -> Result<ClaimedBatch<'_>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let events = tx
+        .query(
+            "SELECT id, exchange, routing_key, payload FROM outbox
+              WHERE sent_at IS NULL AND next_attempt_at <= now()
+              ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+            &[&limit],
+        )
+        .await?
+        .into_iter()
+        .map(|row| PendingEvent {
+            id: row.get("id"),
+            exchange: row.get("exchange"),
+            routing_key: row.get("routing_key"),
+            payload: row.get("payload"),
+        })
+        .collect();
+    Ok(ClaimedBatch { tx, events })
+}
+
+impl ClaimedBatch<'_> {
+    /// Marks these rows sent (the broker confirmed them).
+    pub async fn mark_sent(&self, ids: &[Uuid]) -> Result<(), tokio_postgres::Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .execute(
+                "UPDATE outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Records a failed publish; the row waits (exponentially longer, at most a minute) before the next try.
+    pub async fn mark_failed(&self, id: Uuid, error: &str) -> Result<(), tokio_postgres::Error> {
+        self.tx
+            .execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2,
+                        next_attempt_at = now() + make_interval(secs => least(60, power(2, least(attempts, 6))))
+                  WHERE id = $1",
+                &[&id, &error],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn commit(self) -> Result<(), tokio_postgres::Error> {
+        self.tx.commit().await
+    }
+}
+
+/// Rows not yet sent and the age of the oldest in seconds: the backlog ops watch.
+pub async fn backlog(pool: &Pool) -> Result<(i64, Option<f64>), crate::store::StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "SELECT count(*) AS n, extract(epoch FROM now() - min(created_at))::float8 AS oldest
+               FROM outbox WHERE sent_at IS NULL",
+            &[],
+        )
+        .await?;
+    Ok((row.get("n"), row.get("oldest")))
+}

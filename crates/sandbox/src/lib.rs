@@ -10,6 +10,9 @@
 //!   `frontend_api_url` is a host root like `https://clerk.acme.com`;
 //! - a UDP **DNS** responder answering the scenarios' CNAME records.
 //!
+//! [`start_kms`] starts a KMS stand-in (the real KMS JSON protocol, encryption context enforced; see
+//! the `kms` module) on its own listener.
+//!
 //! Ports: with `backend_port = 0` everything takes an ephemeral port. With a fixed `backend_port = P`, the
 //! Svix API listens on `P + 1` and the Frontend API of the `i`-th instance (in [`Scenario::ALL`] order) on
 //! `P + 2 + i`, so demo configuration can name them in advance.
@@ -30,6 +33,7 @@
 mod backend;
 mod dns;
 mod frontend;
+mod kms;
 mod respond;
 mod scenario;
 mod state;
@@ -58,6 +62,7 @@ pub use scenario::{
     SECRET_KEY_WEBHOOKS_NO_ENDPOINTS, SECRET_KEY_WEBHOOKS_NO_SVIX_APP, SECRET_KEY_WEBHOOKS_OTHER_PATH,
     SECRET_KEY_WEBHOOKS_PAGINATED, Scenario, WEBHOOK_ROUTE, WEBHOOK_SECRET_MATCHING, WEBHOOK_SECRET_STALE,
 };
+pub use kms::{KmsCounts, KmsStandIn, run_kms_cli, start_kms};
 pub use state::{DnsOutcome, Fault, FaultTarget, HostKind, PresentedCredential, RecordedDnsQuery, RecordedRequest};
 
 use state::{InstanceRuntime, Shared};
@@ -280,6 +285,19 @@ impl Sandbox {
         self.shared.add_fault(index, target, fault);
     }
 
+    /// Adds a fault to the chosen HTTP host(s) of every instance.
+    pub fn set_fault_everywhere(&self, target: FaultTarget, fault: Fault) {
+        for index in 0..self.shared.instances.len() {
+            self.shared.add_fault(index, target, fault.clone());
+        }
+    }
+
+    /// Turns the request and DNS logs on (the default) or off: a long benchmark or chaos run would
+    /// otherwise keep every request in memory.
+    pub fn set_recording(&self, on: bool) {
+        self.shared.set_recording(on);
+    }
+
     /// Removes every fault of every instance.
     pub fn clear_faults(&self) {
         self.shared.clear_faults();
@@ -339,7 +357,7 @@ pub async fn run_cli(config: SandboxConfig) -> anyhow::Result<()> {
 }
 
 #[cfg(unix)]
-async fn wait_for_stop_signal() -> anyhow::Result<()> {
+pub(crate) async fn wait_for_stop_signal() -> anyhow::Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         result = tokio::signal::ctrl_c() => result?,
@@ -349,7 +367,7 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
 }
 
 #[cfg(not(unix))]
-async fn wait_for_stop_signal() -> anyhow::Result<()> {
+pub(crate) async fn wait_for_stop_signal() -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

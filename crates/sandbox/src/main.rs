@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "clerk-audit-sandbox", version, about = "Clerk/Svix/DNS stand-ins for tests and demos")]
+#[command(name = "clerk-audit-sandbox", version, about = "Clerk/Svix/DNS/KMS stand-ins for tests and demos")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,6 +36,16 @@ enum Command {
 enum KmsCommand {
     /// Create a symmetric key and print its id.
     CreateKey,
+    /// Serve the fast KMS stand-in (real KMS JSON protocol, encryption context enforced) on loopback; prints
+    /// `{"endpoint_url": ...}` as one JSON line.
+    Serve {
+        /// TCP port; 0 picks a free one.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Loopback address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+    },
 }
 
 #[tokio::main]
@@ -55,6 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             clerk_audit_sandbox::run_cli(clerk_audit_sandbox::SandboxConfig { host, backend_port: port, dns_port })
                 .await
         }
+        Command::Kms { command: KmsCommand::Serve { port, host } } => clerk_audit_sandbox::run_kms_cli(host, port).await,
         Command::Kms { command: KmsCommand::CreateKey } => {
             let client = kms_client().await;
             let output = client.create_key().description("clerk-audit credentials").send().await?;

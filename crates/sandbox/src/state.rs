@@ -1,7 +1,7 @@
 //! The sandbox's shared state: instances, active faults, issued Svix tokens and the request log.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -108,6 +108,11 @@ pub enum Fault {
     Revoked,
     /// Wait `ms` before answering anything.
     Latency { ms: u64 },
+    /// Wait a random time between `min_ms` and `max_ms` (inclusive) before answering, drawn per request.
+    RandomLatency { min_ms: u64, max_ms: u64 },
+    /// Refuse a random share of requests, drawn per request: `rate_limited_permille` of them with 429 and
+    /// `Retry-After: <retry_after_secs>`, `server_error_permille` with 500. Stays until cleared.
+    Flaky { rate_limited_permille: u32, server_error_permille: u32, retry_after_secs: u64 },
     /// Never answer DNS queries for `host` (or, without `host`, for every name of the instance).
     DnsNoAnswer { host: Option<String> },
     /// Answer SERVFAIL for `host` (or every name of the instance).
@@ -213,6 +218,8 @@ pub(crate) struct Shared {
     pub dns_addr: std::net::SocketAddr,
     seq: AtomicU64,
     dns_seq: AtomicU64,
+    /// Off: requests and DNS questions are not logged (long benchmark and chaos runs).
+    recording: AtomicBool,
     inner: Mutex<Inner>,
 }
 
@@ -237,6 +244,7 @@ impl Shared {
             dns_addr,
             seq: AtomicU64::new(0),
             dns_seq: AtomicU64::new(0),
+            recording: AtomicBool::new(true),
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -302,6 +310,9 @@ impl Shared {
         status: u16,
         credential: PresentedCredential,
     ) {
+        if !self.recording.load(Ordering::Relaxed) {
+            return;
+        }
         let header = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let entry = RecordedRequest {
             seq,
@@ -319,7 +330,14 @@ impl Shared {
         self.lock().requests.push(entry);
     }
 
+    pub(crate) fn set_recording(&self, on: bool) {
+        self.recording.store(on, Ordering::Relaxed);
+    }
+
     pub(crate) fn record_dns(&self, name: String, record_type: String, instance: Option<usize>, outcome: DnsOutcome) {
+        if !self.recording.load(Ordering::Relaxed) {
+            return;
+        }
         let entry = RecordedDnsQuery {
             seq: self.dns_seq.fetch_add(1, Ordering::SeqCst),
             at: chrono::Utc::now(),
@@ -390,6 +408,22 @@ impl Shared {
             }
             match &active.fault {
                 Fault::Latency { ms } => plan.latency += Duration::from_millis(*ms),
+                Fault::RandomLatency { min_ms, max_ms } => {
+                    use rand::Rng as _;
+                    let ms = rand::rng().random_range(*min_ms..=(*max_ms).max(*min_ms));
+                    plan.latency += Duration::from_millis(ms);
+                }
+                Fault::Flaky { rate_limited_permille, server_error_permille, retry_after_secs } => {
+                    use rand::Rng as _;
+                    let draw = rand::rng().random_range(0..1000u32);
+                    if plan.rejection.is_none() {
+                        if draw < *rate_limited_permille {
+                            plan.rejection = Some(Rejection::RateLimited { retry_after_secs: *retry_after_secs });
+                        } else if draw < rate_limited_permille + server_error_permille {
+                            plan.rejection = Some(Rejection::ServerError);
+                        }
+                    }
+                }
                 Fault::SlowBody { delay_ms } => plan.slow_body = Some(Duration::from_millis(*delay_ms)),
                 rejecting if plan.rejection.is_none() => {
                     plan.rejection = Some(match rejecting {

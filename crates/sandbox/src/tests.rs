@@ -514,6 +514,48 @@ async fn server_error_clears_after_times_and_zero_means_until_cleared() {
 }
 
 #[tokio::test]
+async fn flaky_refuses_its_share_and_random_latency_still_answers() {
+    let h = harness().await;
+    let key = Some(SECRET_KEY_DEVELOPMENT);
+    h.sandbox.set_fault_everywhere(
+        FaultTarget::Any,
+        Fault::Flaky { rate_limited_permille: 1000, server_error_permille: 0, retry_after_secs: 1 },
+    );
+    let reply = h.bapi("GET", "/v1/instance", key).await;
+    assert_eq!(reply.status, 429);
+    assert_eq!(reply.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    assert_eq!(h.fapi(Scenario::ProductionOptionalMfa, "/v1/environment").await.status, 429);
+    h.sandbox.clear_faults();
+    h.sandbox.set_fault_everywhere(
+        FaultTarget::Any,
+        Fault::Flaky { rate_limited_permille: 0, server_error_permille: 1000, retry_after_secs: 1 },
+    );
+    assert_eq!(h.bapi("GET", "/v1/instance", key).await.status, 500);
+    h.sandbox.clear_faults();
+    h.sandbox.set_fault_everywhere(FaultTarget::Any, Fault::RandomLatency { min_ms: 1, max_ms: 5 });
+    h.sandbox.set_fault_everywhere(
+        FaultTarget::Any,
+        Fault::Flaky { rate_limited_permille: 0, server_error_permille: 0, retry_after_secs: 1 },
+    );
+    assert_eq!(h.bapi("GET", "/v1/instance", key).await.status, 200);
+    assert_eq!(
+        serde_json::to_value(Fault::RandomLatency { min_ms: 20, max_ms: 150 }).unwrap(),
+        json!({ "type": "random_latency", "min_ms": 20, "max_ms": 150 })
+    );
+}
+
+#[tokio::test]
+async fn recording_off_keeps_no_log() {
+    let h = harness().await;
+    h.sandbox.set_recording(false);
+    assert_eq!(h.bapi("GET", "/v1/instance", Some(SECRET_KEY_DEVELOPMENT)).await.status, 200);
+    assert!(h.sandbox.requests().is_empty());
+    h.sandbox.set_recording(true);
+    assert_eq!(h.bapi("GET", "/v1/instance", Some(SECRET_KEY_DEVELOPMENT)).await.status, 200);
+    assert_eq!(h.sandbox.requests().len(), 1);
+}
+
+#[tokio::test]
 async fn revoked_rejects_every_backend_call_until_cleared() {
     let h = harness().await;
     h.sandbox.set_fault(Scenario::ProductionOptionalMfa.as_str(), Fault::Revoked);

@@ -16,6 +16,7 @@
 //! [`pipeline`] processes one job through these steps and returns an outcome. Around it: [`startup`]
 //! wires everything, [`ops`] (health, readiness, metrics, telemetry), [`configuration`], [`error`]
 //! (transient vs permanent), [`retry`] (the one retry policy) and [`cli`] (the subcommands).
+//! [`test_hooks`] holds fault points that exist only in test builds.
 //! `docs/architecture.md` draws the flow and the rules about which module may use which crate.
 
 pub mod audit;
@@ -31,3 +32,4 @@ pub mod pipeline;
 pub mod retry;
 pub mod startup;
 pub mod store;
+pub mod test_hooks;

@@ -99,6 +99,11 @@ struct Worker {
 
 impl Worker {
     fn start(settings: &Settings, name: &str) -> Self {
+        Self::start_with_env(settings, name, &[])
+    }
+
+    /// Like [`Worker::start`], with extra environment variables (a test hook).
+    fn start_with_env(settings: &Settings, name: &str, extra: &[(&str, &str)]) -> Self {
         let log = std::env::temp_dir().join(format!("clerk-audit-delivery-{}-{name}.log", Uuid::new_v4().simple()));
         let file = std::fs::File::create(&log).expect("create the worker log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_clerk-audit"));
@@ -115,6 +120,7 @@ impl Worker {
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")
+            .envs(extra.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(file.try_clone().expect("log file"))
             .stderr(file)
@@ -552,6 +558,48 @@ async fn sigkill_after_commit_before_publish_sends_the_outbox_row_after_restart(
     assert_eq!(app.scan_status(job.scan_id).await, Some(("completed".into(), 1)));
     second.signal("TERM");
     assert_eq!(second.exit_status(Duration::from_secs(60)).await.code(), Some(0));
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 3b. A crash after the event was published, before the job was acknowledged.
+// ---------------------------------------------------------------------------------------------------
+
+/// The test hook holds the ack of the completed job and aborts the process once the broker confirmed the
+/// event, before the outbox row is marked sent: the job is committed, its event is out, the delivery is
+/// unacknowledged. After a restart the broker redelivers the job (recognised as already finished: no second
+/// scan row) and the relay publishes the event again with the same id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_publish_before_ack_redelivers_a_recognised_duplicate_with_the_same_event_id() {
+    let mut app = spawn_env_with(|_| {}).await;
+    let hook = [(clerk_audit::test_hooks::VAR, "crash_after_publish_before_ack")];
+    let mut hooked = Worker::start_with_env(&app.settings, "hooked", &hook);
+    let (_, jobs) = jobs_for(&app, Scenario::Development, 1).await;
+    enqueue_all(&app, &jobs).await;
+    let (_, first) = app.event_for(jobs[0].scan_id).await;
+    let status = hooked.exit_status(Duration::from_secs(60)).await;
+    assert!(!status.success(), "the hook aborted the worker: {status:?}");
+    assert_eq!(count(&app, "SELECT count(*) FROM outbox WHERE sent_at IS NULL").await, 1, "the row is not marked sent");
+    assert_eq!(completed_scans(&app).await, 1);
+
+    let mut restarted = Worker::start(&app.settings, "restarted");
+    let (_, second) = app.event_for(jobs[0].scan_id).await;
+    assert_eq!(first["id"], second["id"], "the duplicate event keeps its id");
+    assert_eq!(first["id"], clerk_audit::outbox::events::event_id(jobs[0].scan_id).to_string());
+    wait_until("the redelivered job is recognised as already finished", Duration::from_secs(60), || async {
+        restarted.log_text().lines().any(|line| line.contains("job done") && line.contains("duplicate"))
+    })
+    .await;
+    wait_until("the outbox row is marked sent", Duration::from_secs(60), || async {
+        count(&app, "SELECT count(*) FROM outbox WHERE sent_at IS NULL").await == 0
+    })
+    .await;
+    assert_each_completed_once(&app, &jobs).await;
+    assert_eq!(count(&app, "SELECT count(*) FROM scans").await, 1, "no second scan row");
+    assert_eq!(queue_depth(&app, &app.settings.amqp.jobs_queue).await, 0);
+    assert!(app.no_event_within(Duration::from_secs(2)).await.is_none(), "no third copy");
+    restarted.signal("TERM");
+    assert_eq!(restarted.exit_status(Duration::from_secs(60)).await.code(), Some(0));
     app.stop().await;
 }
 

@@ -72,6 +72,9 @@ impl Settler {
         };
         match result {
             Ok(()) => {
+                if matches!(outcome, JobOutcome::Completed) && crate::test_hooks::hold_ack_of_completed_jobs() {
+                    std::future::pending::<()>().await;
+                }
                 if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
                     warn!(error = %error, "ack failed; the broker will redeliver");
                 }

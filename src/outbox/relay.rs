@@ -89,6 +89,9 @@ pub async fn relay_batch(pool: &Pool, channel: &Channel) -> Result<usize, RelayE
             Err(error) => failed.push((id, error)),
         }
     }
+    if !sent.is_empty() && crate::test_hooks::crash_after_confirmed_publish() {
+        std::process::abort();
+    }
     batch.mark_sent(&sent).await?;
     if !sent.is_empty() {
         debug!(events = sent.len(), "events published");

@@ -114,7 +114,7 @@ impl OwnRabbit {
         let mut server = command_as("rabbitmq", &Path::new(RABBIT_BIN).join("rabbitmq-server"), &rabbit.env);
         server.arg("-detached");
         run(server, "rabbitmq-server -detached", Duration::from_secs(60)).await?;
-        rabbit.ctl(&["await_startup", "--timeout", "120"], Duration::from_secs(150)).await?;
+        rabbit.await_startup().await?;
         rabbit.ctl(&["enable_feature_flag", "all"], Duration::from_secs(60)).await?;
         anyhow::ensure!(wait_port(amqp_port, Duration::from_secs(30)).await, "RabbitMQ does not listen on {amqp_port}");
         Ok(rabbit)
@@ -141,7 +141,19 @@ impl OwnRabbit {
 
     pub async fn start_app(&self) -> anyhow::Result<()> {
         self.ctl(&["start_app"], Duration::from_secs(120)).await?;
-        self.ctl(&["await_startup", "--timeout", "120"], Duration::from_secs(150)).await.map(drop)
+        self.await_startup().await
+    }
+
+    /// `await_startup` refuses a node that has not registered yet: ask again until it answers.
+    async fn await_startup(&self) -> anyhow::Result<()> {
+        let end = Instant::now() + Duration::from_secs(180);
+        loop {
+            match self.ctl(&["await_startup", "--timeout", "60"], Duration::from_secs(90)).await {
+                Ok(_) => return Ok(()),
+                Err(error) if Instant::now() >= end => return Err(error.context("RabbitMQ node did not start")),
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        }
     }
 
     fn stop_now(&self) {

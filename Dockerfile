@@ -18,17 +18,22 @@ WORKDIR /build
 # 1. Dependencies only: the workspace's real manifests with empty crates. This layer is cached until a
 #    manifest or Cargo.lock changes. Then forget the empty crates' own artifacts, so step 2 always rebuilds
 #    them from the real sources (COPY keeps the sources' modification times). Only the product binary is
-#    built: the sandbox crate (test stand-ins) is a workspace member that never reaches the image.
+#    built: the sandbox and loadgen crates (test stand-ins, chaos and benchmark drivers) are workspace
+#    members that never reach the image.
 COPY Cargo.toml Cargo.lock ./
 COPY crates/repo-scan/Cargo.toml crates/repo-scan/Cargo.toml
 COPY crates/sandbox/Cargo.toml crates/sandbox/Cargo.toml
-RUN mkdir -p src crates/repo-scan/src crates/repo-scan/benches crates/sandbox/src \
+COPY crates/loadgen/Cargo.toml crates/loadgen/Cargo.toml
+RUN mkdir -p src crates/repo-scan/src crates/repo-scan/benches crates/sandbox/src crates/loadgen/src/bin \
     && printf 'fn main() {}\n' > src/main.rs \
     && : > src/lib.rs \
     && : > crates/repo-scan/src/lib.rs \
     && printf 'fn main() {}\n' > crates/repo-scan/benches/repo_scan.rs \
     && : > crates/sandbox/src/lib.rs \
     && printf 'fn main() {}\n' > crates/sandbox/src/main.rs \
+    && : > crates/loadgen/src/lib.rs \
+    && printf 'fn main() {}\n' > crates/loadgen/src/bin/chaos.rs \
+    && printf 'fn main() {}\n' > crates/loadgen/src/bin/bench.rs \
     && cargo build --release --locked --package clerk-audit --bin clerk-audit \
     && rm -rf src crates/repo-scan/src target/release/clerk-audit* target/release/deps/clerk_audit-* \
         target/release/deps/libclerk_audit-* target/release/deps/clerk_repo_scan-* \

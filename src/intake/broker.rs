@@ -128,9 +128,16 @@ pub fn delay_queue_name(amqp: &AmqpSettings, secs: u64) -> String {
 /// Declares a delay queue: no consumer; messages expire after `secs` and dead-letter straight back into
 /// the jobs queue (through the default exchange, so other consumers of the scans exchange never see
 /// retries). Idempotent; answers the queue name.
+///
+/// A quorum queue with at-least-once dead-lettering: a classic queue dead-letters at most once, so a job
+/// whose delay ran out while the broker was stopping or recovering was dropped (the chaos run lost one
+/// that way). At-least-once dead-lettering needs `reject-publish` overflow.
 pub async fn declare_delay_queue(channel: &Channel, amqp: &AmqpSettings, secs: u64) -> lapin::Result<String> {
     let name = delay_queue_name(amqp, secs);
     let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), text("quorum"));
+    args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+    args.insert("x-overflow".into(), text("reject-publish"));
     args.insert("x-message-ttl".into(), AMQPValue::LongLongInt((secs * 1000) as i64));
     args.insert("x-dead-letter-exchange".into(), text(""));
     args.insert("x-dead-letter-routing-key".into(), text(&amqp.jobs_queue));

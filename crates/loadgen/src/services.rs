@@ -12,6 +12,64 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use tokio::process::Command;
 
+/// What to stop when the driver is interrupted (a signal ends the process without running destructors).
+enum Cleanup {
+    Rabbit { node: String, env: Vec<(&'static str, String)> },
+    Postgres { bin: PathBuf, data: PathBuf },
+}
+
+static CLEANUPS: std::sync::Mutex<Vec<Cleanup>> = std::sync::Mutex::new(Vec::new());
+
+fn register(cleanup: Cleanup) {
+    CLEANUPS.lock().unwrap_or_else(|p| p.into_inner()).push(cleanup);
+}
+
+/// Stops every private server started by this process, at once and synchronously (for a signal handler;
+/// the normal path stops them when they are dropped).
+pub fn stop_all_now() {
+    let cleanups = std::mem::take(&mut *CLEANUPS.lock().unwrap_or_else(|p| p.into_inner()));
+    for cleanup in cleanups {
+        match cleanup {
+            Cleanup::Rabbit { node, env } => stop_rabbit_now(&node, &env),
+            Cleanup::Postgres { bin, data } => stop_postgres_now(&bin, &data),
+        }
+    }
+}
+
+fn stop_rabbit_now(node: &str, env: &[(&'static str, String)]) {
+    let ctl = Path::new(RABBIT_BIN).join("rabbitmqctl");
+    let mut command = if running_as_root() {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "rabbitmq", "--", "env"]);
+        for (key, value) in env {
+            c.arg(format!("{key}={value}"));
+        }
+        c.arg(ctl);
+        c
+    } else {
+        std::process::Command::new(ctl)
+    };
+    let _ = command.args(["-q", "-n", node, "stop"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+}
+
+fn stop_postgres_now(bin: &Path, data: &Path) {
+    let mut command = if running_as_root() {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin.join("pg_ctl"));
+        c
+    } else {
+        std::process::Command::new(bin.join("pg_ctl"))
+    };
+    let _ = command
+        .arg("-D")
+        .arg(data)
+        .args(["-w", "-t", "60", "stop", "-m", "immediate"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
 fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt as _;
     std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
@@ -111,6 +169,7 @@ impl OwnRabbit {
             ("RABBITMQ_PID_FILE", dir.join("pid").display().to_string()),
         ];
         let rabbit = Self { node, amqp_port, dir, env };
+        register(Cleanup::Rabbit { node: rabbit.node.clone(), env: rabbit.env.clone() });
         let mut server = command_as("rabbitmq", &Path::new(RABBIT_BIN).join("rabbitmq-server"), &rabbit.env);
         server.arg("-detached");
         run(server, "rabbitmq-server -detached", Duration::from_secs(60)).await?;
@@ -156,30 +215,11 @@ impl OwnRabbit {
         }
     }
 
-    fn stop_now(&self) {
-        let mut command = if running_as_root() {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "rabbitmq", "--", "env"]);
-            for (key, value) in &self.env {
-                c.arg(format!("{key}={value}"));
-            }
-            c.arg(Path::new(RABBIT_BIN).join("rabbitmqctl"));
-            c
-        } else {
-            std::process::Command::new(Path::new(RABBIT_BIN).join("rabbitmqctl"))
-        };
-        let _ = command
-            .args(["-q", "-n", &self.node, "stop"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
 }
 
 impl Drop for OwnRabbit {
     fn drop(&mut self) {
-        self.stop_now();
+        stop_rabbit_now(&self.node, &self.env);
     }
 }
 
@@ -214,6 +254,7 @@ impl OwnPostgres {
         initdb.arg("-D").arg(&data).args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]);
         run(initdb, "initdb", Duration::from_secs(120)).await?;
         let pg = Self { bin, data, port };
+        register(Cleanup::Postgres { bin: pg.bin.clone(), data: pg.data.clone() });
         pg.pg_ctl(&["start"]).await?;
         Ok(pg)
     }
@@ -254,20 +295,6 @@ impl OwnPostgres {
 
 impl Drop for OwnPostgres {
     fn drop(&mut self) {
-        let mut command = if running_as_root() {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(self.bin.join("pg_ctl"));
-            c
-        } else {
-            std::process::Command::new(self.bin.join("pg_ctl"))
-        };
-        let _ = command
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-w", "-t", "60", "stop", "-m", "immediate"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        stop_postgres_now(&self.bin, &self.data);
     }
 }

@@ -66,6 +66,21 @@ pub struct WorkerSpec {
     pub log_dir: PathBuf,
 }
 
+/// Pids of the workers this process started and has not reaped, for [`kill_all_now`].
+static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn forget(pid: u32) {
+    RUNNING.lock().unwrap_or_else(|p| p.into_inner()).retain(|p| *p != pid);
+}
+
+/// SIGKILLs every worker this process started and has not reaped (for a signal handler: a signal ends the
+/// process without running destructors).
+pub fn kill_all_now() {
+    for pid in std::mem::take(&mut *RUNNING.lock().unwrap_or_else(|p| p.into_inner())) {
+        let _ = std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+    }
+}
+
 /// A running (or exited) `clerk-audit worker`. Killed if dropped while running.
 pub struct WorkerProcess {
     child: Child,
@@ -101,6 +116,7 @@ impl WorkerProcess {
             .kill_on_drop(true);
         let child = command.spawn().with_context(|| format!("start {}", spec.binary.display()))?;
         let pid = child.id().context("the worker has a pid")?;
+        RUNNING.lock().unwrap_or_else(|p| p.into_inner()).push(pid);
         Ok(Self { child, pid, log })
     }
 
@@ -121,13 +137,18 @@ impl WorkerProcess {
 
     /// Waits for the process to exit, at most `deadline`; `None` if it is still running then.
     pub async fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
-        tokio::time::timeout(deadline, self.child.wait()).await.ok().and_then(Result::ok)
+        let status = tokio::time::timeout(deadline, self.child.wait()).await.ok().and_then(Result::ok);
+        if status.is_some() {
+            forget(self.pid);
+        }
+        status
     }
 
     /// SIGKILL, and reap.
     pub async fn kill(&mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
+        forget(self.pid);
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -147,6 +168,13 @@ impl WorkerProcess {
     /// CPU time used so far (user + system, from `/proc/<pid>/stat`).
     pub fn cpu_time(&self) -> Option<Duration> {
         cpu_time(self.pid)
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        // kill_on_drop ends the process.
+        forget(self.pid);
     }
 }
 

@@ -296,13 +296,37 @@ fn median(values: &mut [u64]) -> u64 {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    match run(args).await {
+    let outcome = tokio::select! {
+        outcome = run(args) => outcome,
+        () = stop_signal() => {
+            eprintln!("clerk-audit-chaos: interrupted: stopping the workers and the private services");
+            clerk_audit_loadgen::worker::kill_all_now();
+            clerk_audit_loadgen::services::stop_all_now();
+            return std::process::ExitCode::from(130);
+        }
+    };
+    match outcome {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,
         Err(error) => {
             eprintln!("clerk-audit-chaos: error: {error:#}");
             std::process::ExitCode::from(2)
         }
+    }
+}
+
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
     }
 }
 

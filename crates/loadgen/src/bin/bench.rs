@@ -1,0 +1,329 @@
+//! `clerk-audit-bench`: the whole pipeline measured from outside, through the real broker and database.
+//!
+//! Runs one `clerk-audit worker` process (the real binary) against RabbitMQ and PostgreSQL (the shared ones
+//! are fine: the run uses its own queue names and a fresh database), the sandbox at a chosen added latency
+//! and the KMS stand-in. Regimes:
+//!
+//! - `instant`, `50ms`, `150ms`: closed loop, `--in-flight` jobs outstanding at any time (a new job is
+//!   published as each event arrives), `--jobs` in all;
+//! - `backlog`: `--jobs` (default 10,000) published before the worker starts, `--in-flight` (default 256)
+//!   as the worker's concurrency; peak RSS is the figure of interest.
+//!
+//! Reports scans/s, p50/p99 job latency (the job's `requested_at` to its event received), worker CPU ms per
+//! scan (`/proc/<pid>/stat`), peak RSS (`VmHWM`). With `--floor`, also measures the floor in the same run:
+//! the same broker and database doing only consume -> one transaction -> confirmed publish -> ack (no Clerk,
+//! no KMS), implemented here with lapin and tokio-postgres, and reports the worker's throughput as a ratio
+//! of it. Timings are reported, never asserted.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use clerk_audit::intake::broker;
+use clerk_audit_loadgen::rig::{self, Endpoints, Publisher, Rig};
+use clerk_audit_loadgen::worker::{WorkerProcess, WorkerSpec, worker_env};
+use clerk_audit_sandbox::{Fault, FaultTarget};
+use futures::StreamExt as _;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use rand::SeedableRng as _;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Regime {
+    Instant,
+    #[value(name = "50ms")]
+    Latency50,
+    #[value(name = "150ms")]
+    Latency150,
+    Backlog,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "clerk-audit-bench", about = "Benchmark of the clerk-audit worker through the real broker and database")]
+struct Args {
+    #[arg(long, value_enum, default_value = "instant")]
+    regime: Regime,
+    /// Jobs in all (default: 2,000; 10,000 for the backlog regime).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Jobs outstanding (closed loop) and the worker's concurrency (default: 64; 256 for the backlog).
+    #[arg(long)]
+    in_flight: Option<u16>,
+    /// Also measure the floor (consume -> transaction -> confirmed publish -> ack).
+    #[arg(long)]
+    floor: bool,
+    /// The worker binary (default: target/release/clerk-audit).
+    #[arg(long)]
+    worker_bin: Option<PathBuf>,
+    /// PostgreSQL URL with rights to create a database.
+    #[arg(long, env = "CLERK_AUDIT_TEST_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    database_url: String,
+    #[arg(long, env = "CLERK_AUDIT_TEST_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp_url: String,
+}
+
+struct Figures {
+    scans: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Figures {
+    fn rate(&self) -> f64 {
+        self.scans as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn percentile(&self, p: f64) -> Duration {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        if sorted.is_empty() {
+            return Duration::ZERO;
+        }
+        sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("clerk-audit-bench: error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let backlog = matches!(args.regime, Regime::Backlog);
+    let jobs = args.jobs.unwrap_or(if backlog { 10_000 } else { 2_000 });
+    let in_flight = args.in_flight.unwrap_or(if backlog { 256 } else { 64 });
+    let latency_ms = match args.regime {
+        Regime::Latency50 => 50,
+        Regime::Latency150 => 150,
+        Regime::Instant | Regime::Backlog => 0,
+    };
+    let endpoints = Endpoints { admin_database_url: args.database_url.clone(), amqp_url: args.amqp_url.clone() };
+    let rig = Rig::build(&endpoints, 1, |s| {
+        s.worker.concurrency = in_flight;
+        s.database.pool_size = 16;
+    })
+    .await?;
+    if latency_ms > 0 {
+        rig.sandbox.set_fault_everywhere(FaultTarget::Any, Fault::Latency { ms: latency_ms });
+    }
+    let binary = args.worker_bin.clone().unwrap_or_else(|| rig::target_dir().join("release/clerk-audit"));
+    anyhow::ensure!(binary.exists(), "worker binary {} not found (cargo build --release --bin clerk-audit)", binary.display());
+    let log_dir = std::env::temp_dir().join(format!("clerk-audit-bench-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&log_dir)?;
+    let spec = WorkerSpec {
+        binary,
+        env: worker_env(&rig.settings, &rig::config_dir()),
+        log_filter: "warn".to_owned(),
+        log_dir: log_dir.clone(),
+    };
+
+    let result = measure_worker(&rig, &spec, jobs, in_flight, backlog).await;
+    let floor = if args.floor && result.is_ok() { Some(measure_floor(&rig, jobs, in_flight).await) } else { None };
+    rig.cleanup().await;
+    let (figures, cpu, peak_kib) = result?;
+
+    println!("==== clerk-audit-bench ({:?}, {} ms added Clerk latency) ====", args.regime, latency_ms);
+    println!("jobs:               {} ({} in flight)", figures.scans, in_flight);
+    println!("scans/s:            {:.1}", figures.rate());
+    println!("job latency p50:    {:.1} ms", figures.percentile(0.50).as_secs_f64() * 1e3);
+    println!("job latency p99:    {:.1} ms", figures.percentile(0.99).as_secs_f64() * 1e3);
+    println!("worker CPU/scan:    {:.3} ms", cpu.as_secs_f64() * 1e3 / figures.scans.max(1) as f64);
+    println!("worker peak RSS:    {:.1} MB", peak_kib as f64 / 1024.0);
+    if let Some(floor) = floor {
+        let floor = floor?;
+        println!("floor scans/s:      {:.1} (consume -> transaction -> confirmed publish -> ack)", floor.rate());
+        println!("worker / floor:     {:.1}%", 100.0 * figures.rate() / floor.rate().max(1e-9));
+    }
+    let _ = std::fs::remove_dir_all(&log_dir);
+    Ok(())
+}
+
+/// Runs the worker over `jobs` jobs; answers the figures, its CPU time and its peak RSS in KiB.
+async fn measure_worker(
+    rig: &Rig,
+    spec: &WorkerSpec,
+    jobs: usize,
+    in_flight: u16,
+    backlog: bool,
+) -> anyhow::Result<(Figures, Duration, u64)> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut publisher = Publisher::new(&rig.settings);
+    let requested: Arc<Mutex<HashMap<Uuid, chrono::DateTime<chrono::Utc>>>> = Arc::default();
+    let mut published = 0usize;
+    if backlog {
+        for _ in 0..jobs {
+            let job = rig.job(&mut rng);
+            publisher.publish(&job, Duration::from_secs(30)).await?;
+            requested.lock().await.insert(job.scan_id, job.requested_at);
+            published += 1;
+        }
+    }
+
+    let connection = broker::connect(&rig.settings.amqp, "clerk-audit bench events").await?;
+    let channel = connection.create_channel().await?;
+    let mut events = channel
+        .basic_consume(rig.capture_queue.as_str().into(), "bench".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await?;
+    let mut worker = WorkerProcess::start(spec, "bench-worker")?;
+    let cpu_before = worker.cpu_time().unwrap_or_default();
+    let start = Instant::now();
+    if !backlog {
+        for _ in 0..usize::from(in_flight).min(jobs) {
+            let mut job = rig.job(&mut rng);
+            job.requested_at = chrono::Utc::now();
+            publisher.publish(&job, Duration::from_secs(30)).await?;
+            requested.lock().await.insert(job.scan_id, job.requested_at);
+            published += 1;
+        }
+    }
+    let mut latencies = Vec::with_capacity(jobs);
+    let mut peak = 0;
+    while latencies.len() < jobs {
+        let delivery = tokio::time::timeout(Duration::from_secs(120), events.next())
+            .await
+            .context("no event for 120 s")?
+            .context("event stream closed")??;
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+        let now = chrono::Utc::now();
+        let body: serde_json::Value = serde_json::from_slice(&delivery.data)?;
+        let Some(scan) = body["data"]["scan_id"].as_str().and_then(|s| s.parse::<Uuid>().ok()) else { continue };
+        let Some(at) = requested.lock().await.remove(&scan) else { continue };
+        latencies.push((now - at).to_std().unwrap_or_default());
+        if !backlog && published < jobs {
+            let mut job = rig.job(&mut rng);
+            job.requested_at = chrono::Utc::now();
+            requested.lock().await.insert(job.scan_id, job.requested_at);
+            publisher.publish(&job, Duration::from_secs(30)).await?;
+            published += 1;
+        }
+        if latencies.len() % 256 == 0 {
+            peak = peak.max(worker.peak_rss_kib().unwrap_or(0));
+        }
+    }
+    let elapsed = start.elapsed();
+    let cpu = worker.cpu_time().unwrap_or_default().saturating_sub(cpu_before);
+    peak = peak.max(worker.peak_rss_kib().unwrap_or(0));
+    worker.signal("TERM")?;
+    if worker.wait_exit(Duration::from_secs(60)).await.is_none() {
+        worker.kill().await;
+    }
+    let _ = connection.close(200, "bench done".into()).await;
+    Ok((Figures { scans: jobs, elapsed, latencies }, cpu, peak))
+}
+
+/// The floor: consume -> one transaction (a row and an outbox-like row) -> confirmed publish -> ack, with
+/// `in_flight` messages outstanding, closed loop, on the run's broker and database.
+async fn measure_floor(rig: &Rig, jobs: usize, in_flight: u16) -> anyhow::Result<Figures> {
+    use secrecy::ExposeSecret as _;
+    let queue = format!("{}.floor", rig.capture_queue);
+    let events = format!("{}.floor.events", rig.capture_queue);
+    let connection = broker::connect(&rig.settings.amqp, "clerk-audit bench floor").await?;
+    let setup = connection.create_channel().await?;
+    let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+    for name in [&queue, &events] {
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), broker::text_value("quorum"));
+        setup.queue_declare(name.as_str().into(), durable, args).await?;
+    }
+    let mut config = deadpool_postgres::Config::new();
+    config.url = Some(rig.settings.database.url.expose_secret().to_owned());
+    config.pool = Some(deadpool_postgres::PoolConfig::new(16));
+    let pool = config.create_pool(Some(deadpool_postgres::Runtime::Tokio1), tokio_postgres::NoTls)?;
+    pool.get()
+        .await?
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS bench_floor (id uuid PRIMARY KEY, body jsonb NOT NULL, done_at timestamptz NOT NULL DEFAULT now());
+             CREATE TABLE IF NOT EXISTS bench_floor_outbox (id uuid PRIMARY KEY, payload jsonb NOT NULL, sent_at timestamptz)",
+        )
+        .await?;
+
+    let consumer_channel = connection.create_channel().await?;
+    consumer_channel.basic_qos(in_flight, BasicQosOptions::default()).await?;
+    let mut deliveries = consumer_channel
+        .basic_consume(queue.as_str().into(), "floor".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await?;
+    let confirms = broker::confirm_channel(&connection).await?;
+    let publisher = broker::confirm_channel(&connection).await?;
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+
+    let worker = {
+        let pool = pool.clone();
+        let events = events.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = deliveries.next().await {
+                let pool = pool.clone();
+                let confirms = confirms.clone();
+                let events = events.clone();
+                let done_tx = done_tx.clone();
+                tokio::spawn(async move {
+                    let result: anyhow::Result<()> = async {
+                        let body: serde_json::Value = serde_json::from_slice(&delivery.data)?;
+                        let id = Uuid::new_v4();
+                        let mut client = pool.get().await?;
+                        let tx = client.transaction().await?;
+                        tx.execute("INSERT INTO bench_floor (id, body) VALUES ($1, $2)", &[&id, &body]).await?;
+                        tx.execute("INSERT INTO bench_floor_outbox (id, payload) VALUES ($1, $2)", &[&id, &body]).await?;
+                        tx.commit().await?;
+                        drop(client);
+                        broker::publish_confirmed(&confirms, "", &events, &delivery.data, Default::default(), Duration::from_secs(10))
+                            .await?;
+                        pool.get().await?.execute("UPDATE bench_floor_outbox SET sent_at = now() WHERE id = $1", &[&id]).await?;
+                        delivery.acker.ack(BasicAckOptions::default()).await?;
+                        let sent: i64 = body["sent"].as_i64().unwrap_or_default();
+                        let now = chrono::Utc::now().timestamp_micros();
+                        let _ = done_tx.send(Duration::from_micros((now - sent).max(0) as u64));
+                        Ok(())
+                    }
+                    .await;
+                    if let Err(error) = result {
+                        eprintln!("floor: {error:#}");
+                    }
+                });
+            }
+        })
+    };
+
+    let publish = |publisher: lapin::Channel, queue: String| async move {
+        let body = serde_json::json!({ "sent": chrono::Utc::now().timestamp_micros() });
+        broker::publish_confirmed(&publisher, "", &queue, &serde_json::to_vec(&body)?, Default::default(), Duration::from_secs(10))
+            .await?;
+        anyhow::Ok(())
+    };
+    let start = Instant::now();
+    let mut published = 0;
+    for _ in 0..usize::from(in_flight).min(jobs) {
+        publish(publisher.clone(), queue.clone()).await?;
+        published += 1;
+    }
+    let mut latencies = Vec::with_capacity(jobs);
+    while latencies.len() < jobs {
+        let latency = tokio::time::timeout(Duration::from_secs(60), done_rx.recv())
+            .await
+            .context("floor: no completion for 60 s")?
+            .context("floor: consumer ended")?;
+        latencies.push(latency);
+        if published < jobs {
+            publish(publisher.clone(), queue.clone()).await?;
+            published += 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    worker.abort();
+    for name in [&queue, &events] {
+        let _ = setup.queue_delete(name.as_str().into(), Default::default()).await;
+    }
+    let _ = connection.close(200, "floor done".into()).await;
+    pool.close();
+    Ok(Figures { scans: jobs, elapsed, latencies })
+}

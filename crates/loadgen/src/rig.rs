@@ -225,8 +225,7 @@ impl Rig {
             }
             let _ = connection.close(200, "cleanup done".into()).await;
         }
-        if let Ok((client, connection)) =
-            tokio_postgres::connect(&self.admin_database_url, tokio_postgres::NoTls).await
+        if let Ok((client, connection)) = tokio_postgres::connect(&self.admin_database_url, tokio_postgres::NoTls).await
         {
             tokio::spawn(connection);
             let _ = client.execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database_name), &[]).await;
@@ -270,16 +269,9 @@ impl Publisher {
                 let properties = BasicProperties::default()
                     .with_content_type("application/json".into())
                     .with_message_id(job.scan_id.to_string().into());
-                broker::publish_confirmed(
-                    channel,
-                    &exchange,
-                    &routing_key,
-                    &body,
-                    properties,
-                    Duration::from_secs(10),
-                )
-                .await
-                .map_err(anyhow::Error::from)
+                broker::publish_confirmed(channel, &exchange, &routing_key, &body, properties, Duration::from_secs(10))
+                    .await
+                    .map_err(anyhow::Error::from)
             }
             .await;
             match result {

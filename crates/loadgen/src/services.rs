@@ -49,7 +49,12 @@ fn stop_rabbit_now(node: &str, env: &[(&'static str, String)]) {
     } else {
         std::process::Command::new(ctl)
     };
-    let _ = command.args(["-q", "-n", node, "stop"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let _ = command
+        .args(["-q", "-n", node, "stop"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 fn stop_postgres_now(bin: &Path, data: &Path) {
@@ -214,7 +219,6 @@ impl OwnRabbit {
             }
         }
     }
-
 }
 
 impl Drop for OwnRabbit {

@@ -37,7 +37,10 @@ impl Verdict {
         println!("jobs:                 {}", self.jobs);
         println!("scans completed:      {}", self.completed);
         println!("scans failed:         {}", self.failed);
-        println!("events received:      {} ({} duplicate deliveries of an id already seen)", self.events, self.duplicate_events);
+        println!(
+            "events received:      {} ({} duplicate deliveries of an id already seen)",
+            self.events, self.duplicate_events
+        );
         println!("dead-lettered jobs:   {} {:?}", self.dead_lettered, self.dead_letter_reasons);
         println!("outbox rows unsent:   {}", self.unsent_outbox);
         if self.violations.is_empty() {

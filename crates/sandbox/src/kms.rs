@@ -391,8 +391,7 @@ impl KmsState {
                 let blob = b64
                     .decode(&request.ciphertext_blob)
                     .map_err(|_| refuse("ValidationException", "CiphertextBlob is not valid base64"))?;
-                let (key_id, plaintext) =
-                    self.open(&blob, request.key_id.as_deref(), &request.encryption_context)?;
+                let (key_id, plaintext) = self.open(&blob, request.key_id.as_deref(), &request.encryption_context)?;
                 Ok(json!({
                     "Plaintext": b64.encode(plaintext),
                     "KeyId": arn(&key_id),

@@ -55,6 +55,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use kms::{KmsCounts, KmsStandIn, run_kms_cli, start_kms};
 pub use scenario::{
     SECRET_KEY_DEVELOPMENT, SECRET_KEY_PRODUCTION_MISSING_CLKMAIL, SECRET_KEY_PRODUCTION_NO_SECOND_FACTOR,
     SECRET_KEY_PRODUCTION_OPTIONAL_MFA, SECRET_KEY_PRODUCTION_REQUIRED_MFA, SECRET_KEY_WEBHOOKS_ALL_DISABLED,
@@ -62,7 +63,6 @@ pub use scenario::{
     SECRET_KEY_WEBHOOKS_NO_ENDPOINTS, SECRET_KEY_WEBHOOKS_NO_SVIX_APP, SECRET_KEY_WEBHOOKS_OTHER_PATH,
     SECRET_KEY_WEBHOOKS_PAGINATED, Scenario, WEBHOOK_ROUTE, WEBHOOK_SECRET_MATCHING, WEBHOOK_SECRET_STALE,
 };
-pub use kms::{KmsCounts, KmsStandIn, run_kms_cli, start_kms};
 pub use state::{DnsOutcome, Fault, FaultTarget, HostKind, PresentedCredential, RecordedDnsQuery, RecordedRequest};
 
 use state::{InstanceRuntime, Shared};

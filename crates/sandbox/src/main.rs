@@ -65,7 +65,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             clerk_audit_sandbox::run_cli(clerk_audit_sandbox::SandboxConfig { host, backend_port: port, dns_port })
                 .await
         }
-        Command::Kms { command: KmsCommand::Serve { port, host } } => clerk_audit_sandbox::run_kms_cli(host, port).await,
+        Command::Kms { command: KmsCommand::Serve { port, host } } => {
+            clerk_audit_sandbox::run_kms_cli(host, port).await
+        }
         Command::Kms { command: KmsCommand::CreateKey } => {
             let client = kms_client().await;
             let output = client.create_key().description("clerk-audit credentials").send().await?;

@@ -44,7 +44,10 @@ enum Regime {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "clerk-audit-bench", about = "Benchmark of the clerk-audit worker through the real broker and database")]
+#[command(
+    name = "clerk-audit-bench",
+    about = "Benchmark of the clerk-audit worker through the real broker and database"
+)]
 struct Args {
     #[arg(long, value_enum, default_value = "instant")]
     regime: Regime,
@@ -118,7 +121,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         rig.sandbox.set_fault_everywhere(FaultTarget::Any, Fault::Latency { ms: latency_ms });
     }
     let binary = args.worker_bin.clone().unwrap_or_else(|| rig::target_dir().join("release/clerk-audit"));
-    anyhow::ensure!(binary.exists(), "worker binary {} not found (cargo build --release --bin clerk-audit)", binary.display());
+    anyhow::ensure!(
+        binary.exists(),
+        "worker binary {} not found (cargo build --release --bin clerk-audit)",
+        binary.display()
+    );
     let log_dir = std::env::temp_dir().join(format!("clerk-audit-bench-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&log_dir)?;
     let spec = WorkerSpec {
@@ -173,7 +180,12 @@ async fn measure_worker(
     let connection = broker::connect(&rig.settings.amqp, "clerk-audit bench events").await?;
     let channel = connection.create_channel().await?;
     let mut events = channel
-        .basic_consume(rig.capture_queue.as_str().into(), "bench".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            rig.capture_queue.as_str().into(),
+            "bench".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
     let mut worker = WorkerProcess::start(spec, "bench-worker")?;
     let cpu_before = worker.cpu_time().unwrap_or_default();
@@ -273,12 +285,23 @@ async fn measure_floor(rig: &Rig, jobs: usize, in_flight: u16) -> anyhow::Result
                         let mut client = pool.get().await?;
                         let tx = client.transaction().await?;
                         tx.execute("INSERT INTO bench_floor (id, body) VALUES ($1, $2)", &[&id, &body]).await?;
-                        tx.execute("INSERT INTO bench_floor_outbox (id, payload) VALUES ($1, $2)", &[&id, &body]).await?;
+                        tx.execute("INSERT INTO bench_floor_outbox (id, payload) VALUES ($1, $2)", &[&id, &body])
+                            .await?;
                         tx.commit().await?;
                         drop(client);
-                        broker::publish_confirmed(&confirms, "", &events, &delivery.data, Default::default(), Duration::from_secs(10))
+                        broker::publish_confirmed(
+                            &confirms,
+                            "",
+                            &events,
+                            &delivery.data,
+                            Default::default(),
+                            Duration::from_secs(10),
+                        )
+                        .await?;
+                        pool.get()
+                            .await?
+                            .execute("UPDATE bench_floor_outbox SET sent_at = now() WHERE id = $1", &[&id])
                             .await?;
-                        pool.get().await?.execute("UPDATE bench_floor_outbox SET sent_at = now() WHERE id = $1", &[&id]).await?;
                         delivery.acker.ack(BasicAckOptions::default()).await?;
                         let sent: i64 = body["sent"].as_i64().unwrap_or_default();
                         let now = chrono::Utc::now().timestamp_micros();
@@ -296,8 +319,15 @@ async fn measure_floor(rig: &Rig, jobs: usize, in_flight: u16) -> anyhow::Result
 
     let publish = |publisher: lapin::Channel, queue: String| async move {
         let body = serde_json::json!({ "sent": chrono::Utc::now().timestamp_micros() });
-        broker::publish_confirmed(&publisher, "", &queue, &serde_json::to_vec(&body)?, Default::default(), Duration::from_secs(10))
-            .await?;
+        broker::publish_confirmed(
+            &publisher,
+            "",
+            &queue,
+            &serde_json::to_vec(&body)?,
+            Default::default(),
+            Duration::from_secs(10),
+        )
+        .await?;
         anyhow::Ok(())
     };
     let start = Instant::now();

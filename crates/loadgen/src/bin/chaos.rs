@@ -200,7 +200,8 @@ impl World {
                 let Some(mut process) = replica.process.take() else { return Ok(false) };
                 if matches!(kind, FaultKind::Kill) {
                     self.counts.kill.fetch_add(1, Ordering::Relaxed);
-                    self.timeline.note(t, format!("SIGKILL {} (pid {}), restart in {pause:.1?}", replica.name, process.pid()));
+                    self.timeline
+                        .note(t, format!("SIGKILL {} (pid {}), restart in {pause:.1?}", replica.name, process.pid()));
                     process.kill().await;
                 } else {
                     self.counts.term.fetch_add(1, Ordering::Relaxed);
@@ -341,9 +342,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mode = if args.soak { "soak" } else { "chaos" };
     println!("clerk-audit-chaos: mode {mode}, seed {seed}, run dir {}", run_dir.display());
 
-    let rabbit = OwnRabbit::start(&run_dir, &format!("clerk-audit-chaos-{}", args.amqp_port), args.amqp_port, args.dist_port)
-        .await
-        .context("private RabbitMQ node")?;
+    let rabbit =
+        OwnRabbit::start(&run_dir, &format!("clerk-audit-chaos-{}", args.amqp_port), args.amqp_port, args.dist_port)
+            .await
+            .context("private RabbitMQ node")?;
     let postgres = OwnPostgres::start(&run_dir, args.pg_port).await.context("private PostgreSQL cluster")?;
     let endpoints = Endpoints { admin_database_url: postgres.admin_url(), amqp_url: rabbit.amqp_url() };
     let concurrency = args.concurrency;
@@ -569,7 +571,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut verdict = verify(&world.rig, &jobs).await?;
     if !settled {
-        verdict.violations.insert(0, format!("the work did not settle within {}s of the fault period", args.settle_secs));
+        verdict
+            .violations
+            .insert(0, format!("the work did not settle within {}s of the fault period", args.settle_secs));
     }
     let bad_drains = world.bad_drains.load(Ordering::Relaxed);
     if bad_drains > 0 {

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -211,7 +212,7 @@ impl Settings {
             return Err(invalid("kms.region", "must not be empty"));
         }
         if !self.telemetry.otlp_endpoint.is_empty() {
-            crate::ops::telemetry::otlp_traces_url(&self.telemetry.otlp_endpoint)
+            otlp_traces_url(&self.telemetry.otlp_endpoint)
                 .map_err(|e| invalid("telemetry.otlp_endpoint", e.to_string()))?;
         }
         if !self.dns.nameserver.is_empty() {
@@ -226,6 +227,20 @@ impl Settings {
     pub fn drain_grace(&self) -> Duration {
         Duration::from_secs(self.worker.drain_grace_secs)
     }
+}
+
+/// The OTLP/HTTP traces URL for a configured endpoint: a bare collector address gets `/v1/traces`.
+pub fn otlp_traces_url(endpoint: &str) -> anyhow::Result<String> {
+    let url =
+        url::Url::parse(endpoint).with_context(|| format!("telemetry.otlp_endpoint {endpoint:?} is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        anyhow::bail!("telemetry.otlp_endpoint must be http(s), got {}", url.scheme());
+    }
+    Ok(if url.path() == "/" || url.path().is_empty() {
+        format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+    } else {
+        endpoint.to_owned()
+    })
 }
 
 #[cfg(test)]

@@ -244,7 +244,7 @@ impl ScanCalls<'_> {
 
     /// Counts a DNS lookup (allowlist row 8) with its outcome.
     pub fn tally_dns(&self, outcome: &str) {
-        self.tally(super::allowlist::row("dns.cname"), outcome.to_owned());
+        self.tally(super::allowlist::Call::DnsCname.spec(), outcome.to_owned());
     }
 
     /// The calls made so far, by row.

@@ -15,7 +15,7 @@ use clerk_audit_sandbox::Scenario;
 use serde_json::{Value, json};
 
 use crate::harness::contracts::{self, errors, parse, schema};
-use crate::harness::{project, spawn_app};
+use crate::harness::{amqp_url, cleanup_broker, project, spawn_app};
 use crate::scenarios::artifact_with_live_key;
 
 const SCHEMA_BASE: &str = "https://schemas.pulselight.dev/clerk-audit/";
@@ -421,4 +421,96 @@ fn collect_refs(value: &Value, into: &mut Vec<String>) {
         Value::Array(items) => items.iter().for_each(|item| collect_refs(item, into)),
         _ => {}
     }
+}
+
+/// The queue arguments of the document as AMQP values, the queue's name template rendered for `secs`.
+fn documented_arguments(channel: &Value, secs: u64) -> lapin::types::FieldTable {
+    let mut table = lapin::types::FieldTable::default();
+    for (name, value) in channel["x-queue-arguments"].as_object().expect("x-queue-arguments") {
+        let value = match value {
+            Value::Number(n) => lapin::types::AMQPValue::LongLongInt(n.as_i64().expect("an integer argument")),
+            Value::String(s) if s == "{delaySecs} * 1000" => lapin::types::AMQPValue::LongLongInt(secs as i64 * 1000),
+            Value::String(s) => broker::text_value(s),
+            other => panic!("argument {name} = {other}"),
+        };
+        table.insert(name.as_str().into(), value);
+    }
+    table
+}
+
+/// Declares `queue` again with `arguments`: the broker refuses (and closes the channel) when they differ from
+/// the arguments the queue was declared with.
+async fn redeclare(connection: &lapin::Connection, queue: &str, arguments: lapin::types::FieldTable) -> bool {
+    let channel = connection.create_channel().await.unwrap();
+    let options = lapin::options::QueueDeclareOptions { durable: true, ..Default::default() };
+    let equivalent = channel.queue_declare(queue.into(), options, arguments).await.is_ok();
+    let _ = channel.close(200, "".into()).await;
+    equivalent
+}
+
+/// The broker itself compares the documented queue arguments with those `declare_topology` and
+/// `declare_delay_queue` declare (under this test's own names): a redeclaration with different arguments fails.
+#[tokio::test]
+async fn the_broker_agrees_with_the_documented_queue_arguments() {
+    let document: serde_yaml::Value = serde_yaml::from_str(schema::ASYNCAPI.text).unwrap();
+    let document = yaml_to_json(document);
+    let defaults = default_settings();
+    let mut settings = defaults.clone();
+    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    settings.amqp.url = secrecy::SecretString::from(amqp_url());
+    // The document's names with this test's prefix, so the shared broker's real queues are never touched.
+    let rename = |name: &str| format!("{prefix}.{name}");
+    let amqp = &mut settings.amqp;
+    for name in [
+        &mut amqp.jobs_exchange,
+        &mut amqp.jobs_queue,
+        &mut amqp.retry_queue,
+        &mut amqp.dead_letter_exchange,
+        &mut amqp.dead_letter_queue,
+        &mut amqp.findings_exchange,
+    ] {
+        *name = rename(name);
+    }
+    let connection = broker::connect(&settings.amqp, "clerk-audit contracts test").await.expect("RabbitMQ");
+    let channel = connection.create_channel().await.unwrap();
+    broker::declare_topology(&channel, &settings.amqp, &settings.worker).await.unwrap();
+    let secs = settings.worker.retry_delay_secs * 2;
+    let delay_queue = broker::declare_delay_queue(&channel, &settings.amqp, secs).await.unwrap();
+    let _ = channel.close(200, "".into()).await;
+
+    // The documented arguments name the default exchanges and queues; here they carry the prefix.
+    let default_names = [&defaults.amqp.jobs_queue, &defaults.amqp.dead_letter_exchange];
+    let prefixed = |mut table: lapin::types::FieldTable| {
+        for (name, value) in table.inner().clone() {
+            if let lapin::types::AMQPValue::LongString(text) = &value {
+                let text = String::from_utf8_lossy(text.as_bytes()).into_owned();
+                if default_names.contains(&&text) {
+                    table.insert(name, broker::text_value(&rename(&text)));
+                }
+            }
+        }
+        table
+    };
+    let channels = &document["channels"];
+    for (channel, queue) in [
+        ("jobs", settings.amqp.jobs_queue.clone()),
+        ("deadLetterQueue", settings.amqp.dead_letter_queue.clone()),
+        ("delay", delay_queue.clone()),
+    ] {
+        let documented = prefixed(documented_arguments(&channels[channel], secs));
+        assert!(redeclare(&connection, &queue, documented.clone()).await, "{channel}: {documented:?}");
+    }
+    // A control: an argument off by one is refused, so the comparison above is real.
+    let mut wrong = prefixed(documented_arguments(&channels["jobs"], secs));
+    wrong.insert(
+        "x-delivery-limit".into(),
+        lapin::types::AMQPValue::LongLongInt(i64::from(defaults.amqp.delivery_limit) + 1),
+    );
+    assert!(!redeclare(&connection, &settings.amqp.jobs_queue, wrong).await, "a different delivery limit is refused");
+    let mut wrong = prefixed(documented_arguments(&channels["delay"], secs));
+    wrong.insert("x-message-ttl".into(), lapin::types::AMQPValue::LongLongInt(secs as i64 * 1000 + 1));
+    assert!(!redeclare(&connection, &delay_queue, wrong).await, "a different TTL is refused");
+
+    // Deletes every delay tier from `retry_delay_secs` up, the one declared here included.
+    cleanup_broker(&connection, &settings).await;
 }

@@ -287,18 +287,13 @@ fn default_settings() -> Settings {
     Settings::load_from(&dir, "local").expect("config loads")
 }
 
-fn yaml_to_json(value: serde_yaml::Value) -> Value {
-    serde_json::to_value(value).expect("the AsyncAPI document maps to JSON")
-}
-
 fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
     value.pointer(pointer).and_then(Value::as_str).unwrap_or_else(|| panic!("{pointer} is text in the document"))
 }
 
 #[test]
 fn the_asyncapi_document_names_what_the_worker_declares() {
-    let document: serde_yaml::Value = serde_yaml::from_str(schema::ASYNCAPI.text).expect("asyncapi.yaml parses");
-    let document = yaml_to_json(document);
+    let document = contracts::asyncapi();
     assert_eq!(document["asyncapi"], "3.0.0");
     let settings = default_settings();
     let (amqp, worker) = (&settings.amqp, &settings.worker);
@@ -452,8 +447,7 @@ async fn redeclare(connection: &lapin::Connection, queue: &str, arguments: lapin
 /// `declare_delay_queue` declare (under this test's own names): a redeclaration with different arguments fails.
 #[tokio::test]
 async fn the_broker_agrees_with_the_documented_queue_arguments() {
-    let document: serde_yaml::Value = serde_yaml::from_str(schema::ASYNCAPI.text).unwrap();
-    let document = yaml_to_json(document);
+    let document = contracts::asyncapi();
     let defaults = default_settings();
     let mut settings = defaults.clone();
     let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
@@ -513,4 +507,55 @@ async fn the_broker_agrees_with_the_documented_queue_arguments() {
 
     // Deletes every delay tier from `retry_delay_secs` up, the one declared here included.
     cleanup_broker(&connection, &settings).await;
+}
+
+/// Every code the worker can put in the dead-letter reason header is documented, and nothing else is.
+#[test]
+fn the_dead_letter_reason_codes_are_the_documented_ones() {
+    use clerk_audit::error::FailureReason;
+    use clerk_audit::intake::job::PoisonReason;
+    // Exhaustive matches: a new variant fails to compile here until it is documented.
+    let poison = [
+        PoisonReason::Oversized { size: 2, limit: 1 },
+        PoisonReason::MalformedJson(String::new()),
+        PoisonReason::UnknownSchema(String::new()),
+        PoisonReason::MissingField("scan_id"),
+        PoisonReason::InvalidField { field: "scan_id", problem: String::new() },
+    ];
+    for reason in &poison {
+        match reason {
+            PoisonReason::Oversized { .. }
+            | PoisonReason::MalformedJson(_)
+            | PoisonReason::UnknownSchema(_)
+            | PoisonReason::MissingField(_)
+            | PoisonReason::InvalidField { .. } => {}
+        }
+    }
+    let failures = [
+        FailureReason::CredentialNotFound,
+        FailureReason::CredentialRevoked,
+        FailureReason::CredentialUndecryptable,
+        FailureReason::ClerkKeyRejected,
+        FailureReason::ClerkUnavailable,
+        FailureReason::Internal,
+    ];
+    for reason in failures {
+        match reason {
+            FailureReason::CredentialNotFound
+            | FailureReason::CredentialRevoked
+            | FailureReason::CredentialUndecryptable
+            | FailureReason::ClerkKeyRejected
+            | FailureReason::ClerkUnavailable
+            | FailureReason::Internal => {}
+        }
+    }
+    let codes: BTreeSet<String> =
+        poison.iter().map(PoisonReason::code).chain(failures.iter().map(|r| r.code())).map(str::to_owned).collect();
+    let documented: BTreeSet<String> = contracts::dead_letter_reasons().into_iter().collect();
+    assert_eq!(codes, documented);
+    // The failed event's reason codes are the same failure codes; its schema lists them as examples.
+    let examples = &parse(schema::FAILED_DATA)["properties"]["reason"]["examples"];
+    let examples: BTreeSet<String> =
+        examples.as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_owned()).collect();
+    assert_eq!(examples, failures.iter().map(|r| r.code().to_owned()).collect::<BTreeSet<_>>());
 }

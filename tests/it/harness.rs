@@ -326,6 +326,7 @@ impl TestApp {
             .expect("stream open")
             .expect("delivery");
         delivery.acker.ack(BasicAckOptions::default()).await.unwrap();
+        contracts::assert_dead_letter(&delivery.properties);
         delivery
     }
 
@@ -478,7 +479,7 @@ pub mod contracts {
 
     pub use clerk_audit::cli::schema;
     use clerk_audit::cli::schema::Contract;
-    use clerk_audit::intake::broker::header_text;
+    use clerk_audit::intake::broker::{DETAIL_HEADER, REASON_HEADER, header_text};
     use clerk_audit::outbox::events;
     use jsonschema::{Draft, Registry, Resource, Validator};
     use lapin::BasicProperties;
@@ -549,6 +550,28 @@ pub mod contracts {
         assert_eq!(property(properties.message_id().as_ref()).as_deref(), body["id"].as_str(), "message_id");
         assert_eq!(property(properties.kind().as_ref()).as_deref(), body["type"].as_str(), "AMQP type");
         assert_eq!(header_text(properties, "traceparent").as_deref(), body["traceparent"].as_str(), "traceparent");
+    }
+
+    /// The AsyncAPI document as JSON.
+    pub fn asyncapi() -> Value {
+        let document: serde_yaml::Value = serde_yaml::from_str(schema::ASYNCAPI.text).expect("asyncapi.yaml parses");
+        serde_json::to_value(document).expect("the AsyncAPI document maps to JSON")
+    }
+
+    /// The reason codes the AsyncAPI document allows in the dead-letter reason header.
+    pub fn dead_letter_reasons() -> Vec<String> {
+        let header = &asyncapi()["components"]["messages"]["deadLetter"]["headers"]["properties"][REASON_HEADER];
+        let codes = header["enum"].as_array().expect("the reason header enumerates its codes");
+        codes.iter().map(|code| code.as_str().expect("a code is text").to_owned()).collect()
+    }
+
+    /// A dead letter the worker wrote carries a documented reason code and a bounded detail.
+    pub fn assert_dead_letter(properties: &BasicProperties) {
+        if let Some(reason) = header_text(properties, REASON_HEADER) {
+            assert!(dead_letter_reasons().contains(&reason), "undocumented {REASON_HEADER} {reason:?}");
+            let detail = header_text(properties, DETAIL_HEADER).expect("a reason comes with a detail");
+            assert!(detail.chars().count() <= 500, "{DETAIL_HEADER} is at most 500 characters");
+        }
     }
 
     /// A job body the job schema accepts must never be poison to the worker's decoder.

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use clerk_audit::audit::artifact::RepoArtifact;
+use clerk_audit::audit::artifact::{RepoArtifact, Verification};
 use clerk_audit::configuration::Settings;
 use clerk_audit::intake::broker::{self, ATTEMPT_HEADER, DETAIL_HEADER, REASON_HEADER};
 use clerk_audit::intake::job;
@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::harness::contracts::{self, errors, parse, schema};
 use crate::harness::{amqp_url, cleanup_broker, project, spawn_app};
 use crate::scenarios::artifact_with_live_key;
+use crate::webhooks::{env_secret, handler};
 
 const SCHEMA_BASE: &str = "https://schemas.pulselight.dev/clerk-audit/";
 
@@ -248,7 +249,10 @@ async fn events_of_real_scans_validate() {
     let project = project();
     let scenario = Scenario::ProductionOptionalMfa;
     let key_ref = app.connect_scenario(&project, scenario).await;
-    app.store_artifact(&project, "rs_1", &artifact_with_live_key()).await;
+    // A live key and a webhook handler that verifies nothing: findings with repo and Clerk evidence.
+    let mut artifact = artifact_with_live_key();
+    artifact.webhook_handlers = vec![handler(Verification::None, env_secret())];
+    app.store_artifact(&project, "rs_1", &artifact).await;
     let instance = app.sandbox.instance(scenario).name.clone();
     let job = app.job(&project, &instance, key_ref);
     app.enqueue(&job).await;

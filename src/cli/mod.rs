@@ -1,6 +1,7 @@
 //! The `clerk-audit` command line. Each subcommand is a thin shell over the library.
 
 pub mod report;
+pub mod schema;
 
 use anyhow::{Context, bail};
 use chrono::Utc;
@@ -34,6 +35,12 @@ pub enum Command {
     Migrate,
     /// Print the allowlist of outbound calls.
     Endpoints,
+    /// Print a machine-readable contract from contracts/: a JSON Schema (draft 2020-12) or the AsyncAPI
+    /// document. `event` is the whole completed CloudEvent.
+    Schema {
+        #[arg(value_enum)]
+        name: schema::SchemaName,
+    },
     /// Store credentials (as the platform's settings service does).
     Credentials {
         #[command(subcommand)]
@@ -122,6 +129,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{AllowlistTable}");
             Ok(())
         }
+        Command::Schema { name } => {
+            print!("{}", name.contract().text);
+            Ok(())
+        }
         Command::RepoScan { path, store: false, repo, commit, max_file_size, .. } => {
             let artifact = repo_scan_artifact(&path, repo, commit, max_file_size)?;
             println!("{}", clerk_repo_scan::to_json(&artifact));
@@ -138,7 +149,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
-        Command::Endpoints | Command::RepoScan { store: false, .. } => {
+        Command::Endpoints | Command::Schema { .. } | Command::RepoScan { store: false, .. } => {
             unreachable!("handled before configuration")
         }
         Command::RepoScan { path, store: true, project, repo_scan_id, repo, commit, max_file_size } => {

@@ -1,6 +1,8 @@
 //! The `clerk-audit` command line. Each subcommand is a thin shell over the library.
 
+pub mod audit;
 pub mod report;
+pub mod sarif;
 
 use anyhow::{Context, bail};
 use chrono::Utc;
@@ -28,6 +30,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// One-shot audit of the Clerk instance whose secret key is in CLERK_SECRET_KEY (or on stdin), with the
+    /// repo evidence of --repo; no queue, database or KMS. Exit 0: nothing at or above --fail-on; 1:
+    /// findings at or above it; 2: the audit could not run.
+    Audit(audit::AuditArgs),
     /// Run the worker: consume scan jobs until SIGTERM/SIGINT.
     Worker,
     /// Apply the database migrations.
@@ -115,9 +121,16 @@ pub enum CredentialsCommand {
     },
 }
 
-/// Entry point of the binary.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+/// Entry point of the binary: the exit code of the command, or the error that stopped it.
+pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    if let Command::Audit(args) = cli.command {
+        return Ok(audit::run(args).await);
+    }
+    run_command(cli.command).await.map(|()| std::process::ExitCode::SUCCESS)
+}
+
+async fn run_command(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Endpoints => {
             print!("{AllowlistTable}");
             Ok(())
@@ -138,7 +151,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
-        Command::Endpoints | Command::RepoScan { store: false, .. } => {
+        Command::Endpoints | Command::RepoScan { store: false, .. } | Command::Audit(_) => {
             unreachable!("handled before configuration")
         }
         Command::RepoScan { path, store: true, project, repo_scan_id, repo, commit, max_file_size } => {
@@ -215,7 +228,7 @@ async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Resu
     }
 }
 
-fn repo_scan_artifact(
+pub(crate) fn repo_scan_artifact(
     path: &std::path::Path,
     repo: Option<String>,
     commit: Option<String>,

@@ -66,6 +66,7 @@ pub async fn load(client: &Client, selector: ScanSelector<'_>) -> Result<Option<
                 fix: row.get("fix"),
                 fingerprint: row.get("fingerprint"),
                 first_seen_at: row.get("first_seen_at"),
+                lifecycle: None,
             })
         })
         .collect();

@@ -1,5 +1,6 @@
 //! Integration tests: real RabbitMQ, PostgreSQL and KMS (moto) on loopback, the project's Clerk sandbox.
 
+mod audit;
 mod cli;
 mod failures;
 mod harness;

@@ -38,7 +38,9 @@ pub const SECRET_KEY_WEBHOOKS_MATCHING: &str = "sk_live_SandboxWebhooksMatching0
 pub const SECRET_KEY_WEBHOOKS_FILTER_MISSING_EVENT: &str = "sk_live_SandboxWebhooksFilterMissingEvent0000000";
 pub const SECRET_KEY_WEBHOOKS_FILTER_COVERING: &str = "sk_live_SandboxWebhooksFilterCovering00000000000";
 pub const SECRET_KEY_WEBHOOKS_PAGINATED: &str = "sk_live_SandboxWebhooksPaginated0000000000000000";
-pub const SECRET_KEY_PRODUCTION_LAX: &str = "sk_live_SandboxProductionLax00000000000000000000";
+/// Unlike the others, shaped like a real key (no run of zeros), so that the repo extractor, which skips
+/// placeholder-looking values, reports it when a repo fixture commits it (CLERK-SECRET-LEAK-001).
+pub const SECRET_KEY_PRODUCTION_LAX: &str = "sk_live_SandboxProductionLaxQm7Kd2Rt9Wx4Pz8Lb3Nc";
 pub const SECRET_KEY_DEVELOPMENT_NEAR_CAP: &str = "sk_test_SandboxDevelopmentNearCap000000000000000";
 
 /// What a sandbox instance looks like. The serialized name (kebab-case) is also the instance's name.

@@ -59,7 +59,8 @@ pub enum Command {
         #[arg(long)]
         scan_id: Option<Uuid>,
     },
-    /// Print a scan's stored results and findings for a person (default: the project's latest scan).
+    /// Print a scan's stored results and findings for a person (default: the project's latest scan, followed
+    /// by the project's history of scans with their new, persisting and resolved findings).
     Report {
         #[arg(long)]
         scan_id: Option<Uuid>,
@@ -120,6 +121,9 @@ pub enum CredentialsCommand {
         key_ref: Uuid,
     },
 }
+
+/// How many scans `report --project` lists in its history.
+const HISTORY_LIMIT: i64 = 20;
 
 /// Entry point of the binary: the exit code of the command, or the error that stopped it.
 pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
@@ -220,8 +224,13 @@ async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Resu
                 (None, Some(project)) => ScanSelector::LatestOf(project),
                 (None, None) => bail!("give --scan-id or --project"),
             };
-            let Some(scan) = db::reports::load(&*pool.get().await?, selector).await? else { bail!("no such scan") };
+            let client = pool.get().await?;
+            let Some(scan) = db::reports::load(&client, selector).await? else { bail!("no such scan") };
             print!("{}", report::render_scan(&scan));
+            if let (None, Some(project)) = (scan_id, project.as_deref()) {
+                let history = db::reports::history(&client, project, HISTORY_LIMIT).await?;
+                print!("\n{}", report::render_history(&history));
+            }
             Ok(())
         }
         Command::Events { count, idle_secs } => outbox::watch::print_events(&settings, count, idle_secs).await,

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use crate::audit::checks::Severity;
 use crate::audit::evaluate::{CheckResult, CheckStatus, Finding};
-use crate::store::reports::StoredScan;
+use crate::store::reports::{ScanHistoryEntry, StoredScan};
 
 /// One finding as a block of lines.
 pub fn render_finding(finding: &Finding) -> String {
@@ -122,10 +122,36 @@ pub fn render_scan(scan: &StoredScan) -> String {
         out.push_str(&render_finding(finding));
         out.push('\n');
     }
+    if !scan.resolved.is_empty() {
+        out.push_str("resolved since the previous scan:\n");
+        for finding in &scan.resolved {
+            let _ = writeln!(out, "  {} - {} [{}]", finding.check_id, finding.title, finding.severity.as_str());
+        }
+        out.push('\n');
+    }
     let unevaluated = render_unevaluated(&scan.results);
     if !unevaluated.is_empty() {
         out.push_str("not evaluated:\n");
         out.push_str(&unevaluated);
+    }
+    out
+}
+
+/// A project's scans, most recent first: one line each with its new, persisting and resolved findings.
+pub fn render_history(history: &[ScanHistoryEntry]) -> String {
+    let mut out = String::from("history (most recent first):\n");
+    for entry in history {
+        let _ = writeln!(
+            out,
+            "  {}  {}  {:<9}  instance {}: {} new, {} persisting, {} resolved",
+            entry.finished_at.as_deref().unwrap_or("-"),
+            entry.id,
+            entry.status,
+            entry.instance_name,
+            entry.new,
+            entry.persisting,
+            entry.resolved
+        );
     }
     out
 }

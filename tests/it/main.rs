@@ -5,6 +5,7 @@ mod cli;
 mod failures;
 mod harness;
 mod http_layer;
+mod lifecycle;
 mod ops;
 mod poison;
 mod scenarios;

@@ -9,7 +9,6 @@ use crate::audit::evaluate::{CheckStatus, Evaluation, Finding};
 
 pub const SARIF_SCHEMA: &str =
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json";
-const INFORMATION_URI: &str = "https://github.com/pulselight/clerk-audit";
 /// The `partialFingerprints` key of a finding's stable fingerprint.
 pub const FINGERPRINT_KEY: &str = "clerkAuditFingerprint/v1";
 
@@ -161,7 +160,6 @@ pub fn render(evaluation: &Evaluation) -> Value {
                 "driver": {
                     "name": "clerk-audit",
                     "version": env!("CARGO_PKG_VERSION"),
-                    "informationUri": INFORMATION_URI,
                     "rules": rules,
                 }
             },

@@ -123,7 +123,7 @@ pub const ALLOWLIST: &[AllowedCall] = &[
         path: "/v1/environment",
         query: &[],
         auth: CallAuth::None,
-        purpose: "configured factors: user_settings, auth_config, display_config (production instances only)",
+        purpose: "sign-in factors, test mode, HIBP, lockout, CAPTCHA: user_settings, auth_config (production only)",
     },
     AllowedCall {
         row: 6,

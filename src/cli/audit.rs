@@ -184,7 +184,8 @@ async fn audit(args: AuditArgs) -> anyhow::Result<u8> {
                 traceparent: None,
             };
             let data = completed_data(&scan, &ScanHistory::default(), Utc::now());
-            serde_json::to_string_pretty(&data)? + "\n"
+            // Serialized as the relay publishes it: through a `Value`, compact.
+            serde_json::to_string(&serde_json::to_value(&data)?)? + "\n"
         }
         Format::Sarif => serde_json::to_string_pretty(&sarif::render(&evaluation))? + "\n",
     };

@@ -112,9 +112,11 @@ async fn json_is_the_completed_event_data_with_the_repo_checks() {
     assert!(output.stdout.is_empty(), "--output takes the report");
     let written = std::fs::read_to_string(&out).unwrap();
     let data: Value = serde_json::from_str(&written).unwrap();
-    // Byte-compatible with what the worker publishes: it is the same type, serialized the same way.
+    // Byte-compatible with what the worker publishes: the same type, serialized the way the relay does
+    // (the event stored as a `Value`, published with `to_vec`).
     let typed: CompletedData = serde_json::from_value(data.clone()).unwrap();
-    assert_eq!(serde_json::to_string_pretty(&typed).unwrap() + "\n", written);
+    let published = serde_json::to_vec(&serde_json::to_value(&typed).unwrap()).unwrap();
+    assert_eq!(String::from_utf8(published).unwrap() + "\n", written);
     assert_eq!(data["project_id"], "local");
     assert_eq!(data["instance"]["kind"], "production");
     assert_eq!(data["checks"].as_array().unwrap().len(), checks::ALL.len());
@@ -264,4 +266,45 @@ async fn the_audit_cannot_run_exits_2() {
     let output = run(command).await;
     assert_eq!(code(&output), 2);
     assert!(stderr(&output).contains("xml"), "{}", stderr(&output));
+}
+
+#[tokio::test]
+async fn the_one_shot_and_the_worker_agree_on_the_same_instance() {
+    let mut app = crate::harness::spawn_app().await;
+    let project = crate::harness::project();
+    let scenario = Scenario::ProductionLax;
+    let key_ref = app.connect_scenario(&project, scenario).await;
+    let instance = app.sandbox.instance(scenario).name.clone();
+    let job = app.job(&project, &instance, key_ref);
+    app.enqueue(&job).await;
+    let (_, event) = app.event_for(job.scan_id).await;
+
+    let mut command = with_key(clerk_audit(&app.sandbox), &app.sandbox, scenario);
+    command.args(["--format", "json"]);
+    let output = run(command).await;
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    let one_shot: Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    // The same checks with the same outcomes, the same findings with the same evidence and metadata; only
+    // what names the scan differs (ids, names bound into fingerprints, times).
+    let worker = &event["data"];
+    assert_eq!(one_shot["checks"], worker["checks"]);
+    assert_eq!(one_shot["instance"], worker["instance"]);
+    let comparable = |data: &Value| -> Vec<Value> {
+        data["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|finding| {
+                let mut finding = finding.clone();
+                let object = finding.as_object_mut().unwrap();
+                object.remove("fingerprint");
+                object.remove("first_seen_at");
+                finding
+            })
+            .collect()
+    };
+    assert_eq!(comparable(&one_shot), comparable(worker));
+    assert!(!comparable(worker).is_empty());
+    app.stop().await;
 }

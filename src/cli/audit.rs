@@ -187,7 +187,11 @@ async fn audit(args: AuditArgs) -> anyhow::Result<u8> {
             // Serialized as the relay publishes it: through a `Value`, compact.
             serde_json::to_string(&serde_json::to_value(&data)?)? + "\n"
         }
-        Format::Sarif => serde_json::to_string_pretty(&sarif::render(&evaluation))? + "\n",
+        Format::Sarif => {
+            let anchor = sarif::anchor(artifact.as_ref(), args.repo.as_deref());
+            let anchor = anchor.as_ref().map(|(file, line)| (file.as_str(), *line));
+            serde_json::to_string_pretty(&sarif::render(&evaluation, anchor))? + "\n"
+        }
     };
     match &args.output {
         Some(path) => std::fs::write(path, rendered).with_context(|| format!("writing {}", path.display()))?,

@@ -79,7 +79,37 @@ fn physical(file: &str, line: u32) -> Value {
     })
 }
 
-fn result(finding: &Finding, rule_index: usize) -> Value {
+/// Where a finding without repo evidence (an instance setting) is shown: GitHub code scanning refuses a
+/// result without a location, so such findings are anchored at a file of the audited repo (see
+/// [`anchor`]); the message says the problem is in the Clerk instance.
+pub type Anchor<'a> = Option<(&'a str, u32)>;
+
+/// The anchor of instance-level findings: the first place the repo configures Clerk (a key reference, by
+/// file and line), else the first of the usual project manifests that exists under `repo`.
+pub fn anchor(
+    artifact: Option<&crate::audit::artifact::RepoArtifact>,
+    repo: Option<&std::path::Path>,
+) -> Option<(String, u32)> {
+    let reference = artifact
+        .and_then(|artifact| artifact.key_references.iter().min_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line))));
+    if let Some(reference) = reference {
+        return Some((reference.file.clone(), reference.line.max(1)));
+    }
+    const MANIFESTS: &[&str] = &[
+        "package.json",
+        "go.mod",
+        "pyproject.toml",
+        "requirements.txt",
+        "Cargo.toml",
+        "Gemfile",
+        "composer.json",
+        "README.md",
+    ];
+    let repo = repo?;
+    MANIFESTS.iter().find(|name| repo.join(name).is_file()).map(|name| ((*name).to_owned(), 1))
+}
+
+fn result(finding: &Finding, rule_index: usize, anchor: Anchor<'_>) -> Value {
     let mut message = finding.title.clone();
     for sentence in [&finding.evidence.repo, &finding.evidence.clerk].into_iter().flatten() {
         message.push_str(". ");
@@ -107,12 +137,16 @@ fn result(finding: &Finding, rule_index: usize) -> Value {
         if !related.is_empty() {
             result["relatedLocations"] = Value::Array(related);
         }
+    } else if let Some((file, line)) = anchor {
+        let mut location = physical(file, line);
+        location["message"] = json!({ "text": "setting of the connected Clerk instance, not of this file" });
+        result["locations"] = json!([location]);
     }
     result
 }
 
 /// The SARIF log of an evaluation. Checks that could not be evaluated are tool notifications.
-pub fn render(evaluation: &Evaluation) -> Value {
+pub fn render(evaluation: &Evaluation, anchor: Anchor<'_>) -> Value {
     let rules: Vec<Value> = checks::ALL
         .iter()
         .map(|check| {
@@ -137,7 +171,7 @@ pub fn render(evaluation: &Evaluation) -> Value {
         .iter()
         .map(|finding| {
             let index = checks::ALL.iter().position(|check| check.meta.id == finding.check_id).unwrap_or(0);
-            result(finding, index)
+            result(finding, index, anchor)
         })
         .collect();
     let notifications: Vec<Value> = evaluation
@@ -193,6 +227,24 @@ mod tests {
     }
 
     #[test]
+    fn instance_findings_are_anchored_at_the_clerk_configuration_else_a_manifest() {
+        use crate::audit::artifact::{KeyEnvironment, KeyKind, ReferenceContext};
+        use crate::audit::checks::fixtures::{artifact, key};
+        let mut later = key(KeyKind::Publishable, KeyEnvironment::Live, ReferenceContext::Production);
+        later.file = "web/.env".into();
+        let repo = artifact(vec![later, key(KeyKind::Publishable, KeyEnvironment::Live, ReferenceContext::Production)]);
+        assert_eq!(anchor(Some(&repo), None), Some((".env.production".to_owned(), 3)));
+
+        let dir = std::env::temp_dir().join(format!("clerk-audit-anchor-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(anchor(Some(&artifact(vec![])), Some(&dir)), None);
+        std::fs::write(dir.join("go.mod"), "module x\n").unwrap();
+        assert_eq!(anchor(Some(&artifact(vec![])), Some(&dir)), Some(("go.mod".to_owned(), 1)));
+        assert_eq!(anchor(None, None), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn rule_names_are_identifiers() {
         assert_eq!(rule_name("CLERK-DEV-KEY-001"), "ClerkDevKey001");
     }
@@ -210,14 +262,18 @@ mod tests {
 
     #[test]
     fn one_rule_per_check_and_levels_from_severity() {
-        let log = render(&Evaluation {
-            results: vec![],
-            findings: vec![finding(Some("x"), json!({"file": "f", "line": 2}))],
-        });
+        let located = finding(Some("x"), json!({"file": "f", "line": 2}));
+        let clerk_only = finding(None, json!({}));
+        let log = render(&Evaluation { results: vec![], findings: vec![located, clerk_only.clone()] }, None);
         let run = &log["runs"][0];
         assert_eq!(run["tool"]["driver"]["rules"].as_array().unwrap().len(), checks::ALL.len());
         assert_eq!(run["results"][0]["level"], "error");
         assert_eq!(run["results"][0]["locations"][0]["physicalLocation"]["region"]["startLine"], 2);
+        assert!(run["results"][1].get("locations").is_none());
+        let anchored = render(&Evaluation { results: vec![], findings: vec![clerk_only] }, Some(("package.json", 1)));
+        let location = &anchored["runs"][0]["results"][0]["locations"][0];
+        assert_eq!(location["physicalLocation"]["artifactLocation"]["uri"], "package.json");
+        assert!(location["message"]["text"].as_str().unwrap().contains("Clerk instance"));
         assert_eq!(level(Severity::Warning), "warning");
         assert_eq!(level(Severity::Info), "note");
     }

@@ -169,9 +169,13 @@ async fn sarif_validates_against_the_sarif_2_1_0_schema_and_locates_repo_finding
     let location = &public["locations"][0]["physicalLocation"];
     assert_eq!(location["artifactLocation"]["uri"], ".env.production");
     assert_eq!(location["region"]["startLine"], 3);
-    // A Clerk-only finding has no repo location.
+    // An instance setting is anchored where the repo configures Clerk (code scanning wants a location).
     let test_mode = results.iter().find(|r| r["ruleId"] == "CLERK-TESTMODE-001").unwrap();
-    assert!(test_mode.get("locations").is_none());
+    let anchor = &test_mode["locations"][0];
+    assert_eq!(anchor["physicalLocation"]["artifactLocation"]["uri"], ".env.production");
+    assert_eq!(anchor["physicalLocation"]["region"]["startLine"], 1);
+    assert!(anchor["message"]["text"].as_str().unwrap().contains("Clerk instance"), "{anchor}");
+    assert!(results.iter().all(|r| r["locations"].is_array()), "every result is located");
     std::fs::remove_dir_all(&repo).unwrap();
 }
 

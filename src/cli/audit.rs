@@ -239,18 +239,21 @@ pub fn render_text(evaluation: &Evaluation, instance: &InstanceSummary, instance
         if findings.is_empty() {
             continue;
         }
-        let _ = writeln!(out, "\n{}\n", style.severity(severity, &format!("{heading} ({})", findings.len())));
+        blank_line(&mut out);
+        let _ = writeln!(out, "{}\n", style.severity(severity, &format!("{heading} ({})", findings.len())));
         for finding in findings {
             out.push_str(&render_finding_styled(finding, style));
             out.push('\n');
         }
     }
     if evaluation.findings.is_empty() {
-        out.push_str("\nNo findings.\n");
+        blank_line(&mut out);
+        out.push_str("No findings.\n");
     }
     let errors: Vec<_> = evaluation.results.iter().filter(|r| r.status == CheckStatus::Error).collect();
     if !errors.is_empty() {
-        out.push_str("\nCould not evaluate:\n");
+        blank_line(&mut out);
+        out.push_str("Could not evaluate:\n");
         for result in errors {
             let _ = writeln!(out, "  {}: {}", result.check_id, result.reason.as_deref().unwrap_or(""));
         }
@@ -258,10 +261,19 @@ pub fn render_text(evaluation: &Evaluation, instance: &InstanceSummary, instance
     let skipped: Vec<_> =
         evaluation.results.iter().filter(|r| r.status == CheckStatus::Skipped).map(|r| r.check_id.as_str()).collect();
     if !skipped.is_empty() {
-        let _ = writeln!(out, "\nSkipped (no --repo given or not applicable): {}", skipped.join(", "));
+        blank_line(&mut out);
+        let _ = writeln!(out, "Skipped (no --repo given or not applicable): {}", skipped.join(", "));
     }
-    let _ = writeln!(out, "\n{}", summary(evaluation));
+    blank_line(&mut out);
+    let _ = writeln!(out, "{}", summary(evaluation));
     out
+}
+
+/// Ends `out` with exactly one empty line, so sections are set apart once.
+fn blank_line(out: &mut String) {
+    while !out.ends_with("\n\n") {
+        out.push('\n');
+    }
 }
 
 #[cfg(test)]

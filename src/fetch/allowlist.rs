@@ -144,7 +144,7 @@ const CLERK_SVIX_URL: AllowedCall = AllowedCall {
     path: "/v1/webhooks/svix_url",
     query: &[],
     auth: CallAuth::SecretKey,
-    purpose: "short-lived Svix app-portal token (creates no Clerk configuration), for rows 6 and 7 only",
+    purpose: "short-lived Svix app-portal token (creates no Clerk configuration), for the two Svix calls only",
 };
 
 const CLERK_FRONTEND_ENVIRONMENT: AllowedCall = AllowedCall {
@@ -155,7 +155,7 @@ const CLERK_FRONTEND_ENVIRONMENT: AllowedCall = AllowedCall {
     path: "/v1/environment",
     query: &[],
     auth: CallAuth::None,
-    purpose: "configured factors: user_settings, auth_config, display_config (production instances only)",
+    purpose: "sign-in factors, test mode, HIBP, lockout, CAPTCHA: user_settings, auth_config (production only)",
 };
 
 const SVIX_LIST_ENDPOINTS: AllowedCall = AllowedCall {

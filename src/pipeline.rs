@@ -6,7 +6,7 @@
 //! the Clerk calls, so the pool size does not cap how many jobs wait on Clerk at the same time.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use deadpool_postgres::Pool;
@@ -24,7 +24,7 @@ use crate::fetch::http::{HttpLayer, ScanCalls};
 use crate::fetch::{FETCH_DEADLINE, gather};
 use crate::intake::job::{self, ScanJob};
 use crate::intake::{DeliveryInfo, JobOutcome, ProcessJob};
-use crate::ops::metrics::Metrics;
+use crate::ops::metrics::{Metrics, Stage};
 use crate::outbox::events::{self, CompletedScan, EventTarget, ScanRef};
 use crate::store::scans::{self, Committed, CompletedRecord, ScanStart};
 use crate::store::{artifacts, credentials};
@@ -73,11 +73,15 @@ pub async fn audit_instance(
     checks: &CheckSettings,
     names: (&str, &str),
 ) -> Result<InstanceAudit, JobError> {
+    let started = Instant::now();
     let facts = tokio::time::timeout(FETCH_DEADLINE, gather(calls, dns, artifact))
         .await
         .map_err(|_| JobError::transient(FailureReason::ClerkUnavailable, "fetching Clerk facts took too long"))??;
+    calls.observe_stage(Stage::Clerk, started.elapsed());
+    let started = Instant::now();
     let input = CheckInput { facts: &facts, artifact, settings: checks };
     let evaluation = evaluate(&input, names.0, names.1);
+    calls.observe_stage(Stage::Evaluate, started.elapsed());
     Ok(InstanceAudit { calls: calls.tallies(), facts, evaluation })
 }
 
@@ -88,7 +92,10 @@ fn scan_ref(job: &ScanJob) -> ScanRef<'_> {
 impl Pipeline {
     /// Processes one job. Never panics on input.
     pub async fn process(&self, body: &[u8], delivery: &DeliveryInfo) -> JobOutcome {
-        let job = match job::decode(body, self.max_job_bytes) {
+        let started = Instant::now();
+        let decoded = job::decode(body, self.max_job_bytes);
+        self.metrics.stage(Stage::Decode, started.elapsed());
+        let job = match decoded {
             Ok(job) => job,
             Err(reason) => {
                 warn!(reason = reason.code(), detail = %reason, "poison message");
@@ -196,14 +203,18 @@ impl Pipeline {
         // One connection for the three reads, returned before the Clerk calls.
         let (start, credential, artifact) = self
             .bounded(async {
+                let started = Instant::now();
                 let client = self.pool.get().await?;
                 if scans::begin(&client, job).await? == ScanStart::Finished {
                     return Ok((ScanStart::Finished, None, None));
                 }
                 let credential = credentials::load(&client, job.key_ref, &job.project_id).await?;
+                self.metrics.stage(Stage::LoadCredential, started.elapsed());
                 // Loaded before the fetch: a `whsec_` written in the repo is what allows reading a signing
                 // secret.
+                let started = Instant::now();
                 let artifact = artifacts::load(&client, &job.project_id, job.repo_scan_id.as_deref()).await?;
+                self.metrics.stage(Stage::LoadArtifact, started.elapsed());
                 Ok((ScanStart::Running { attempts: delivery.attempt }, Some(credential), artifact))
             })
             .await?;
@@ -213,7 +224,9 @@ impl Pipeline {
         };
         // The key lives only inside this block: decrypted, used for the Backend API calls, dropped.
         let InstanceAudit { facts, calls, evaluation } = {
+            let started = Instant::now();
             let key = self.kms.decrypt(&credential).await?;
+            self.metrics.stage(Stage::Decrypt, started.elapsed());
             let mut calls = self.http.session(format!("{}/{}", job.project_id, job.instance_name), &key);
             let names = (job.project_id.as_str(), job.instance_name.as_str());
             audit_instance(&mut calls, &self.dns, artifact.as_ref(), &self.checks, names).await?
@@ -232,11 +245,14 @@ impl Pipeline {
         let committed = self
             .bounded(
                 async {
+                    let started = Instant::now();
                     let mut client = self.pool.get().await?;
-                    scans::complete(&mut client, record, |history, now| {
+                    let committed = scans::complete(&mut client, record, |history, now| {
                         events::completed_event(&self.events, &published, history, now)
                     })
-                    .await
+                    .await;
+                    self.metrics.stage(Stage::Persist, started.elapsed());
+                    committed
                 }
                 .instrument(span),
             )

@@ -194,6 +194,7 @@ impl Application {
             self.pipeline.pool.clone(),
             events.clone(),
             self.pipeline.relay_wake.clone(),
+            self.metrics.clone(),
             relay_stop.clone(),
         ));
         let end = consume(jobs, copies, self.pipeline.clone(), settings, shutdown.clone()).await;
@@ -203,7 +204,7 @@ impl Application {
         if end == ConsumeEnd::Shutdown {
             // Publish what the drained jobs committed before leaving.
             let _ = tokio::time::timeout(Duration::from_secs(10), async {
-                while let Ok(n) = publish::relay_batch(&self.pipeline.pool, &events).await {
+                while let Ok(n) = publish::relay_batch(&self.pipeline.pool, &events, &self.metrics).await {
                     if n == 0 {
                         break;
                     }

@@ -252,6 +252,11 @@ impl ScanCalls<'_> {
         self.tally(super::allowlist::Call::DnsCname.spec(), outcome.to_owned());
     }
 
+    /// Times one stage of the scan in the layer's metrics.
+    pub fn observe_stage(&self, stage: crate::ops::metrics::Stage, elapsed: std::time::Duration) {
+        self.http.metrics.stage(stage, elapsed);
+    }
+
     /// The calls made so far, by row.
     pub fn tallies(&self) -> Vec<CallTally> {
         self.tallies.lock().expect("tally lock").values().cloned().collect()

@@ -19,9 +19,9 @@ pub mod dns;
 pub mod http;
 pub mod svix;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use self::allowlist::CallMethod;
 use self::clerk::{DomainsResponse, EnvironmentResponse, InstanceResponse, TotalCountResponse};
@@ -31,6 +31,7 @@ use self::svix::Portal;
 use crate::audit::artifact::RepoArtifact;
 use crate::audit::facts::{AuthSettings, ClerkFacts, DnsRecordStatus, Fact, InstanceInfo, PrimaryDomain, WebhookFacts};
 use crate::error::{FailureReason, JobError};
+use crate::ops::metrics::Stage;
 
 /// Maps a Backend API failure to the job's error.
 fn backend_failure(call: &str, error: CallError) -> JobError {
@@ -71,14 +72,18 @@ pub async fn gather(
     dns: &DnsLookup,
     artifact: Option<&RepoArtifact>,
 ) -> Result<ClerkFacts, JobError> {
-    // Rows 1-3 are independent: run them together.
-    let (instance, count, domains) = tokio::join!(
+    // Round one: rows 1-4 are independent, so they run together. Round two (below): the Frontend API, the
+    // DNS lookups and the Svix endpoint list, which need round one's answers, run together too. A scan's
+    // critical path is two sequential round trips, three when a signing secret is compared (row 7).
+    let (instance, count, domains, portal) = tokio::join!(
         get_backend::<InstanceResponse>(calls, "/v1/instance", "GET /v1/instance"),
         get_backend::<TotalCountResponse>(calls, "/v1/users/count", "GET /v1/users/count"),
         get_backend::<DomainsResponse>(calls, "/v1/domains", "GET /v1/domains"),
+        svix::portal(calls),
     );
     // A rejected key decides the job whichever call saw it first.
-    for result in [instance.as_ref().err(), count.as_ref().err(), domains.as_ref().err()].into_iter().flatten() {
+    let errors = [instance.as_ref().err(), count.as_ref().err(), domains.as_ref().err(), portal.as_ref().err()];
+    for result in errors.into_iter().flatten() {
         if result.reason() == FailureReason::ClerkKeyRejected {
             return Err(JobError::permanent(
                 FailureReason::ClerkKeyRejected,
@@ -92,10 +97,10 @@ pub async fn gather(
     let frontend_api_hosts = domains.frontend_api_hosts();
     let primary_domain = domains.primary();
     let secret_key_fingerprint = Some(calls.secret_key_fingerprint());
-    info!(environment = instance.environment.as_str(), user_count, "instance facts fetched");
+    debug!(environment = instance.environment.as_str(), user_count, "instance facts fetched");
 
-    // Row 4, once the key is known to be accepted: every instance kind (Svix serves development too).
-    let webhook_app = match svix::portal(calls).await? {
+    // Row 4 answered for every instance kind (Svix serves development too).
+    let webhook_app = match portal? {
         Portal::Access(access) => {
             let base = svix::api_base(calls.svix_api_override(), access.region.as_deref());
             calls.set_svix(base, access.token);
@@ -185,7 +190,11 @@ async fn email_records(calls: &ScanCalls<'_>, dns: &DnsLookup, domain: &PrimaryD
         calls.tally_dns(outcome);
         status
     });
+    let started = Instant::now();
     let statuses = futures::future::join_all(lookups).await;
+    if !statuses.is_empty() {
+        calls.observe_stage(Stage::Dns, started.elapsed());
+    }
     Fact::Known(statuses)
 }
 

@@ -22,7 +22,7 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::{debug, warn};
 use url::Url;
 use zeroize::Zeroize;
 
@@ -337,8 +337,13 @@ pub async fn endpoints(calls: &ScanCalls<'_>, app_id: &str, wants: &[Option<Stri
             "too many endpoints to compare secrets with; reading the first ones"
         );
     }
-    for index in wanted.into_iter().take(MAX_SECRET_READS) {
-        match read_secret_fingerprint(calls, app_id, &endpoints[index].id).await {
+    // The reads are independent: one round trip for all of them.
+    let reads = wanted.into_iter().take(MAX_SECRET_READS).map(|index| {
+        let id = &endpoints[index].id;
+        async move { (index, read_secret_fingerprint(calls, app_id, id).await) }
+    });
+    for (index, read) in futures::future::join_all(reads).await {
+        match read {
             Ok(fingerprint) => endpoints[index].secret_fingerprint = Some(fingerprint),
             Err(reason) => {
                 warn!(reason = %reason, "Svix endpoint secret unavailable");
@@ -346,7 +351,7 @@ pub async fn endpoints(calls: &ScanCalls<'_>, app_id: &str, wants: &[Option<Stri
             }
         }
     }
-    info!(endpoints = endpoints.len(), "webhook endpoints fetched");
+    debug!(endpoints = endpoints.len(), "webhook endpoints fetched");
     Fact::Known(WebhookFacts { svix_app: true, endpoints })
 }
 

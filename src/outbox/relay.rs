@@ -5,7 +5,7 @@
 //! again. Replicas share the outbox safely: rows are claimed with `FOR UPDATE SKIP LOCKED`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use lapin::types::{AMQPValue, LongString};
@@ -16,6 +16,7 @@ use tracing::{Instrument, debug, warn};
 use uuid::Uuid;
 
 use crate::intake::broker::{PublishError, confirmed, publish_mandatory};
+use crate::ops::metrics::{Metrics, Stage};
 use crate::outbox::events::CONTENT_TYPE;
 use crate::store;
 use crate::store::outbox::PendingEvent;
@@ -59,7 +60,8 @@ fn traceparent(event: &PendingEvent) -> Option<&str> {
 
 /// Sends one batch of due rows; answers how many were sent. A broker failure ends the pass early (the
 /// connection is likely gone) after recording it on the rows it concerned.
-pub async fn relay_batch(pool: &Pool, channel: &Channel) -> Result<usize, RelayError> {
+pub async fn relay_batch(pool: &Pool, channel: &Channel, metrics: &Metrics) -> Result<usize, RelayError> {
+    let started = Instant::now();
     let mut client = pool.get().await?;
     let batch = store::outbox::claim_due(&mut client, BATCH).await?;
     let mut pending = Vec::with_capacity(batch.events.len());
@@ -105,6 +107,10 @@ pub async fn relay_batch(pool: &Pool, channel: &Channel) -> Result<usize, RelayE
         }
     }
     batch.commit().await?;
+    let elapsed = started.elapsed();
+    for _ in &sent {
+        metrics.stage(Stage::Publish, elapsed);
+    }
     match broker_error {
         Some(error) => Err(RelayError::Broker(error)),
         None => Ok(sent.len()),
@@ -117,11 +123,12 @@ pub async fn run(
     pool: Pool,
     channel: Channel,
     wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<(), RelayError> {
     loop {
         loop {
-            match relay_batch(&pool, &channel).await {
+            match relay_batch(&pool, &channel, &metrics).await {
                 Ok(0) => break,
                 Ok(_) => continue,
                 Err(error @ (RelayError::Database(_) | RelayError::Pool(_))) => {

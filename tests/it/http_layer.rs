@@ -141,3 +141,72 @@ async fn rate_limit_retry_after_is_honoured_and_bodies_are_capped() {
     assert_eq!(error, CallError::BodyTooLarge(64));
     sandbox.shutdown().await;
 }
+
+/// The rounds of one scan's fetch as the sandbox's gate saw them: an ungated run first counts the calls
+/// of each round, then a gated run holds every round until all its calls are in flight together. A fetch
+/// that made any of them one after the other could not fill its group (the gate then gives up, and the
+/// group is reported unfilled).
+async fn gated_rounds(
+    scenario: Scenario,
+    artifact: Option<&clerk_audit::audit::artifact::RepoArtifact>,
+    rounds: usize,
+) -> Vec<sandbox::GateGroup> {
+    let sandbox = sandbox::start(SandboxConfig::default()).await.unwrap();
+    let http = layer(&sandbox, &settings(true)).with_svix_api_url(&sandbox.svix_api_url().to_string()).unwrap();
+    let key = key(&sandbox, scenario);
+    let dns = DnsLookup::from_settings(&clerk_audit::configuration::DnsSettings {
+        nameserver: sandbox.dns_addr().to_string(),
+        timeout_ms: 20_000,
+    })
+    .unwrap();
+    let mut calls = http.session("prj/x".into(), &key);
+    clerk_audit::fetch::gather(&mut calls, &dns, artifact).await.expect("facts");
+    let requests = sandbox.requests().len();
+    let questions = sandbox.dns_queries().len();
+    sandbox.clear_requests();
+    // Round one is rows 1-4; the last round (when there are three) is row 7 alone.
+    let mut sizes = vec![4, requests + questions - 4 - (rounds - 2)];
+    if rounds == 3 {
+        sizes.push(1);
+    }
+    sandbox.set_gate(&sandbox.instance(scenario).name, sizes);
+    let mut calls = http.session("prj/x".into(), &key);
+    clerk_audit::fetch::gather(&mut calls, &dns, artifact).await.expect("facts");
+    let report = sandbox.gate_report();
+    sandbox.shutdown().await;
+    report
+}
+
+fn sorted(members: &[String]) -> Vec<String> {
+    let mut members: Vec<String> = members.iter().map(|m| m.split("/app_").next().unwrap_or(m).to_owned()).collect();
+    members.sort();
+    members
+}
+
+#[tokio::test]
+async fn a_scan_fetches_in_two_rounds_of_calls_made_together() {
+    let report = gated_rounds(Scenario::ProductionOptionalMfa, None, 2).await;
+    assert_eq!(report.len(), 2, "{report:#?}");
+    assert!(report.iter().all(|group| group.filled), "every round's calls were in flight together: {report:#?}");
+    assert_eq!(
+        sorted(&report[0].members),
+        ["GET /v1/domains", "GET /v1/instance", "GET /v1/users/count", "POST /v1/webhooks/svix_url"],
+    );
+    let second = sorted(&report[1].members);
+    assert!(second.contains(&"GET /v1/environment".to_owned()), "{second:?}");
+    assert!(second.contains(&"GET /api/v1/app".to_owned()), "the Svix endpoint list: {second:?}");
+    assert!(second.iter().any(|m| m.starts_with("DNS clkmail.")), "{second:?}");
+    assert!(second.iter().any(|m| m.starts_with("DNS clk._domainkey.")), "{second:?}");
+}
+
+#[tokio::test]
+async fn a_signing_secret_comparison_adds_one_round() {
+    use super::webhooks::{artifact, handler, literal};
+    use clerk_audit::audit::artifact::Verification;
+    let artifact = artifact(vec![handler(Verification::Svix, literal(sandbox::WEBHOOK_SECRET_MATCHING))]);
+    let report = gated_rounds(Scenario::WebhooksMatching, Some(&artifact), 3).await;
+    assert_eq!(report.len(), 3, "{report:#?}");
+    assert!(report.iter().all(|group| group.filled), "{report:#?}");
+    assert_eq!(report[0].members.len(), 4, "{report:#?}");
+    assert!(report[2].members[0].ends_with("/secret"), "{report:#?}");
+}

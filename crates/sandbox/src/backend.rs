@@ -67,6 +67,9 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         }
     };
 
+    if let Some(index) = instance {
+        shared.gate.pass(index, || format!("{method} {}", uri.path())).await;
+    }
     shared.record(seq, HostKind::BackendApi, &head, instance, answer.status.as_u16(), credential);
     if !plan.latency.is_zero() {
         tokio::time::sleep(plan.latency).await;

@@ -62,6 +62,8 @@ pub(crate) async fn serve(
     table: DnsTable,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let socket = Arc::new(socket);
+    let table = Arc::new(table);
     let mut buffer = vec![0u8; 4096];
     loop {
         let (length, peer) = tokio::select! {
@@ -71,10 +73,33 @@ pub(crate) async fn serve(
             },
             _ = shutdown.changed() => return,
         };
+        // A question the gate holds is answered from its own task, so the others keep flowing.
+        if let Some((instance, name)) = gated_question(&shared, &table, &buffer[..length]) {
+            let (shared, table, socket) = (shared.clone(), table.clone(), socket.clone());
+            let datagram = buffer[..length].to_vec();
+            tokio::spawn(async move {
+                shared.gate.pass(instance, || format!("DNS {name}")).await;
+                if let Some(reply) = respond(&shared, &table, &datagram) {
+                    let _ = socket.send_to(&reply, peer).await;
+                }
+            });
+            continue;
+        }
         if let Some(reply) = respond(&shared, &table, &buffer[..length]) {
             let _ = socket.send_to(&reply, peer).await;
         }
     }
+}
+
+/// The instance and name of a question about an instance whose requests the gate holds now.
+fn gated_question(shared: &Shared, table: &DnsTable, datagram: &[u8]) -> Option<(usize, String)> {
+    if !shared.gate.armed() {
+        return None;
+    }
+    let request = Message::from_vec(datagram).ok()?;
+    let name = normalize_dns_name(&request.queries.first()?.name().to_ascii());
+    let instance = table.records.get(&name).map(|(index, _, _)| *index).or(table.zone_of(&name).map(|(_, i)| i))?;
+    shared.gate.holds(instance).then_some((instance, name))
 }
 
 /// The reply to one datagram, or `None` to stay silent.

@@ -40,6 +40,7 @@ async fn handle(State(state): State<FrontendState>, method: Method, uri: Uri, he
             _ => respond::clerk_not_found(),
         },
     };
+    shared.gate.pass(instance, || format!("{method} {}", uri.path())).await;
     shared.record(seq, HostKind::FrontendApi, &head, Some(instance), answer.status.as_u16(), credential);
     if !plan.latency.is_zero() {
         tokio::time::sleep(plan.latency).await;

@@ -33,6 +33,7 @@
 mod backend;
 mod dns;
 mod frontend;
+mod gate;
 mod kms;
 mod respond;
 mod scenario;
@@ -55,6 +56,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use gate::{GATE_GIVE_UP, GateGroup};
 pub use kms::{KmsCounts, KmsStandIn, run_kms_cli, start_kms};
 pub use scenario::{
     SECRET_KEY_DEVELOPMENT, SECRET_KEY_DEVELOPMENT_NEAR_CAP, SECRET_KEY_PRODUCTION_LAX,
@@ -297,6 +299,23 @@ impl Sandbox {
     /// otherwise keep every request in memory.
     pub fn set_recording(&self, on: bool) {
         self.shared.set_recording(on);
+    }
+
+    /// Arms the rendezvous gate for one instance: its requests (HTTP on any host, and DNS questions about
+    /// its names) are held in groups of these sizes, each group answered only once it is full (see
+    /// [`GateGroup`]; a group that does not fill within [`GATE_GIVE_UP`] is released and reported unfilled).
+    /// Proves which calls a client makes at the same time. Panics on an unknown instance name.
+    pub fn set_gate(&self, instance_name: &str, group_sizes: Vec<usize>) {
+        let index = self
+            .shared
+            .instance_by_name(instance_name)
+            .unwrap_or_else(|| panic!("sandbox: no instance named `{instance_name}`"));
+        self.shared.gate.arm(index, group_sizes, GATE_GIVE_UP);
+    }
+
+    /// The groups the gate formed so far, in order (an unfilled open group last).
+    pub fn gate_report(&self) -> Vec<GateGroup> {
+        self.shared.gate.report()
     }
 
     /// Removes every fault of every instance.

@@ -221,6 +221,8 @@ pub(crate) struct Shared {
     /// Off: requests and DNS questions are not logged (long benchmark and chaos runs).
     recording: AtomicBool,
     inner: Mutex<Inner>,
+    /// Holds an instance's requests in groups (see the `gate` module).
+    pub gate: super::gate::Gate,
 }
 
 /// The parts of a request the log keeps.
@@ -246,6 +248,7 @@ impl Shared {
             dns_seq: AtomicU64::new(0),
             recording: AtomicBool::new(true),
             inner: Mutex::new(Inner::default()),
+            gate: super::gate::Gate::default(),
         }
     }
 

@@ -239,7 +239,7 @@ MUTATIONS = [
     ("deployment.yaml", "secretKeyRef:\n                  name: clerk-audit\n                  key: amqp-url",
      "secretKeyRef:\n                  name: clerk-audit", "key"),
     ("poddisruptionbudget.yaml", "maxUnavailable: 1", "minAvailable: 1", "minAvailable"),
-    ("scaledobject.yaml", 'value: "4"', "value: 4", "value"),
+    ("scaledobject.yaml", 'value: "64"', "value: 64", "value"),
     ("scaledobject.yaml", "        protocol: http", "        protocol: amqp", "protocol"),
     ("scaledobject.yaml", 'excludeUnacknowledged: "false"', 'excludeUnacknowledged: "true"', "unacknowledged"),
     ("scaledobject.yaml", "queueName: clerk-audit.jobs", "queueName: clerk-audit.job", "queueName"),

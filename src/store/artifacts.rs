@@ -11,27 +11,25 @@ use crate::intake::job::ProjectId;
 /// Loads the artifact: the job's `repo_scan_id`, else the project's latest. A stored artifact that does not
 /// parse is treated as absent (and logged), since a retry cannot fix it.
 pub async fn load(
-    client: &Client,
+    client: &deadpool_postgres::Client,
     project_id: &ProjectId,
     repo_scan_id: Option<&str>,
 ) -> Result<Option<RepoArtifact>, JobError> {
     let row = match repo_scan_id {
         Some(id) => {
-            client
-                .query_opt(
-                    "SELECT artifact FROM repo_scan_artifacts WHERE project_id = $1 AND repo_scan_id = $2",
-                    &[&project_id.as_str(), &id],
-                )
-                .await?
+            let statement = client
+                .prepare_cached("SELECT artifact FROM repo_scan_artifacts WHERE project_id = $1 AND repo_scan_id = $2")
+                .await?;
+            client.query_opt(&statement, &[&project_id.as_str(), &id]).await?
         }
         None => {
-            client
-                .query_opt(
+            let statement = client
+                .prepare_cached(
                     "SELECT artifact FROM repo_scan_artifacts WHERE project_id = $1
                      ORDER BY created_at DESC, repo_scan_id DESC LIMIT 1",
-                    &[&project_id.as_str()],
                 )
-                .await?
+                .await?;
+            client.query_opt(&statement, &[&project_id.as_str()]).await?
         }
     };
     let Some(row) = row else { return Ok(None) };

@@ -10,14 +10,18 @@ use crate::error::{FailureReason, JobError};
 use crate::intake::job::{InstanceName, ProjectId};
 
 /// Loads the credential `key_ref` of `project_id`; missing, other project's and revoked rows are permanent.
-pub async fn load(client: &Client, key_ref: Uuid, project_id: &ProjectId) -> Result<StoredCredential, JobError> {
-    let row = client
-        .query_opt(
+pub async fn load(
+    client: &deadpool_postgres::Client,
+    key_ref: Uuid,
+    project_id: &ProjectId,
+) -> Result<StoredCredential, JobError> {
+    let statement = client
+        .prepare_cached(
             "SELECT ciphertext, kms_key_id, revoked_at IS NOT NULL AS revoked
                FROM clerk_credentials WHERE id = $1 AND project_id = $2",
-            &[&key_ref, &project_id.as_str()],
         )
         .await?;
+    let row = client.query_opt(&statement, &[&key_ref, &project_id.as_str()]).await?;
     let Some(row) = row else {
         return Err(JobError::permanent(
             FailureReason::CredentialNotFound,

@@ -18,13 +18,14 @@ pub struct OutboxRow {
 
 /// Stores `row` for `scan_id`, inside the caller's transaction. A row with the same id already stored (a
 /// redelivered job) is left as it is.
-pub async fn insert(tx: &Transaction<'_>, scan_id: Uuid, row: &OutboxRow) -> Result<(), JobError> {
-    tx.execute(
-        "INSERT INTO outbox (id, scan_id, exchange, routing_key, payload) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (id) DO NOTHING",
-        &[&row.id, &scan_id, &row.exchange, &row.routing_key, &row.payload],
-    )
-    .await?;
+pub async fn insert(tx: &deadpool_postgres::Transaction<'_>, scan_id: Uuid, row: &OutboxRow) -> Result<(), JobError> {
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO outbox (id, scan_id, exchange, routing_key, payload) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .await?;
+    tx.execute(&statement, &[&row.id, &scan_id, &row.exchange, &row.routing_key, &row.payload]).await?;
     Ok(())
 }
 

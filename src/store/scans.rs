@@ -2,10 +2,14 @@
 //! findings and the outbox row of its event. The scan row is also the idempotency guard: a scan that reached
 //! a terminal status is never processed again, and the terminal transaction takes the row lock, so of two
 //! workers racing on one scan exactly one commits.
+//!
+//! The statements of a job's path are prepared once per pooled connection (`prepare_cached`), so each costs
+//! one round trip instead of two, and a scan's check results and findings are each stored by one statement
+//! (`unnest` over arrays), whatever their number.
 
 use chrono::{DateTime, Utc};
+use deadpool_postgres::Client;
 use tokio_postgres::types::Json;
-use tokio_postgres::{Client, Transaction};
 use uuid::Uuid;
 
 use crate::audit::evaluate::{Evaluation, Finding, Lifecycle};
@@ -33,19 +37,28 @@ pub enum Committed {
     AlreadyFinished,
 }
 
-const INSERT_SCAN: &str =
-    "INSERT INTO scans (id, project_id, instance_name, key_ref, repo_scan_id, status, attempts, requested_at)
-     VALUES ($1, $2, $3, $4, $5, 'running', 1, $6)";
+macro_rules! insert_scan {
+    () => {
+        "INSERT INTO scans (id, project_id, instance_name, key_ref, repo_scan_id, status, attempts, requested_at)
+         VALUES ($1, $2, $3, $4, $5, 'running', 1, $6)"
+    };
+}
+
+const BEGIN_SCAN: &str = concat!(
+    insert_scan!(),
+    " ON CONFLICT (id) DO UPDATE
+       SET attempts = scans.attempts + CASE WHEN scans.status = 'running' THEN 1 ELSE 0 END
+     RETURNING status, attempts"
+);
+
+const ENSURE_SCAN: &str = concat!(insert_scan!(), " ON CONFLICT (id) DO NOTHING");
 
 /// Registers an attempt at `job`'s scan.
 pub async fn begin(client: &Client, job: &ScanJob) -> Result<ScanStart, JobError> {
+    let statement = client.prepare_cached(BEGIN_SCAN).await?;
     let row = client
         .query_one(
-            &format!(
-                "{INSERT_SCAN} ON CONFLICT (id) DO UPDATE
-                   SET attempts = scans.attempts + CASE WHEN scans.status = 'running' THEN 1 ELSE 0 END
-                 RETURNING status, attempts"
-            ),
+            &statement,
             &[
                 &job.scan_id,
                 &job.project_id.as_str(),
@@ -66,7 +79,7 @@ pub async fn begin(client: &Client, job: &ScanJob) -> Result<ScanStart, JobError
 pub async fn ensure(client: &Client, job: &ScanJob) -> Result<(), JobError> {
     client
         .execute(
-            &format!("{INSERT_SCAN} ON CONFLICT (id) DO NOTHING"),
+            ENSURE_SCAN,
             &[
                 &job.scan_id,
                 &job.project_id.as_str(),
@@ -81,41 +94,50 @@ pub async fn ensure(client: &Client, job: &ScanJob) -> Result<(), JobError> {
 }
 
 /// Locks the scan row; answers whether it is still running.
-async fn lock_running(tx: &Transaction<'_>, scan_id: Uuid) -> Result<bool, JobError> {
-    let row = tx.query_opt("SELECT status FROM scans WHERE id = $1 FOR UPDATE", &[&scan_id]).await?;
+async fn lock_running(tx: &deadpool_postgres::Transaction<'_>, scan_id: Uuid) -> Result<bool, JobError> {
+    let statement = tx.prepare_cached("SELECT status FROM scans WHERE id = $1 FOR UPDATE").await?;
+    let row = tx.query_opt(&statement, &[&scan_id]).await?;
     Ok(row.is_some_and(|row| row.get::<_, String>("status") == "running"))
 }
 
 /// What earlier completed scans of the same project and instance say of `fingerprints` (read under the row
 /// lock).
-async fn history(tx: &Transaction<'_>, job: &ScanJob, fingerprints: &[&str]) -> Result<ScanHistory, JobError> {
+async fn history(
+    tx: &deadpool_postgres::Transaction<'_>,
+    job: &ScanJob,
+    fingerprints: &[&str],
+) -> Result<ScanHistory, JobError> {
     let project = job.project_id.as_str();
     let instance = job.instance_name.as_str();
     // A finding keeps the time it was first seen in any completed scan of the project and instance.
-    let first_seen = tx
-        .query(
+    let statement = tx
+        .prepare_cached(
             "SELECT f.fingerprint, min(f.first_seen_at) AS first_seen_at
                FROM findings f JOIN scans s ON s.id = f.scan_id
               WHERE s.project_id = $1 AND s.instance_name = $2 AND s.status = 'completed'
                 AND f.fingerprint = ANY($3)
               GROUP BY f.fingerprint",
-            &[&project, &instance, &fingerprints],
         )
+        .await?;
+    let first_seen = tx
+        .query(&statement, &[&project, &instance, &fingerprints])
         .await?
         .into_iter()
         .map(|row| (row.get("fingerprint"), row.get("first_seen_at")))
         .collect();
     // What the previous completed scan reported (its resolved rows are not findings of that scan).
-    let previous = tx
-        .query(
+    let statement = tx
+        .prepare_cached(
             "SELECT check_id, severity, pillar, title, evidence, why, fix, fingerprint, first_seen_at, lifecycle
                FROM findings
               WHERE lifecycle <> 'resolved' AND scan_id = (
                 SELECT id FROM scans
                  WHERE project_id = $1 AND instance_name = $2 AND status = 'completed' AND id <> $3
                  ORDER BY finished_at DESC LIMIT 1)",
-            &[&project, &instance, &job.scan_id],
         )
+        .await?;
+    let previous = tx
+        .query(&statement, &[&project, &instance, &job.scan_id])
         .await?
         .iter()
         .filter_map(finding_of_row)
@@ -168,20 +190,26 @@ pub async fn complete(
     let history = history(&tx, job, &fingerprints).await?;
 
     let duration_ms = (now - record.started_at).num_milliseconds();
-    tx.execute(
-        "UPDATE scans SET status = 'completed', finished_at = $2, duration_ms = $3, instance_summary = $4,
-                          calls = $5, error_code = NULL, error_message = NULL
-          WHERE id = $1",
-        &[&job.scan_id, &now, &duration_ms, &Json(record.instance), &Json(record.calls)],
-    )
-    .await?;
-    for result in &record.evaluation.results {
-        tx.execute(
-            "INSERT INTO check_results (scan_id, check_id, status, reason) VALUES ($1, $2, $3, $4)",
-            &[&job.scan_id, &result.check_id, &result.status.as_str(), &result.reason],
+    let statement = tx
+        .prepare_cached(
+            "UPDATE scans SET status = 'completed', finished_at = $2, duration_ms = $3, instance_summary = $4,
+                              calls = $5, error_code = NULL, error_message = NULL
+              WHERE id = $1",
         )
         .await?;
-    }
+    tx.execute(&statement, &[&job.scan_id, &now, &duration_ms, &Json(record.instance), &Json(record.calls)]).await?;
+    // Every check result in one statement.
+    let results = &record.evaluation.results;
+    let check_ids: Vec<&str> = results.iter().map(|r| r.check_id.as_str()).collect();
+    let statuses: Vec<&str> = results.iter().map(|r| r.status.as_str()).collect();
+    let reasons: Vec<Option<&str>> = results.iter().map(|r| r.reason.as_deref()).collect();
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO check_results (scan_id, check_id, status, reason)
+             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[])",
+        )
+        .await?;
+    tx.execute(&statement, &[&job.scan_id, &check_ids, &statuses, &reasons]).await?;
     let resolved = history.resolved_findings(fingerprints.iter().copied());
     let current = record.evaluation.findings.iter().map(|finding| {
         (finding, history.first_seen_at(&finding.fingerprint, now), history.lifecycle(&finding.fingerprint))
@@ -195,23 +223,42 @@ pub async fn complete(
             .map_or(now, |t| t.with_timezone(&Utc));
         (finding, first_seen, Lifecycle::Resolved)
     });
-    for (finding, first_seen_at, lifecycle) in current.chain(gone) {
+    // Every finding (current and resolved) in one statement, one array per column.
+    let rows: Vec<_> = current.chain(gone).collect();
+    if !rows.is_empty() {
+        let fingerprints: Vec<&str> = rows.iter().map(|(f, _, _)| f.fingerprint.as_str()).collect();
+        let check_ids: Vec<&str> = rows.iter().map(|(f, _, _)| f.check_id.as_str()).collect();
+        let severities: Vec<&str> = rows.iter().map(|(f, _, _)| f.severity.as_str()).collect();
+        let pillars: Vec<&str> = rows.iter().map(|(f, _, _)| f.pillar.as_str()).collect();
+        let titles: Vec<&str> = rows.iter().map(|(f, _, _)| f.title.as_str()).collect();
+        let evidence: Vec<Json<_>> = rows.iter().map(|(f, _, _)| Json(&f.evidence)).collect();
+        let whys: Vec<&str> = rows.iter().map(|(f, _, _)| f.why.as_str()).collect();
+        let fixes: Vec<&str> = rows.iter().map(|(f, _, _)| f.fix.as_str()).collect();
+        let first_seen: Vec<DateTime<Utc>> = rows.iter().map(|(_, at, _)| *at).collect();
+        let lifecycles: Vec<&str> = rows.iter().map(|(_, _, lifecycle)| lifecycle.as_str()).collect();
+        let statement = tx
+            .prepare_cached(
+                "INSERT INTO findings
+                        (scan_id, fingerprint, check_id, severity, pillar, title, evidence, why, fix, first_seen_at,
+                         lifecycle)
+                 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
+                                          $8::text[], $9::text[], $10::timestamptz[], $11::text[])",
+            )
+            .await?;
         tx.execute(
-            "INSERT INTO findings
-                    (scan_id, fingerprint, check_id, severity, pillar, title, evidence, why, fix, first_seen_at, lifecycle)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            &statement,
             &[
                 &job.scan_id,
-                &finding.fingerprint,
-                &finding.check_id,
-                &finding.severity.as_str(),
-                &finding.pillar,
-                &finding.title,
-                &Json(&finding.evidence),
-                &finding.why,
-                &finding.fix,
-                &first_seen_at,
-                &lifecycle.as_str(),
+                &fingerprints,
+                &check_ids,
+                &severities,
+                &pillars,
+                &titles,
+                &evidence,
+                &whys,
+                &fixes,
+                &first_seen,
+                &lifecycles,
             ],
         )
         .await?;

@@ -10,7 +10,9 @@
 //!   as the worker's concurrency; peak RSS is the figure of interest.
 //!
 //! Reports scans/s, p50/p99 job latency (the job's `requested_at` to its event received), worker CPU ms per
-//! scan (`/proc/<pid>/stat`), peak RSS (`VmHWM`). With `--floor`, also measures the floor in the same run:
+//! scan (`/proc/<pid>/stat`), peak RSS (`VmHWM`), and the per-stage breakdown the worker itself measures
+//! (`clerk_audit_stage_duration_seconds` on its `/metrics`: decode, load credential, load artifact, decrypt,
+//! Clerk calls, DNS, evaluate, persist, publish; mean time per scan and its spread). With `--floor`, also measures the floor in the same run:
 //! the same broker and database doing only consume -> one transaction -> confirmed publish -> ack (no Clerk,
 //! no KMS), implemented here with lapin and tokio-postgres, and reports the worker's throughput as a ratio
 //! of it. Timings are reported, never asserted.
@@ -128,17 +130,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let log_dir = std::env::temp_dir().join(format!("clerk-audit-bench-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&log_dir)?;
-    let spec = WorkerSpec {
-        binary,
-        env: worker_env(&rig.settings, &rig::config_dir()),
-        log_filter: "warn".to_owned(),
-        log_dir: log_dir.clone(),
-    };
+    // A fixed ops port, to read the worker's own per-stage timings from `/metrics`.
+    let ops_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut env = worker_env(&rig.settings, &rig::config_dir());
+    env.retain(|(key, _)| key != "CLERK_AUDIT_OPS__LISTEN");
+    env.push(("CLERK_AUDIT_OPS__LISTEN".to_owned(), format!("127.0.0.1:{ops_port}")));
+    let spec = WorkerSpec { binary, env, log_filter: "warn".to_owned(), log_dir: log_dir.clone() };
 
-    let result = measure_worker(&rig, &spec, jobs, in_flight, backlog).await;
+    let result = measure_worker(&rig, &spec, jobs, in_flight, backlog, ops_port).await;
     let floor = if args.floor && result.is_ok() { Some(measure_floor(&rig, jobs, in_flight).await) } else { None };
     rig.cleanup().await;
-    let (figures, cpu, peak_kib) = result?;
+    let (figures, cpu, peak_kib, exposition) = result?;
 
     println!("==== clerk-audit-bench ({:?}, {} ms added Clerk latency) ====", args.regime, latency_ms);
     println!("jobs:               {} ({} in flight)", figures.scans, in_flight);
@@ -147,6 +149,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("job latency p99:    {:.1} ms", figures.percentile(0.99).as_secs_f64() * 1e3);
     println!("worker CPU/scan:    {:.3} ms", cpu.as_secs_f64() * 1e3 / figures.scans.max(1) as f64);
     println!("worker peak RSS:    {:.1} MB", peak_kib as f64 / 1024.0);
+    if latency_ms > 0 {
+        // Two sequential rounds of calls, each one added latency long.
+        let ideal = f64::from(in_flight) / (2.0 * latency_ms as f64 / 1e3);
+        println!(
+            "in flight / critical path: {ideal:.1} scans/s (2 rounds x {latency_ms} ms); measured {:.0}% of it",
+            100.0 * figures.rate() / ideal
+        );
+    }
+    print_stages(&exposition, figures.scans);
     if let Some(floor) = floor {
         let floor = floor?;
         println!("floor scans/s:      {:.1} (consume -> transaction -> confirmed publish -> ack)", floor.rate());
@@ -156,14 +167,45 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the worker over `jobs` jobs; answers the figures, its CPU time and its peak RSS in KiB.
+/// The per-stage table from the worker's `/metrics` exposition: per stage, how many times it ran, its mean
+/// time, and its mean time per scan (a stage can run less than once per scan: DNS only for production
+/// instances with email records, publish once per event).
+fn print_stages(exposition: &str, scans: usize) {
+    use clerk_audit::ops::metrics::{Stage, sample};
+    println!("per-stage breakdown (the worker's clerk_audit_stage_duration_seconds):");
+    println!("  {:<16} {:>8} {:>12} {:>14}", "stage", "count", "mean ms", "ms per scan");
+    for stage in Stage::ALL {
+        let labels = [("stage", stage.label())];
+        let count = sample(exposition, "clerk_audit_stage_duration_seconds_count", &labels).unwrap_or(0.0);
+        let sum = sample(exposition, "clerk_audit_stage_duration_seconds_sum", &labels).unwrap_or(0.0);
+        let mean = if count > 0.0 { sum * 1e3 / count } else { 0.0 };
+        println!("  {:<16} {:>8} {:>12.3} {:>14.3}", stage.label(), count, mean, sum * 1e3 / scans.max(1) as f64);
+    }
+    println!("  (clerk is the fetch's wall time; dns runs inside it, in parallel with the second round)");
+}
+
+/// `GET /metrics` from the worker's ops port (plain HTTP/1.0, the answer read to its end).
+async fn scrape(port: u16) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await??;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (_, body) = answer.split_once("\r\n\r\n").context("metrics: no HTTP body")?;
+    Ok(body.to_owned())
+}
+
+/// Runs the worker over `jobs` jobs; answers the figures, its CPU time, its peak RSS in KiB and its
+/// metrics exposition at the end.
 async fn measure_worker(
     rig: &Rig,
     spec: &WorkerSpec,
     jobs: usize,
     in_flight: u16,
     backlog: bool,
-) -> anyhow::Result<(Figures, Duration, u64)> {
+    ops_port: u16,
+) -> anyhow::Result<(Figures, Duration, u64, String)> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let mut publisher = Publisher::new(&rig.settings);
     let requested: Arc<Mutex<HashMap<Uuid, chrono::DateTime<chrono::Utc>>>> = Arc::default();
@@ -226,12 +268,18 @@ async fn measure_worker(
     let elapsed = start.elapsed();
     let cpu = worker.cpu_time().unwrap_or_default().saturating_sub(cpu_before);
     peak = peak.max(worker.peak_rss_kib().unwrap_or(0));
+    // The relay may still be marking the last batch sent: give it a moment before reading the timings.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let exposition = scrape(ops_port).await.unwrap_or_else(|error| {
+        eprintln!("clerk-audit-bench: could not read the worker's metrics: {error:#}");
+        String::new()
+    });
     worker.signal("TERM")?;
     if worker.wait_exit(Duration::from_secs(60)).await.is_none() {
         worker.kill().await;
     }
     let _ = connection.close(200, "bench done".into()).await;
-    Ok((Figures { scans: jobs, elapsed, latencies }, cpu, peak))
+    Ok((Figures { scans: jobs, elapsed, latencies }, cpu, peak, exposition))
 }
 
 /// The floor: consume -> one transaction (a row and an outbox-like row) -> confirmed publish -> ack, with

@@ -152,7 +152,7 @@ async fn gated_rounds(
     rounds: usize,
 ) -> Vec<sandbox::GateGroup> {
     let sandbox = sandbox::start(SandboxConfig::default()).await.unwrap();
-    let http = layer(&sandbox, &settings(true)).with_svix_api_url(&sandbox.svix_api_url().to_string()).unwrap();
+    let http = layer(&sandbox, &settings(true)).with_svix_api_url(sandbox.svix_api_url().as_ref()).unwrap();
     let key = key(&sandbox, scenario);
     let dns = DnsLookup::from_settings(&clerk_audit::configuration::DnsSettings {
         nameserver: sandbox.dns_addr().to_string(),

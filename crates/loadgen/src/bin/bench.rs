@@ -261,7 +261,7 @@ async fn measure_worker(
             publisher.publish(&job, Duration::from_secs(30)).await?;
             published += 1;
         }
-        if latencies.len() % 256 == 0 {
+        if latencies.len().is_multiple_of(256) {
             peak = peak.max(worker.peak_rss_kib().unwrap_or(0));
         }
     }

@@ -479,7 +479,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                     finished,
                     rss
                 );
-                if world.replicas.len() == 1 && samples.len() % 6 == 0 {
+                if world.replicas.len() == 1 && samples.len().is_multiple_of(6) {
                     // Soak progress in a stable shape, for the record.
                     println!("rss sample {}: {} KiB", samples.len(), samples.last().copied().unwrap_or(0));
                 }

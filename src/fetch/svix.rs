@@ -612,12 +612,16 @@ mod tests {
             verification: Verification::Svix,
             secret_source: source,
             events: vec![],
+            registration: None,
+            reserialized_body: false,
+            acks_failed_verification: false,
         };
         let artifact = RepoArtifact {
             schema: ARTIFACT_SCHEMA.into(),
             repo: None,
             commit: None,
             scanned_at: None,
+            committed_secrets: vec![],
             key_references: vec![],
             webhook_handlers: vec![
                 handler(Some("/a"), Some(SecretSource::EnvVar { env_var: "X".into() })),

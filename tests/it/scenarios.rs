@@ -15,6 +15,7 @@ pub fn artifact_with_live_key() -> RepoArtifact {
         repo: Some("github.com/acme/web".into()),
         commit: Some("3f2a9c1".into()),
         scanned_at: Some("2026-11-26T09:58:00Z".into()),
+        committed_secrets: vec![],
         key_references: vec![KeyReference {
             kind: KeyKind::Publishable,
             environment: KeyEnvironment::Live,
@@ -111,6 +112,8 @@ async fn development_instance_with_live_key_is_a_blocker() {
             ("CLERK-WEBHOOK-003", "pass"),
             ("CLERK-WEBHOOK-004", "pass"),
             ("CLERK-WEBHOOK-005", "pass"),
+            ("CLERK-WEBHOOK-006", "pass"),
+            ("CLERK-WEBHOOK-007", "pass"),
         ])
     );
     assert_eq!(finding_ids(&event), vec!["CLERK-DEV-IN-PROD-001"]);
@@ -161,6 +164,8 @@ async fn busy_production_instance_with_optional_mfa_warns() {
             ("CLERK-WEBHOOK-003", "pass"),
             ("CLERK-WEBHOOK-004", "pass"),
             ("CLERK-WEBHOOK-005", "pass"),
+            ("CLERK-WEBHOOK-006", "pass"),
+            ("CLERK-WEBHOOK-007", "pass"),
         ])
     );
     assert_eq!(finding_ids(&event), vec!["CLERK-MFA-001"]);

@@ -46,6 +46,9 @@ pub fn handler(verification: Verification, secret_source: Option<SecretSource>) 
         verification,
         secret_source,
         events: vec!["user.created".into(), "user.deleted".into()],
+        registration: None,
+        reserialized_body: false,
+        acks_failed_verification: false,
     }
 }
 
@@ -55,6 +58,7 @@ pub fn artifact(handlers: Vec<WebhookHandler>) -> RepoArtifact {
         repo: Some("github.com/acme/web".into()),
         commit: Some("3f2a9c1".into()),
         scanned_at: Some("2026-11-26T09:58:00Z".into()),
+        committed_secrets: vec![],
         key_references: vec![],
         webhook_handlers: handlers,
     }

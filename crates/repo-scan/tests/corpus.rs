@@ -10,8 +10,8 @@
 mod support;
 
 use clerk_repo_scan::artifact::{
-    Confidence, KeyEnvironment, KeyKind, KeyReference, ReferenceContext, RepoArtifact, SecretSource, Verification,
-    WebhookHandler,
+    CommittedSecretKind, Confidence, KeyEnvironment, KeyKind, KeyReference, ReferenceContext, RepoArtifact,
+    SecretSource, SourceLocation, Verification, WebhookHandler,
 };
 use support::{check_expected, scan_fixture};
 
@@ -270,6 +270,8 @@ fn negative_restringified_body_is_still_a_signature_check() {
     assert_eq!(h.verification, Verification::Svix, "JSON.stringify(req.body) is verified, just fragile");
     assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SECRET"));
     assert_eq!(h.route.as_deref(), Some("/api/webhooks/clerk"));
+    assert!(h.reserialized_body, "the fragility is a fact of its own");
+    assert!(!h.acks_failed_verification, "the catch answers 400");
 }
 
 #[test]
@@ -611,7 +613,8 @@ fn unrouted_handlers_are_reported_without_a_route() {
     let h = handler(&a, "hooks/views.py");
     assert_eq!((h.route.as_deref(), h.framework.as_str(), h.line), (None, "django", 5));
     assert_eq!(h.verification, Verification::Svix);
-    assert_eq!(h.secret_source, None, "settings.CLERK_WEBHOOK_SECRET is assigned nowhere in the project");
+    // Verified, but the secret is assigned nowhere in the project: said, not guessed.
+    assert_eq!(h.secret_source, Some(SecretSource::Unresolved { unresolved: "CLERK_WEBHOOK_SECRET".into() }));
 }
 
 #[test]
@@ -655,4 +658,96 @@ fn well_known_variable_names_and_keys_passed_straight_to_calls() {
     let go = key(&a, "cmd/seed/main.go", 6);
     assert_eq!((go.variable.as_deref(), go.confidence), (None, Some(Confidence::High)));
     assert_eq!(go.fingerprint, seed.fingerprint, "same key, same fingerprint");
+}
+
+fn at(file: &str, line: u32) -> Option<SourceLocation> {
+    Some(SourceLocation { file: file.into(), line })
+}
+
+fn sha256(value: &str) -> String {
+    format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(value.as_bytes())))
+}
+
+#[test]
+fn express_handler_imported_into_a_mounted_router() {
+    let a = fixture("express-cross-file");
+    assert_eq!(a.webhook_handlers.len(), 1, "the health route is not a handler: {:#?}", a.webhook_handlers);
+    let h = handler(&a, "src/controllers/webhooks.js");
+    assert_eq!(h.line, 3, "the function, not the router call");
+    assert_eq!(h.registration, at("src/routes/index.js", 7), "registered in another file");
+    assert_eq!(h.route.as_deref(), Some("/api/webhooks/clerk"), "`app.use('/api', router)` in server.js");
+    assert_eq!((h.framework.as_str(), h.verification), ("express", Verification::Svix));
+    assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SECRET"));
+    assert!(h.reserialized_body, "verifies JSON.stringify(req.body) after the global express.json()");
+    assert!(!h.acks_failed_verification);
+    // The committed `.env` holds the signing secret: fingerprint and variable only.
+    let c = &a.committed_secrets;
+    assert_eq!(c.len(), 1, "{c:#?}");
+    assert_eq!((c[0].file.as_str(), c[0].line, c[0].variable.as_str()), (".env", 2, "CLERK_WEBHOOK_SECRET"));
+    assert_eq!(c[0].kind, CommittedSecretKind::WebhookSecret);
+    assert_eq!(c[0].fingerprint, sha256("whsec_Zml4dHVyZU9ubHlOb3RBUmVhbFNlY3JldDEyMzQ1Ng=="));
+    assert!(!clerk_repo_scan::to_json(&a).contains("whsec_"));
+}
+
+#[test]
+fn fastapi_include_router_and_pydantic_settings() {
+    let a = fixture("fastapi-settings");
+    let h = handler(&a, "app/api/webhooks.py");
+    assert_eq!(h.route.as_deref(), Some("/api/webhooks/clerk"), "`include_router(prefix=)` in main.py");
+    assert_eq!((h.line, h.registration.clone()), (10, at("app/api/webhooks.py", 9)));
+    assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SECRET"), "a `BaseSettings` field read by name");
+    assert!(h.acks_failed_verification, "`except`: return Response(status_code=200)");
+    assert!(!h.reserialized_body, "verifies `await request.body()`");
+    let c = &a.committed_secrets;
+    assert_eq!(c.len(), 1, "{c:#?}");
+    assert_eq!((c[0].variable.as_str(), c[0].kind), ("CLERK_SECRET_KEY", CommittedSecretKind::LiveSecretKey));
+}
+
+#[test]
+fn go_groups_nested_across_packages_with_a_struct_handler_and_a_config_loader() {
+    let a = fixture("go-nested-groups");
+    assert_eq!(a.webhook_handlers.len(), 1, "{:#?}", a.webhook_handlers);
+    let h = handler(&a, "internal/handlers/webhooks.go");
+    assert_eq!(h.line, 24, "the method on the struct");
+    assert_eq!(h.registration, at("internal/routes/routes.go", 10));
+    assert_eq!(h.route.as_deref(), Some("/api/webhooks/clerk"), "`r.Group(\"/api\")` passed from main.go");
+    assert_eq!((h.framework.as_str(), h.verification), ("go-gin", Verification::Svix));
+    assert_eq!(
+        h.secret_source,
+        env("CLERK_WEBHOOK_SECRET"),
+        "NewWebhookHandler(secret) <- cfg.ClerkWebhookSecret <- mustGet(\"CLERK_WEBHOOK_SECRET\")"
+    );
+    assert!(!h.acks_failed_verification, "AbortWithStatus(http.StatusUnauthorized)");
+}
+
+#[test]
+fn nestjs_controller_with_a_global_prefix() {
+    let a = fixture("nestjs");
+    let h = handler(&a, "src/webhooks/webhooks.controller.ts");
+    assert_eq!(h.route.as_deref(), Some("/api/webhooks/clerk"), "setGlobalPrefix + @Controller + @Post");
+    assert_eq!((h.line, h.registration.clone()), (13, at("src/webhooks/webhooks.controller.ts", 11)));
+    assert_eq!((h.framework.as_str(), h.verification), ("nestjs", Verification::Svix));
+    assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SECRET"), "ConfigService.getOrThrow('CLERK_WEBHOOK_SECRET')");
+    assert!(h.acks_failed_verification, "the catch returns an object: Nest answers 2xx");
+    assert_eq!(events(h), ["organization.created"]);
+}
+
+#[test]
+fn hono_sub_app_mounted_with_route() {
+    let a = fixture("hono-cross-file");
+    let h = handler(&a, "src/routes/webhooks.ts");
+    assert_eq!(h.route.as_deref(), Some("/api/webhooks/clerk"), "`app.route('/api/webhooks', webhooks)`");
+    assert_eq!(h.registration, at("src/routes/webhooks.ts", 9));
+    assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SECRET"), "c.env binding");
+    assert!(h.acks_failed_verification, "catch: c.json({{ received: true }}, 200)");
+}
+
+#[test]
+fn flask_blueprint_registered_with_url_prefix_elsewhere() {
+    let a = fixture("flask-blueprint-prefix");
+    let h = handler(&a, "app/webhooks.py");
+    assert_eq!(h.route.as_deref(), Some("/api/webhooks/clerk"), "register_blueprint(url_prefix=) in __init__.py");
+    assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SECRET"), "a settings module constant");
+    assert!(h.reserialized_body, "json.dumps(request.get_json())");
+    assert!(!h.acks_failed_verification, "`return \"\", 400`");
 }

@@ -16,8 +16,10 @@ pub mod email_dns;
 pub mod instance_kind;
 pub mod mfa_missing;
 pub mod mfa_optional;
+pub mod webhook_acks_failure;
 pub mod webhook_common;
 pub mod webhook_events_filtered;
+pub mod webhook_reserialized;
 pub mod webhook_secret_live;
 pub mod webhook_secret_stale;
 pub mod webhook_unfed;
@@ -122,6 +124,8 @@ pub const ALL: &[Check] = &[
     Check { meta: &webhook_secret_live::META, evaluate: webhook_secret_live::evaluate },
     Check { meta: &webhook_secret_stale::META, evaluate: webhook_secret_stale::evaluate },
     Check { meta: &webhook_events_filtered::META, evaluate: webhook_events_filtered::evaluate },
+    Check { meta: &webhook_reserialized::META, evaluate: webhook_reserialized::evaluate },
+    Check { meta: &webhook_acks_failure::META, evaluate: webhook_acks_failure::evaluate },
 ];
 
 /// The reason a repo-dependent check gives when no repo scan is stored.
@@ -152,6 +156,7 @@ pub(crate) mod fixtures {
             scanned_at: None,
             key_references,
             webhook_handlers: vec![],
+            committed_secrets: vec![],
         }
     }
 

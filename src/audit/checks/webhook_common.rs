@@ -47,6 +47,7 @@ pub fn handler_details(handler: &WebhookHandler) -> Value {
     let secret_source = match &handler.secret_source {
         Some(SecretSource::EnvVar { env_var }) => json!({ "env_var": env_var }),
         Some(SecretSource::LiteralFingerprint { .. }) => json!("literal"),
+        Some(SecretSource::Unresolved { .. }) => json!("unresolved"),
         None => Value::Null,
     };
     json!({
@@ -114,6 +115,9 @@ pub(crate) mod fixtures {
             verification: Verification::ClerkVerifyWebhook,
             secret_source: Some(SecretSource::EnvVar { env_var: "CLERK_WEBHOOK_SIGNING_SECRET".into() }),
             events: vec!["user.created".into(), "user.deleted".into()],
+            registration: None,
+            reserialized_body: false,
+            acks_failed_verification: false,
         }
     }
 

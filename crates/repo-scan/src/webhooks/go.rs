@@ -203,6 +203,7 @@ pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts 
                 path: Some(route),
                 framework: fw,
                 target: RegTarget::Inline(idx),
+                line,
             });
         } else if let Some(name) = target_name(target) {
             regs.push(Registration {
@@ -210,6 +211,7 @@ pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts 
                 path: Some(route),
                 framework: fw,
                 target: RegTarget::Named(name),
+                line,
             });
         }
     }

@@ -218,7 +218,7 @@ async fn queue_depth(app: &TestApp, queue: &str) -> u32 {
 async fn enqueue_all(app: &TestApp, jobs: &[ScanJob]) {
     let channel = broker::confirm_channel(&app.broker).await.unwrap();
     for job in jobs {
-        let body = serde_json::to_vec(&job.to_message()).unwrap();
+        let body = harness::job_body(job);
         let properties = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_message_id(job.scan_id.to_string().into());

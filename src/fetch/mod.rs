@@ -88,7 +88,10 @@ pub async fn gather(
     }
     let instance: InstanceInfo = instance?.into();
     let user_count = count?.total_count;
-    let primary_domain = domains?.primary();
+    let domains = domains?;
+    let frontend_api_hosts = domains.frontend_api_hosts();
+    let primary_domain = domains.primary();
+    let secret_key_fingerprint = Some(calls.secret_key_fingerprint());
     info!(environment = instance.environment.as_str(), user_count, "instance facts fetched");
 
     // Row 4, once the key is known to be accepted: every instance kind (Svix serves development too).
@@ -138,7 +141,16 @@ pub async fn gather(
         }
     };
     let ((auth_settings, email_dns), webhooks) = tokio::join!(sign_in_and_email, webhooks);
-    Ok(ClerkFacts { instance, user_count, primary_domain, auth_settings, email_dns, webhooks })
+    Ok(ClerkFacts {
+        instance,
+        user_count,
+        primary_domain,
+        frontend_api_hosts,
+        secret_key_fingerprint,
+        auth_settings,
+        email_dns,
+        webhooks,
+    })
 }
 
 /// Row 5 against the Frontend API host named by `GET /v1/domains`.

@@ -138,6 +138,22 @@ pub async fn declare_delay_queue(channel: &Channel, amqp: &AmqpSettings, secs: u
     Ok(name)
 }
 
+/// Resolves with the error when `connection` fails (`None` if its event stream ends first), so readiness can
+/// drop the moment the connection fails rather than when a consumer notices.
+pub fn connection_failed(connection: &Connection) -> impl std::future::Future<Output = Option<String>> + use<> {
+    // Boxed as a `'static` stream: the listener owns its channel and outlives the borrow of `connection`.
+    let mut events: futures::stream::BoxStream<'static, lapin::Event> = Box::pin(connection.events_listener());
+    async move {
+        use futures::StreamExt as _;
+        while let Some(event) = events.next().await {
+            if let lapin::Event::Error(error) = event {
+                return Some(error.to_string());
+            }
+        }
+        None
+    }
+}
+
 /// Publishes persistently and mandatorily; the returned confirm resolves when the broker has taken
 /// responsibility for the message (see [`confirmed`]). Publishing many before awaiting their confirms costs
 /// one round trip for the lot instead of one each.

@@ -32,12 +32,21 @@ pub fn artifact_with_live_key() -> RepoArtifact {
     }
 }
 
+/// [`artifact_with_live_key`] whose key decodes to `scenario`'s own Frontend API host: the app uses the
+/// connected instance (so CLERK-KEY-MISMATCH-001 passes on production instances).
+pub fn artifact_for(app: &TestApp, scenario: Scenario) -> RepoArtifact {
+    let mut artifact = artifact_with_live_key();
+    let url = app.sandbox.instance(scenario).frontend_api_url.as_str();
+    artifact.key_references[0].frontend_api_host = clerk_audit::audit::facts::url_host(url);
+    artifact
+}
+
 /// Runs one scan of `scenario` with the live-key artifact and answers the completed event.
 async fn scan(app: &mut TestApp, scenario: Scenario, with_artifact: bool) -> Value {
     let project = project();
     let key_ref = app.connect_scenario(&project, scenario).await;
     if with_artifact {
-        app.store_artifact(&project, "rs_1", &artifact_with_live_key()).await;
+        app.store_artifact(&project, "rs_1", &artifact_for(app, scenario)).await;
     }
     let instance = app.sandbox.instance(scenario).name.clone();
     let job = app.job(&project, &instance, key_ref);
@@ -114,6 +123,15 @@ async fn development_instance_with_live_key_is_a_blocker() {
             ("CLERK-WEBHOOK-005", "pass"),
             ("CLERK-WEBHOOK-006", "pass"),
             ("CLERK-WEBHOOK-007", "pass"),
+            ("CLERK-TESTMODE-001", "pass"),
+            ("CLERK-SECRET-LEAK-001", "pass"),
+            ("CLERK-SECRET-PUBLIC-001", "pass"),
+            ("CLERK-KEY-MISMATCH-001", "pass"),
+            ("CLERK-ORIGIN-001", "pass"),
+            ("CLERK-HIBP-001", "pass"),
+            ("CLERK-LOCKOUT-001", "pass"),
+            ("CLERK-BOT-001", "pass"),
+            ("CLERK-DEVCAP-001", "pass"),
         ])
     );
     assert_eq!(finding_ids(&event), vec!["CLERK-DEV-IN-PROD-001"]);
@@ -166,6 +184,15 @@ async fn busy_production_instance_with_optional_mfa_warns() {
             ("CLERK-WEBHOOK-005", "pass"),
             ("CLERK-WEBHOOK-006", "pass"),
             ("CLERK-WEBHOOK-007", "pass"),
+            ("CLERK-TESTMODE-001", "pass"),
+            ("CLERK-SECRET-LEAK-001", "pass"),
+            ("CLERK-SECRET-PUBLIC-001", "pass"),
+            ("CLERK-KEY-MISMATCH-001", "pass"),
+            ("CLERK-ORIGIN-001", "pass"),
+            ("CLERK-HIBP-001", "pass"),
+            ("CLERK-LOCKOUT-001", "pass"),
+            ("CLERK-BOT-001", "pass"),
+            ("CLERK-DEVCAP-001", "pass"),
         ])
     );
     assert_eq!(finding_ids(&event), vec!["CLERK-MFA-001"]);
@@ -225,7 +252,7 @@ async fn a_second_scan_keeps_fingerprints_and_first_seen_and_reports_resolved() 
     let key_ref = app.connect_scenario(&project, scenario).await;
 
     // First scan: a pk_test_ key in production context (DEV-KEY) plus optional MFA.
-    let mut artifact = artifact_with_live_key();
+    let mut artifact = artifact_for(&app, scenario);
     artifact.key_references[0].environment = clerk_audit::audit::artifact::KeyEnvironment::Test;
     app.store_artifact(&project, "rs_1", &artifact).await;
     let first = app.job(&project, &instance, key_ref);
@@ -234,7 +261,7 @@ async fn a_second_scan_keeps_fingerprints_and_first_seen_and_reports_resolved() 
     assert_eq!(finding_ids(&first_event), vec!["CLERK-DEV-KEY-001", "CLERK-MFA-001"]);
 
     // Second scan: the key was fixed; MFA still optional.
-    app.store_artifact(&project, "rs_2", &artifact_with_live_key()).await;
+    app.store_artifact(&project, "rs_2", &artifact_for(&app, scenario)).await;
     let mut second = app.job(&project, &instance, key_ref);
     second.repo_scan_id = Some("rs_2".into());
     app.enqueue(&second).await;

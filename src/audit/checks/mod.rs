@@ -10,12 +10,22 @@ use serde::{Deserialize, Serialize};
 use crate::audit::artifact::RepoArtifact;
 use crate::audit::facts::ClerkFacts;
 
+pub mod allowed_origins;
+pub mod bot_protection;
+pub mod dev_cap;
 pub mod dev_in_prod;
 pub mod dev_key_in_prod;
 pub mod email_dns;
+pub mod hibp;
 pub mod instance_kind;
+pub mod key_mismatch;
+pub mod lockout;
 pub mod mfa_missing;
 pub mod mfa_optional;
+pub mod secret_leak;
+pub mod secret_public;
+pub mod settings_common;
+pub mod test_mode;
 pub mod webhook_acks_failure;
 pub mod webhook_common;
 pub mod webhook_events_filtered;
@@ -126,6 +136,15 @@ pub const ALL: &[Check] = &[
     Check { meta: &webhook_events_filtered::META, evaluate: webhook_events_filtered::evaluate },
     Check { meta: &webhook_reserialized::META, evaluate: webhook_reserialized::evaluate },
     Check { meta: &webhook_acks_failure::META, evaluate: webhook_acks_failure::evaluate },
+    Check { meta: &test_mode::META, evaluate: test_mode::evaluate },
+    Check { meta: &secret_leak::META, evaluate: secret_leak::evaluate },
+    Check { meta: &secret_public::META, evaluate: secret_public::evaluate },
+    Check { meta: &key_mismatch::META, evaluate: key_mismatch::evaluate },
+    Check { meta: &allowed_origins::META, evaluate: allowed_origins::evaluate },
+    Check { meta: &hibp::META, evaluate: hibp::evaluate },
+    Check { meta: &lockout::META, evaluate: lockout::evaluate },
+    Check { meta: &bot_protection::META, evaluate: bot_protection::evaluate },
+    Check { meta: &dev_cap::META, evaluate: dev_cap::evaluate },
 ];
 
 /// The reason a repo-dependent check gives when no repo scan is stored.
@@ -139,9 +158,11 @@ pub(crate) mod fixtures {
 
     pub fn facts(environment: InstanceEnvironment) -> ClerkFacts {
         ClerkFacts {
-            instance: InstanceInfo { id: "ins_test".into(), environment, allowed_origins: vec![] },
+            instance: InstanceInfo { id: "ins_test".into(), environment, allowed_origins: Some(vec![]) },
             user_count: 0,
             primary_domain: None,
+            frontend_api_hosts: vec![],
+            secret_key_fingerprint: None,
             auth_settings: Fact::NotApplicable("development instance".into()),
             email_dns: Fact::NotApplicable("development instance".into()),
             webhooks: Fact::Known(WebhookFacts { svix_app: false, endpoints: vec![] }),

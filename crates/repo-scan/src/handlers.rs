@@ -606,14 +606,14 @@ impl Ord for SecretSourceKey {
 /// language's most common one.
 fn default_framework(r: &Repo, path: &str, lang: Lang, kind: UnitKind) -> Option<&'static str> {
     use webhooks::{
-        CHI, CONVEX, DJANGO, EXPRESS, FASTAPI, FASTIFY, FLASK, GIN, GO_NET_HTTP, HONO, REACT_ROUTER, REMIX,
+        CHI, CONVEX, DJANGO, ECHO, EXPRESS, FASTAPI, FASTIFY, FLASK, GIN, GO_NET_HTTP, HONO, REACT_ROUTER, REMIX,
     };
     let fws: BTreeSet<&'static str> = r.frameworks_for(path).into_iter().collect();
     let order: &[&'static str] = match (lang, kind) {
         (Lang::Js, UnitKind::Fs(webhooks::FsKind::Remix)) => &[REACT_ROUTER, REMIX],
         (Lang::Js, _) => &[CONVEX, HONO, FASTIFY, EXPRESS],
         (Lang::Py, _) => &[FASTAPI, FLASK, DJANGO],
-        (Lang::Go, _) => &[GIN, CHI],
+        (Lang::Go, _) => &[GIN, ECHO, CHI],
     };
     order.iter().copied().find(|f| fws.contains(f)).or(match (lang, kind) {
         (Lang::Js, UnitKind::Fs(webhooks::FsKind::Remix)) => Some(REMIX),

@@ -751,3 +751,36 @@ fn flask_blueprint_registered_with_url_prefix_elsewhere() {
     assert!(h.reserialized_body, "json.dumps(request.get_json())");
     assert!(!h.acks_failed_verification, "`return \"\", 400`");
 }
+
+#[test]
+fn echo_groups_nested_across_packages_acking_a_failed_verification() {
+    let a = fixture("go-echo");
+    assert_eq!(a.webhook_handlers.len(), 1, "{:#?}", a.webhook_handlers);
+    let h = handler(&a, "internal/webhooks/handler.go");
+    assert_eq!(h.line, 21, "the method on the struct");
+    assert_eq!(h.registration, at("internal/server/server.go", 10));
+    assert_eq!(h.route.as_deref(), Some("/v1/incoming/clerk"), "`e.Group(\"/v1\")` passed from cmd/api/main.go");
+    assert_eq!((h.framework.as_str(), h.verification), ("go-echo", Verification::Svix));
+    assert_eq!(h.secret_source, env("CLERK_SIGNING_SECRET"), "New(secret) <- cfg.SigningSecret <- os.Getenv");
+    assert!(h.acks_failed_verification, "`return c.NoContent(http.StatusOK)` when Verify fails");
+}
+
+#[test]
+fn chi_router_mounted_from_another_package_with_a_secret_that_cannot_be_followed() {
+    let a = fixture("go-chi-mount");
+    assert_eq!(a.webhook_handlers.len(), 1, "{:#?}", a.webhook_handlers);
+    let h = handler(&a, "internal/clerkhooks/routes.go");
+    assert_eq!(
+        h.route.as_deref(),
+        Some("/hooks/clerk"),
+        "`r.Mount(\"/hooks\", clerkhooks.Routes(...))` + `r.Route(\"/clerk\")`"
+    );
+    assert_eq!((h.framework.as_str(), h.verification), ("go-chi", Verification::Svix));
+    assert_eq!(h.registration, at("internal/clerkhooks/routes.go", 16));
+    assert_eq!(
+        h.secret_source,
+        Some(SecretSource::Unresolved { unresolved: "secret".into() }),
+        "the caller passes vault.MustRead(...): a function's return value is not guessed"
+    );
+    assert!(!h.acks_failed_verification, "http.Error(..., http.StatusUnauthorized)");
+}

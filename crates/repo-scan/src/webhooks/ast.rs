@@ -18,7 +18,9 @@
 //! - **Go router parameters**: a function that registers routes on a router it receives
 //!   (`func Register(api *gin.RouterGroup) { api.Group("/webhooks").POST(...) }`) and the calls that
 //!   pass it a group with a literal prefix (`routes.Register(r.Group("/api"))`), so prefixes are joined
-//!   across packages.
+//!   across packages. chi sub-routers count too: `r.Route("/api", func(api chi.Router) {...})` gives
+//!   `api` the prefix, and `r.Mount("/webhooks", webhooks.Routes())` gives the router that `Routes`
+//!   makes itself (a root router of its own) the mount's prefix.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -59,6 +61,11 @@ pub(crate) struct ParamRoute {
     /// Line of the registration call (matches the line-level pass's registration).
     pub line: u32,
 }
+
+/// The `param` of a [`ParamRoute`] and the `arg` of a [`GroupArg`] that stand for a router the function
+/// makes itself (`r := chi.NewRouter()`) and a caller mounts under a prefix
+/// (`r.Mount("/webhooks", webhooks.Routes())`).
+pub(crate) const OWN_ROUTER: usize = usize::MAX;
 
 /// A call passing a router group with a known prefix as argument `arg` of `callee`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -417,7 +424,19 @@ fn go_router_params(f: Node<'_>, text: &str, out: &mut AstFacts) {
             break;
         }
     }
+    // Closure parameters shadow outer names until the closure ends: (end byte, name, outer entry).
+    let mut scoped: Vec<(usize, String, Option<(Option<usize>, String)>)> = Vec::new();
     for n in order {
+        while let Some((end, _, _)) = scoped.last()
+            && n.start_byte() >= *end
+        {
+            if let Some((_, name, outer)) = scoped.pop() {
+                match outer {
+                    Some(o) => origin.insert(name, o),
+                    None => origin.remove(&name),
+                };
+            }
+        }
         match n.kind() {
             "short_var_declaration" | "assignment_statement" => {
                 let (Some(l), Some(r)) = (n.child_by_field_name("left"), n.child_by_field_name("right")) else {
@@ -445,12 +464,40 @@ fn go_router_params(f: Node<'_>, text: &str, out: &mut AstFacts) {
                 let callee = text_of(func, text);
                 let (obj, method) = callee.rsplit_once('.').unwrap_or(("", callee));
                 if matches!(method, "POST" | "Post" | "Any" | "HandleFunc" | "Handle" | "Match")
-                    && let Some((Some(p), _)) = origin.get(obj)
+                    && let Some((base, _)) = origin.get(obj)
                 {
-                    out.param_routes.push(ParamRoute { func_name: name.clone(), param: *p, line: line_of(n) });
+                    let param = base.unwrap_or(OWN_ROUTER);
+                    out.param_routes.push(ParamRoute { func_name: name.clone(), param, line: line_of(n) });
                 }
                 let mut c = args.walk();
-                for (i, a) in args.named_children(&mut c).enumerate() {
+                let arg_nodes: Vec<Node<'_>> = args.named_children(&mut c).collect();
+                // `r.Route("/api", func(api chi.Router) {...})`: the closure's router has the prefix.
+                if method == "Route"
+                    && let (Some(known), [path, closure, ..]) = (origin.get(obj).cloned(), arg_nodes.as_slice())
+                    && closure.kind() == "func_literal"
+                    && let Some(lit) = string_literal(text_of(*path, text).trim())
+                {
+                    for p in params(Grammar::Go, *closure, text) {
+                        let outer = origin.insert(p.clone(), (known.0, join_route(&known.1, &lit)));
+                        scoped.push((closure.end_byte(), p, outer));
+                    }
+                }
+                // `r.Mount("/webhooks", webhooks.Routes())` on a root router: `Routes` serves under it.
+                if method == "Mount"
+                    && let (Some((None, prefix)), [path, mounted, ..]) = (origin.get(obj), arg_nodes.as_slice())
+                    && mounted.kind() == "call_expression"
+                    && let Some(f) = mounted.child_by_field_name("function")
+                    && let Some(lit) = string_literal(text_of(*path, text).trim())
+                {
+                    let callee = text_of(f, text);
+                    let callee = callee.rsplit('.').next().unwrap_or(callee);
+                    out.group_args.push(GroupArg {
+                        callee: callee.to_owned(),
+                        arg: OWN_ROUTER,
+                        prefix: join_route(prefix, &lit),
+                    });
+                }
+                for (i, a) in arg_nodes.into_iter().enumerate() {
                     let at = text_of(a, text).trim();
                     let known = origin.get(at).cloned().or_else(|| group_of(at, &origin));
                     if let Some((None, prefix)) = known
@@ -529,5 +576,20 @@ mod tests {
         assert_eq!(f.group_args, vec![GroupArg { callee: "Register".into(), arg: 0, prefix: "/api".into() }]);
         assert_eq!(f.param_routes, vec![ParamRoute { func_name: "Register".into(), param: 0, line: 14 }]);
         assert!(f.calls.iter().any(|(n, a)| n == "New" && a == &["cfg.Secret".to_owned()]));
+    }
+
+    #[test]
+    fn chi_route_closures_and_mounts() {
+        let go = "package m\nfunc main() {\n\tr := chi.NewRouter()\n\tr.Route(\"/api\", func(r chi.Router) {\n\t\tr.Mount(\"/hooks\", hooks.Routes(s))\n\t})\n\tr.Mount(\"/other\", other.Routes())\n\tr.Mount(\"/h\", handler)\n}\nfunc Routes() http.Handler {\n\tr := chi.NewRouter()\n\tr.Post(\"/clerk\", h)\n\treturn r\n}\n";
+        let f = facts_of(Grammar::Go, go, &[]);
+        assert_eq!(
+            f.group_args,
+            vec![
+                GroupArg { callee: "Routes".into(), arg: OWN_ROUTER, prefix: "/api/hooks".into() },
+                GroupArg { callee: "Routes".into(), arg: OWN_ROUTER, prefix: "/other".into() },
+            ],
+            "the closure's `r` shadows the outer one only inside the closure; a mounted value is no call"
+        );
+        assert_eq!(f.param_routes, vec![ParamRoute { func_name: "Routes".into(), param: OWN_ROUTER, line: 12 }]);
     }
 }

@@ -89,6 +89,7 @@ pub(crate) const DJANGO: &str = "django";
 pub(crate) const GO_NET_HTTP: &str = "go-net-http";
 pub(crate) const CHI: &str = "go-chi";
 pub(crate) const GIN: &str = "go-gin";
+pub(crate) const ECHO: &str = "go-echo";
 
 /// The env var `verifyWebhook` reads when no `signingSecret` is passed.
 pub(crate) const CLERK_DEFAULT_SECRET_ENV: &str = "CLERK_WEBHOOK_SIGNING_SECRET";
@@ -299,7 +300,7 @@ pub(crate) fn analyze(path: &str, text: &str, lines: &LazyLines<'_>) -> Option<C
 static GLOBAL_PREFIX: LazyLock<Regex> = LazyLock::new(|| re(r#"setGlobalPrefix\(\s*["'`]([^"'`]*)["'`]"#));
 /// Files that can hold a secret handed through a constructor or a config field.
 static SECRET_HINT: LazyLock<Regex> =
-    LazyLock::new(|| re(r"(?i)webhook_?secret|signing_?secret|whsec_|BaseSettings|\.Group\("));
+    LazyLock::new(|| re(r"(?i)webhook_?secret|signing_?secret|whsec_|BaseSettings|\.Group\(|\.Mount\("));
 
 /// Parses the file when it can contribute: a handler candidate (`webhook`, `svix`, a Clerk event),
 /// a settings class, a Go router group, a webhook secret handed around. Other files (components,

@@ -2,19 +2,27 @@
 //! Python and Go.
 //!
 //! Bounded: a file is parsed only when the line-level pass found something in it (a handler
-//! candidate, a router call, a mount, a settings class), each parse stops after [`PARSE_BUDGET`] of
-//! wall time (the progress callback cancels it; the file is then read by the line-level pass alone),
+//! candidate, a router call, a mount, a settings class), each parse stops after a budget of parser
+//! operations proportional to the file's size ([`budget`]; the progress callback cancels it and the file
+//! is then read by the line-level pass alone). The budget counts operations, not time, so a busy machine
+//! never changes what a scan finds: the same tree always gives the same artifact. Ordinary source takes
+//! about one operation per byte; the budget allows eight plus a constant,
 //! and every walk over a tree is iterative (a [`tree_sitter::TreeCursor`], never recursion), so deeply
 //! nested input cannot exhaust the stack. tree-sitter itself recovers from syntax errors: a broken file
 //! still gives a tree with `ERROR` nodes.
 
-use std::time::{Duration, Instant};
-
 use tree_sitter::{Language, Node, ParseOptions, ParseState, Parser, Tree};
 
-/// Wall-time cap of one parse. Source files under the size cap parse in milliseconds; a pathological
-/// one is abandoned rather than allowed to stall the scan.
-pub(crate) const PARSE_BUDGET: Duration = Duration::from_millis(250);
+/// tree-sitter calls the progress callback once every this many parser operations.
+const OPERATIONS_PER_CALLBACK: u64 = 100;
+/// Parser operations allowed per byte of input, and on top of that for any file.
+const OPERATIONS_PER_BYTE: u64 = 8;
+const BASE_OPERATIONS: u64 = 100_000;
+
+/// Progress callbacks a parse of `len` bytes may take before it is abandoned.
+pub(crate) fn budget(len: usize) -> u64 {
+    (BASE_OPERATIONS + OPERATIONS_PER_BYTE * len as u64) / OPERATIONS_PER_CALLBACK
+}
 
 /// Which grammar reads a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,15 +60,19 @@ impl Grammar {
 
 /// Parses `text`; `None` when the grammar cannot be loaded or the budget ran out.
 pub(crate) fn parse(grammar: Grammar, text: &str) -> Option<Tree> {
-    parse_within(grammar, text, PARSE_BUDGET)
+    parse_within(grammar, text, budget(text.len()))
 }
 
-pub(crate) fn parse_within(grammar: Grammar, text: &str, budget: Duration) -> Option<Tree> {
+/// Parses `text` unless it takes more than `callbacks` progress callbacks.
+pub(crate) fn parse_within(grammar: Grammar, text: &str, callbacks: u64) -> Option<Tree> {
     let mut parser = Parser::new();
     parser.set_language(&grammar.language()).ok()?;
-    let deadline = Instant::now() + budget;
+    let mut taken = 0u64;
     // Returning true from the callback cancels the parse.
-    let mut over_budget = |_: &ParseState| Instant::now() > deadline;
+    let mut over_budget = |_: &ParseState| {
+        taken += 1;
+        taken > callbacks
+    };
     let options = ParseOptions::new().progress_callback(&mut over_budget);
     let bytes = text.as_bytes();
     parser.parse_with_options(&mut |offset, _| bytes.get(offset..).unwrap_or_default(), None, Some(options))
@@ -152,7 +164,17 @@ mod tests {
 
     #[test]
     fn a_parse_over_budget_is_abandoned() {
-        let src = "a = 1 + ".repeat(200_000) + "1";
-        assert!(parse_within(Grammar::Python, &src, Duration::ZERO).is_none());
+        let src = "a = 1 + ".repeat(20_000) + "1";
+        assert!(parse_within(Grammar::Python, &src, 0).is_none());
+        assert!(parse_within(Grammar::Python, &src, budget(src.len())).is_some(), "ordinary code fits the budget");
+    }
+
+    #[test]
+    fn the_budget_is_counted_in_operations_and_the_same_every_time() {
+        // Broken input that keeps error recovery busy: the outcome depends on the input alone.
+        let src = "def f(:\n  ((((( [ {{ ".repeat(2_000);
+        let outcome = |_| parse(Grammar::Python, &src).map(|t| t.root_node().to_sexp().len());
+        let first = outcome(0);
+        assert!((1..4).all(|i| outcome(i) == first));
     }
 }

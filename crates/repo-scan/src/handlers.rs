@@ -260,7 +260,9 @@ impl<'r> Index<'r> {
         }
     }
 
-    /// Which named unit a name refers to from a file: same file, same folder, same project, unique.
+    /// Which named unit a name refers to from a file: the file its import names, else the same file, the
+    /// same folder, the only one of the project, the only one of the repo. Several namesakes that no
+    /// import or folder tells apart give `None` (no guess).
     fn pick(&self, name: &str, from: usize, filter: &dyn Fn(&UnitDraft) -> bool) -> Option<UnitId> {
         let r = self.r;
         let list: Vec<UnitId> = self
@@ -272,11 +274,20 @@ impl<'r> Index<'r> {
             .collect();
         let from_path = &r.files[from].path;
         let project = r.project_of(from_path);
-        list.iter()
-            .find(|(fi, _)| *fi == from)
+        let imported = r.code(from).and_then(|c| {
+            let lang = c.lang.unwrap_or(Lang::Js);
+            let (_, module) = c.imports.iter().find(|(local, _)| local == name)?;
+            resolve_module(r, from_path, module, lang)
+        });
+        fn only(found: Vec<&UnitId>) -> Option<&UnitId> {
+            if let [one] = found[..] { Some(one) } else { None }
+        }
+        imported
+            .and_then(|ti| list.iter().find(|(fi, _)| *fi == ti))
+            .or_else(|| list.iter().find(|(fi, _)| *fi == from))
             .or_else(|| list.iter().find(|(fi, _)| dir_of(&r.files[*fi].path) == dir_of(from_path)))
-            .or_else(|| list.iter().find(|(fi, _)| under(&r.files[*fi].path, project)))
-            .or_else(|| if list.len() == 1 { list.first() } else { None })
+            .or_else(|| only(list.iter().filter(|(fi, _)| under(&r.files[*fi].path, project)).collect()))
+            .or_else(|| only(list.iter().collect()))
             .copied()
     }
 
@@ -381,11 +392,14 @@ impl<'r> Index<'r> {
             SecretExpr::Literal(fp) => Some(SecretSource::LiteralFingerprint { literal_fingerprint: fp.clone() }),
             SecretExpr::Ident(name) => {
                 let project = r.project_of(&r.files[fi].path);
-                // Same file, else the same project; never another app of a monorepo.
+                // Same file, else the same project when every definition there agrees; never another
+                // app of a monorepo.
                 let found = self.assigns.get(name.as_str()).and_then(|list| {
-                    list.iter()
-                        .find(|(i, _)| *i == fi)
-                        .or_else(|| list.iter().find(|(i, _)| under(&r.files[*i].path, project)))
+                    list.iter().find(|(i, _)| *i == fi).or_else(|| {
+                        let mut in_project = list.iter().filter(|(i, _)| under(&r.files[*i].path, project));
+                        let first = in_project.next()?;
+                        in_project.all(|(_, v)| *v == first.1).then_some(first)
+                    })
                 });
                 match found.map(|(_, v)| *v) {
                     Some(SecretExpr::Env(e)) => Some(SecretSource::EnvVar { env_var: e.clone() }),

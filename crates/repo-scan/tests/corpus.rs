@@ -784,3 +784,23 @@ fn chi_router_mounted_from_another_package_with_a_secret_that_cannot_be_followed
     );
     assert!(!h.acks_failed_verification, "http.Error(..., http.StatusUnauthorized)");
 }
+
+#[test]
+fn a_registration_follows_its_import_past_a_namesake() {
+    let a = fixture("express-namesakes");
+    assert_eq!(
+        a.webhook_handlers.len(),
+        1,
+        "the Stripe `handleWebhook` is no Clerk handler: {:#?}",
+        a.webhook_handlers
+    );
+    let h = handler(&a, "src/webhooks/clerk.js");
+    assert_eq!(
+        h.route.as_deref(),
+        Some("/api/webhooks/clerk"),
+        "`import {{ handleWebhook }} from './webhooks/clerk.js'` names this file, not src/payments/stripe.js"
+    );
+    assert_eq!(h.registration, at("src/app.js", 6));
+    assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SIGNING_SECRET"));
+    assert!(!h.reserialized_body && !h.acks_failed_verification, "express.raw and a 400 on failure");
+}

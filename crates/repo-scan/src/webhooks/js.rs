@@ -487,6 +487,8 @@ pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>, tree: Option<
         }
         facts.registrations.push(reg);
     }
+    facts.imports =
+        super::registered_imports(&facts.registrations, imports.iter().map(|i| (i.local.as_str(), i.source.as_str())));
     facts
 }
 

@@ -252,6 +252,20 @@ pub(crate) struct CodeFacts {
     pub calls: Vec<(String, Vec<String>)>,
     pub param_routes: Vec<ast::ParamRoute>,
     pub group_args: Vec<ast::GroupArg>,
+    /// Imports of the names this file registers as handlers: (local name, module as written), so a
+    /// registration resolves to the function in the imported module rather than to a namesake.
+    pub imports: Vec<(String, String)>,
+}
+
+/// The imports (local name, module) of the names `registrations` register.
+pub(crate) fn registered_imports<'a>(
+    registrations: &[Registration],
+    imports: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<(String, String)> {
+    imports
+        .filter(|(local, _)| registrations.iter().any(|r| matches!(&r.target, RegTarget::Named(n) if n == local)))
+        .map(|(l, m)| (l.to_owned(), m.to_owned()))
+        .collect()
 }
 
 pub(crate) fn lang_of(path: &str) -> Option<Lang> {

@@ -287,6 +287,8 @@ pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts 
     if interest.assigns {
         facts.assigns = global_assigns(&locals, &local_env);
     }
+    facts.imports =
+        super::registered_imports(&facts.registrations, imports.iter().map(|(l, m)| (l.as_str(), m.as_str())));
     facts
 }
 

@@ -113,7 +113,7 @@ struct Index<'r> {
     /// Functions whose parameter feeds a verifier constructor: file -> (function, parameter index, name).
     ctor_params: HashMap<usize, Vec<&'r (String, usize, String)>>,
     /// Calls with argument texts by callee name: (calling file, arguments).
-    calls: HashMap<&'r str, Vec<(usize, &'r [String])>>,
+    calls: HashMap<&'r str, Vec<(usize, &'r webhooks::ast::Call)>>,
     /// Route prefix of each file mounted elsewhere.
     file_prefix: HashMap<usize, String>,
     /// Prefix of a router variable within its file.
@@ -176,8 +176,8 @@ impl<'r> Index<'r> {
             if !code.ctor_params.is_empty() {
                 ix.ctor_params.insert(fi, code.ctor_params.iter().collect());
             }
-            for (callee, args) in &code.calls {
-                ix.calls.entry(callee).or_default().push((fi, args));
+            for call in &code.calls {
+                ix.calls.entry(&call.callee).or_default().push((fi, call));
             }
             if let Some(p) = &code.global_prefix {
                 ix.global_prefix.entry(r.project_of(&f.path)).or_insert_with(|| p.clone());
@@ -429,16 +429,34 @@ impl<'r> Index<'r> {
             return None;
         };
         let project = r.project_of(&r.files[fi].path);
+        self.from_callers(func, *index, project, hops + 1)
+    }
+
+    /// What every caller in `project` passes as argument `index` of `func`, when they all agree. A
+    /// caller forwarding a parameter of its own function (`func NewServer(s string) { NewHandler(s) }`)
+    /// is followed to its own callers, one hop more. Any caller that cannot be followed within the
+    /// bound makes the answer `None`: one resolved caller among unknown ones is not the answer.
+    fn from_callers(&self, func: &str, index: usize, project: &str, hops: usize) -> Option<SecretSource> {
+        if hops > MAX_SECRET_HOPS {
+            return None;
+        }
+        let r = self.r;
         let mut found: BTreeSet<SecretSourceKey> = BTreeSet::new();
-        for (ci, args) in self.calls.get(func.as_str()).map_or(&[][..], Vec::as_slice) {
+        for (ci, call) in self.calls.get(func).map_or(&[][..], Vec::as_slice) {
             if !under(&r.files[*ci].path, project) {
                 continue;
             }
-            let Some(arg) = args.get(*index) else { continue };
+            let arg = call.args.get(index)?;
             let expr = caller_expr(arg);
-            if let Some(s) = self.resolve_secret(&expr, *ci, hops + 1) {
-                found.insert(SecretSourceKey(s));
-            }
+            let forwarded = match (&expr, &call.caller) {
+                (SecretExpr::Ident(q), Some((outer, ps))) => ps.iter().position(|p| p == q).map(|k| (outer, k)),
+                _ => None,
+            };
+            let source = match forwarded {
+                Some((outer, k)) => self.from_callers(outer, k, project, hops + 1),
+                None => self.resolve_secret(&expr, *ci, hops),
+            };
+            found.insert(SecretSourceKey(source?));
         }
         if found.len() == 1 { found.pop_first().map(|k| k.0) } else { None }
     }

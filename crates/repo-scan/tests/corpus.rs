@@ -804,3 +804,55 @@ fn a_registration_follows_its_import_past_a_namesake() {
     assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SIGNING_SECRET"));
     assert!(!h.reserialized_body && !h.acks_failed_verification, "express.raw and a 400 on failure");
 }
+
+/// A Go service whose verifier constructor is reached through `wrappers` functions that each hand the
+/// secret on to the next, the outermost called with `os.Getenv("CLERK_WEBHOOK_SECRET")`.
+fn secret_through_wrappers(wrappers: usize) -> RepoArtifact {
+    let t = TempDir::new(&format!("hops-{wrappers}"));
+    t.write("go.mod", "module github.com/acme/hops\n\ngo 1.22\n\nrequire github.com/svix/svix-webhooks v1.38.0\n");
+    t.write(
+        "internal/hooks/hooks.go",
+        concat!(
+            "package hooks\n\nimport (\n\t\"io\"\n\t\"net/http\"\n\n\tsvix \"github.com/svix/svix-webhooks/go\"\n)\n\n",
+            "type Handler struct{ wh *svix.Webhook }\n\n",
+            "func NewHandler(secret string) *Handler {\n\twh, _ := svix.NewWebhook(secret)\n\treturn &Handler{wh: wh}\n}\n\n",
+            "// Serve receives Clerk webhooks.\n",
+            "func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) {\n",
+            "\tbody, _ := io.ReadAll(r.Body)\n",
+            "\tif err := h.wh.Verify(body, r.Header); err != nil {\n\t\tw.WriteHeader(http.StatusBadRequest)\n\t\treturn\n\t}\n",
+            "\tw.WriteHeader(http.StatusNoContent)\n}\n",
+        ),
+    );
+    let mut wiring = String::from(
+        "package main\n\nimport (\n\t\"net/http\"\n\t\"os\"\n\n\t\"github.com/acme/hops/internal/hooks\"\n)\n\n",
+    );
+    let mut inner = "hooks.NewHandler".to_owned();
+    for i in 1..=wrappers {
+        wiring.push_str(&format!("func wrap{i}(s string) *hooks.Handler {{\n\treturn {inner}(s)\n}}\n\n"));
+        inner = format!("wrap{i}");
+    }
+    wiring.push_str(&format!(
+        "func main() {{\n\th := {inner}(os.Getenv(\"CLERK_WEBHOOK_SECRET\"))\n\thttp.HandleFunc(\"/webhooks/clerk\", h.Serve)\n\t_ = http.ListenAndServe(\":8080\", nil)\n}}\n"
+    ));
+    t.write("cmd/hops/main.go", wiring);
+    scan(t.path(), &support::options()).expect("scan")
+}
+
+#[test]
+fn a_secret_is_followed_through_constructor_wrappers_up_to_the_bound_then_unresolved() {
+    for wrappers in 0..=2 {
+        let a = secret_through_wrappers(wrappers);
+        let h = handler(&a, "internal/hooks/hooks.go");
+        assert_eq!(h.route.as_deref(), Some("/webhooks/clerk"));
+        assert_eq!(h.secret_source, env("CLERK_WEBHOOK_SECRET"), "{wrappers} wrappers");
+    }
+    for wrappers in [3, 6] {
+        let a = secret_through_wrappers(wrappers);
+        let h = handler(&a, "internal/hooks/hooks.go");
+        assert!(
+            matches!(h.secret_source, Some(SecretSource::Unresolved { .. })),
+            "{wrappers} wrappers: beyond the bound, said rather than guessed: {:?}",
+            h.secret_source
+        );
+    }
+}

@@ -75,14 +75,24 @@ pub(crate) struct GroupArg {
     pub prefix: String,
 }
 
+/// A call that may hand a secret on: the callee's last name, the argument texts, and the enclosing
+/// function with its parameter names (when the call is inside a named function).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Call {
+    pub callee: String,
+    pub args: Vec<String>,
+    pub caller: Option<(String, Vec<String>)>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AstFacts {
     pub verify_sites: Vec<VerifySite>,
     pub nest_routes: Vec<NestRoute>,
     /// (function, parameter index, parameter name) handed to a verifier constructor.
     pub ctor_params: Vec<(String, usize, String)>,
-    /// Calls with their argument texts (callee's last name), for following constructor parameters.
-    pub calls: Vec<(String, Vec<String>)>,
+    /// Calls passing something secret-like or a parameter of the enclosing function, for following
+    /// constructor parameters to what the callers pass (through wrappers too).
+    pub calls: Vec<Call>,
     /// Configuration fields: name -> env var / literal.
     pub assigns: Vec<(String, SecretExpr)>,
     pub param_routes: Vec<ParamRoute>,
@@ -91,6 +101,21 @@ pub(crate) struct AstFacts {
 
 /// Calls recorded per file: bounded work on generated code.
 const MAX_CALLS: usize = 512;
+/// How far up from a call its enclosing function is looked for (deeply nested input stays linear).
+const MAX_ENCLOSING_STEPS: usize = 64;
+
+/// The nearest ancestor of one of `kinds` within `steps` parents.
+fn ancestor_within<'a>(node: Node<'a>, kinds: &[&str], steps: usize) -> Option<Node<'a>> {
+    let mut cur = Some(node);
+    for _ in 0..=steps {
+        let n = cur?;
+        if kinds.contains(&n.kind()) {
+            return Some(n);
+        }
+        cur = n.parent();
+    }
+    None
+}
 
 static REJSON: LazyLock<Regex> = LazyLock::new(|| re(r"JSON\.stringify\s*\(|json\.dumps\s*\(|json\.Marshal\s*\("));
 static OK_STATUS: LazyLock<Regex> = LazyLock::new(|| {
@@ -178,8 +203,16 @@ fn call(grammar: Grammar, node: Node<'_>, text: &str, out: &mut AstFacts) {
     }
     if out.calls.len() < MAX_CALLS && !arg_nodes.is_empty() {
         let args: Vec<String> = arg_nodes.iter().map(|a| syntax_head(text_of(*a, text))).collect();
-        if args.iter().any(|a| SECRETISH.is_match(a)) {
-            out.calls.push((last.to_owned(), args));
+        let plain = |a: &String| !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let caller = if args.iter().any(plain) {
+            ancestor_within(node, function_kinds(grammar), MAX_ENCLOSING_STEPS)
+                .and_then(|f| Some((function_name(f, text)?, params(grammar, f, text))))
+        } else {
+            None
+        };
+        let forwards = caller.as_ref().is_some_and(|(_, ps)| args.iter().any(|a| ps.contains(a)));
+        if forwards || args.iter().any(|a| SECRETISH.is_match(a)) {
+            out.calls.push(Call { callee: last.to_owned(), args, caller });
         }
     }
 }
@@ -575,7 +608,7 @@ mod tests {
         assert_eq!(f.assigns, vec![("Secret".to_owned(), SecretExpr::Env("CLERK_WEBHOOK_SECRET".into()))]);
         assert_eq!(f.group_args, vec![GroupArg { callee: "Register".into(), arg: 0, prefix: "/api".into() }]);
         assert_eq!(f.param_routes, vec![ParamRoute { func_name: "Register".into(), param: 0, line: 14 }]);
-        assert!(f.calls.iter().any(|(n, a)| n == "New" && a == &["cfg.Secret".to_owned()]));
+        assert!(f.calls.iter().any(|c| c.callee == "New" && c.args == ["cfg.Secret"]));
     }
 
     #[test]

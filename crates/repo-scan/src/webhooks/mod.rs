@@ -249,7 +249,7 @@ pub(crate) struct CodeFacts {
     /// From the parse tree: constructor parameters fed to a verifier, calls passing values, Go router
     /// parameters and the group prefixes passed to them (see [`ast`]).
     pub ctor_params: Vec<(String, usize, String)>,
-    pub calls: Vec<(String, Vec<String>)>,
+    pub calls: Vec<ast::Call>,
     pub param_routes: Vec<ast::ParamRoute>,
     pub group_args: Vec<ast::GroupArg>,
     /// Imports of the names this file registers as handlers: (local name, module as written), so a

@@ -321,12 +321,25 @@ static SECRET_HINT: LazyLock<Regex> =
 /// pages, utilities) are never parsed: the cost stays with the few files that matter.
 fn tree_facts(path: &str, text: &str, lang: Lang) -> Option<ast::AstFacts> {
     let grammar = crate::syntax::Grammar::of(path)?;
+    if minified(path, text) {
+        return None;
+    }
     if !(interest(text, path).units || SECRET_HINT.is_match(text) || (lang == Lang::Js && text.contains("@Controller")))
     {
         return None;
     }
     let tree = crate::syntax::parse(grammar, text)?;
     Some(ast::facts(grammar, &tree, text))
+}
+
+/// Longest line a hand-written source file is taken to have; a file with a longer one is generated or
+/// minified and is left to the line-level pass (its own caps bound that work).
+const MAX_SOURCE_LINE: usize = 4096;
+
+/// A minified bundle (`*.min.js`, or any line longer than [`MAX_SOURCE_LINE`]): never parsed.
+pub(crate) fn minified(path: &str, text: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.contains(".min.") || text.len() > MAX_SOURCE_LINE && text.split('\n').any(|l| l.len() > MAX_SOURCE_LINE)
 }
 
 /// Marks candidates with the verification sites inside them and keeps the cross-file facts.
@@ -897,6 +910,17 @@ mod tests {
         assert_eq!(string_literal("r\"^x/$\"").as_deref(), Some("^x/$"));
         assert_eq!(string_literal("`/x/${a}`"), None);
         assert_eq!(nuxt_env("clerkWebhookSecret"), "NUXT_CLERK_WEBHOOK_SECRET");
+    }
+
+    #[test]
+    fn minified_bundles_are_not_parsed() {
+        let handler = "import { Webhook } from 'svix';\nexport function h(req, res) { new Webhook(s).verify(req.body, h) }\n";
+        assert!(tree_facts("src/webhooks.ts", handler, Lang::Js).is_some_and(|t| t.verify_sites.len() == 1));
+        assert!(tree_facts("public/webhooks.min.js", handler, Lang::Js).is_none());
+        let bundle = handler.replace('\n', ";").repeat(200);
+        assert!(bundle.len() > MAX_SOURCE_LINE && minified("dist/app.js", &bundle));
+        assert!(tree_facts("dist/app.js", &bundle, Lang::Js).is_none());
+        assert!(!minified("src/webhooks.ts", &handler.repeat(200)), "many ordinary lines");
     }
 
     #[test]

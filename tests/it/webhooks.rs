@@ -638,3 +638,38 @@ async fn a_handler_refusing_failed_verification_over_the_raw_body_passes_both() 
     assert!(finding_ids(&event).is_empty());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_live_signing_secret_committed_in_an_env_file_is_a_blocker() {
+    let mut app = spawn_app().await;
+    let scenario = Scenario::WebhooksMatching;
+    // The handler reads CLERK_WEBHOOK_SIGNING_SECRET; a committed `.env` assigns it the live endpoint's value.
+    let mut repo = artifact(vec![handler(Verification::Svix, env_secret())]);
+    repo.committed_secrets.push(clerk_audit::audit::artifact::CommittedSecret {
+        file: ".env".into(),
+        line: 4,
+        variable: "CLERK_WEBHOOK_SIGNING_SECRET".into(),
+        kind: clerk_audit::audit::artifact::CommittedSecretKind::WebhookSecret,
+        fingerprint: fingerprint(WEBHOOK_SECRET_MATCHING),
+    });
+    let event = scan(&mut app, scenario, &repo).await;
+    assert_statuses(&event, &[("CLERK-WEBHOOK-003", "fail")]);
+    assert_eq!(finding_ids(&event), vec!["CLERK-WEBHOOK-003"]);
+    let blocker = finding(&event, "CLERK-WEBHOOK-003");
+    assert_eq!(
+        blocker["evidence"]["repo"],
+        format!(
+            "{HANDLER_FILE}:12 (route {WEBHOOK_ROUTE}) verifies Clerk webhooks with CLERK_WEBHOOK_SIGNING_SECRET, whose whsec_ value is committed in .env:4"
+        )
+    );
+    assert_eq!(
+        blocker["evidence"]["details"]["committed"],
+        json!({"file": ".env", "line": 4, "variable": "CLERK_WEBHOOK_SIGNING_SECRET"})
+    );
+    // The endpoint's secret was read once because of the committed value; nothing of it is in the event.
+    assert_eq!(calls_by_row(&event).get(&7), Some(&1));
+    let text = event.to_string();
+    assert!(!text.contains(WEBHOOK_SECRET_MATCHING) && !text.contains(&fingerprint(WEBHOOK_SECRET_MATCHING)));
+    assert_only_allowlisted(&app);
+    app.stop().await;
+}

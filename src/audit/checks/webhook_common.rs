@@ -8,7 +8,7 @@
 use serde_json::{Value, json};
 
 use super::{CheckInput, Verdict};
-use crate::audit::artifact::{SecretSource, WebhookHandler};
+use crate::audit::artifact::{CommittedSecret, CommittedSecretKind, RepoArtifact, SecretSource, WebhookHandler};
 use crate::audit::facts::{Fact, WebhookEndpoint, WebhookFacts, normalize_path};
 
 /// How many endpoints a finding's evidence lists at most.
@@ -91,6 +91,30 @@ pub fn literal_fingerprint(handler: &WebhookHandler) -> Option<&str> {
     }
 }
 
+/// A `whsec_` value the repo holds for a handler: written in its code (`committed` is `None`), or
+/// assigned in a committed env file to the environment variable the handler reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenSecret<'a> {
+    pub fingerprint: &'a str,
+    pub committed: Option<&'a CommittedSecret>,
+}
+
+/// Every `whsec_` value the repo holds for `handler` (see [`WrittenSecret`]).
+pub fn written_secrets<'a>(artifact: &'a RepoArtifact, handler: &'a WebhookHandler) -> Vec<WrittenSecret<'a>> {
+    match &handler.secret_source {
+        Some(SecretSource::LiteralFingerprint { literal_fingerprint }) => {
+            vec![WrittenSecret { fingerprint: literal_fingerprint, committed: None }]
+        }
+        Some(SecretSource::EnvVar { env_var }) => artifact
+            .committed_secrets
+            .iter()
+            .filter(|c| c.kind == CommittedSecretKind::WebhookSecret && c.variable == *env_var)
+            .map(|c| WrittenSecret { fingerprint: &c.fingerprint, committed: Some(c) })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Handlers deduplicated by identity (the same file and route reported twice is one handler).
 pub fn distinct_handlers(handlers: &[WebhookHandler]) -> Vec<&WebhookHandler> {
     let mut seen = std::collections::BTreeSet::new();
@@ -119,6 +143,18 @@ pub(crate) mod fixtures {
             reserialized_body: false,
             acks_failed_verification: false,
         }
+    }
+
+    /// `artifact` with a committed `.env` line assigning a `whsec_` value of `fingerprint` to `variable`.
+    pub fn with_committed(mut artifact: RepoArtifact, variable: &str, fingerprint: &str) -> RepoArtifact {
+        artifact.committed_secrets.push(crate::audit::artifact::CommittedSecret {
+            file: ".env".into(),
+            line: 3,
+            variable: variable.into(),
+            kind: crate::audit::artifact::CommittedSecretKind::WebhookSecret,
+            fingerprint: fingerprint.into(),
+        });
+        artifact
     }
 
     pub fn with_literal(mut handler: WebhookHandler, fingerprint: &str) -> WebhookHandler {

@@ -914,7 +914,8 @@ mod tests {
 
     #[test]
     fn minified_bundles_are_not_parsed() {
-        let handler = "import { Webhook } from 'svix';\nexport function h(req, res) { new Webhook(s).verify(req.body, h) }\n";
+        let handler =
+            "import { Webhook } from 'svix';\nexport function h(req, res) { new Webhook(s).verify(req.body, h) }\n";
         assert!(tree_facts("src/webhooks.ts", handler, Lang::Js).is_some_and(|t| t.verify_sites.len() == 1));
         assert!(tree_facts("public/webhooks.min.js", handler, Lang::Js).is_none());
         let bundle = handler.replace('\n', ";").repeat(200);

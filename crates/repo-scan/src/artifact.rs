@@ -1,4 +1,4 @@
-//! The repo-scan artifact (`clerk-repo-artifact/v1`, SPEC section 5): what the platform's repo scanner
+//! The repo-scan artifact (`clerk-repo-artifact/v1`): what the platform's repo scanner
 //! found in the customer's code. The extractor in [`crate`] produces it; the checks read it.
 //!
 //! The artifact never holds a raw secret: secret keys and `whsec_` values appear only as

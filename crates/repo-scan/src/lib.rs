@@ -1,15 +1,21 @@
 //! The repo artifact extractor: reads a checkout and produces the `clerk-repo-artifact/v1` document
-//! (SPEC section 5) that the checks cross-reference with the live Clerk instance.
+//! (`contracts/clerk-repo-artifact.v1.schema.json`) that the checks cross-reference with the live Clerk
+//! instance.
 //!
 //! Two phases:
 //!
 //! 1. **Per file**, in parallel ([`walk`]): key tokens with their variable, context and nearby evidence
-//!    ([`keys`], [`context`]), Clerk evidence and manifests ([`evidence`]), and handler candidates,
-//!    router registrations, mounts and module-level assignments ([`webhooks`]). No raw secret leaves this
-//!    phase: secret keys and `whsec_` values are hashed where they are read.
-//! 2. **Across files**, sequentially and in path order: project boundaries, key confidence, route
-//!    prefixes from mounts, registrations linked to the functions they name, helper verification,
-//!    secret names resolved through other modules, file-system routes. The output is sorted (keys by
+//!    ([`keys`], [`context`]), Clerk evidence and manifests ([`evidence`]), handler candidates, router
+//!    registrations, mounts, imports of registered names and module-level assignments ([`webhooks`]),
+//!    and for the files that can hold a handler, a router group or a secret, facts read from their
+//!    tree-sitter parse tree (`syntax`, `webhooks::ast`: verification sites, controllers, settings
+//!    fields, constructor parameters, Go router parameters and mounts), and `whsec_`/`sk_live_` values of
+//!    committed env files (`committed`). No raw secret leaves this phase: secret keys and `whsec_` values
+//!    are hashed where they are read.
+//! 2. **Across files**, sequentially and in path order (`handlers`): project boundaries, key confidence,
+//!    route prefixes from mounts and groups, registrations linked through imports to the functions they
+//!    name, helper verification, secrets followed through other modules and constructor parameters
+//!    (bounded hops; `unresolved` rather than a guess), file-system routes. The output is sorted (keys by
 //!    file, line, kind, environment, variable, fingerprint/host; handlers by file, line, route), so the
 //!    same tree always gives the same bytes.
 //!

@@ -429,14 +429,14 @@ impl<'r> Index<'r> {
             return None;
         };
         let project = r.project_of(&r.files[fi].path);
-        self.from_callers(func, *index, project, hops + 1)
+        self.passed_by_callers(func, *index, project, hops + 1)
     }
 
     /// What every caller in `project` passes as argument `index` of `func`, when they all agree. A
     /// caller forwarding a parameter of its own function (`func NewServer(s string) { NewHandler(s) }`)
     /// is followed to its own callers, one hop more. Any caller that cannot be followed within the
     /// bound makes the answer `None`: one resolved caller among unknown ones is not the answer.
-    fn from_callers(&self, func: &str, index: usize, project: &str, hops: usize) -> Option<SecretSource> {
+    fn passed_by_callers(&self, func: &str, index: usize, project: &str, hops: usize) -> Option<SecretSource> {
         if hops > MAX_SECRET_HOPS {
             return None;
         }
@@ -453,7 +453,7 @@ impl<'r> Index<'r> {
                 _ => None,
             };
             let source = match forwarded {
-                Some((outer, k)) => self.from_callers(outer, k, project, hops + 1),
+                Some((outer, k)) => self.passed_by_callers(outer, k, project, hops + 1),
                 None => self.resolve_secret(&expr, *ci, hops),
             };
             found.insert(SecretSourceKey(source?));

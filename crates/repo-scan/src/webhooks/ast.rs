@@ -435,13 +435,17 @@ fn go_keyed_field(node: Node<'_>, text: &str, out: &mut AstFacts) {
     }
 }
 
+/// Where a Go router variable comes from: the parameter it derives from (`None`: a router the function
+/// makes itself) and the prefix of the groups so far.
+type Origin = (Option<usize>, String);
+
 /// Go: routes registered on a router parameter, and group prefixes handed to other functions.
 fn go_router_params(f: Node<'_>, text: &str, out: &mut AstFacts) {
     let Some(name) = function_name(f, text) else { return };
     let Some(body) = f.child_by_field_name("body") else { return };
     let ps = params(Grammar::Go, f, text);
     // Variable -> (parameter it derives from, or None for a local router; prefix so far).
-    let mut origin: HashMap<String, (Option<usize>, String)> = HashMap::new();
+    let mut origin: HashMap<String, Origin> = HashMap::new();
     for (i, p) in ps.iter().enumerate() {
         origin.insert(p.clone(), (Some(i), String::new()));
     }
@@ -458,7 +462,7 @@ fn go_router_params(f: Node<'_>, text: &str, out: &mut AstFacts) {
         }
     }
     // Closure parameters shadow outer names until the closure ends: (end byte, name, outer entry).
-    let mut scoped: Vec<(usize, String, Option<(Option<usize>, String)>)> = Vec::new();
+    let mut scoped: Vec<(usize, String, Option<Origin>)> = Vec::new();
     for n in order {
         while let Some((end, _, _)) = scoped.last()
             && n.start_byte() >= *end
@@ -546,7 +550,7 @@ fn go_router_params(f: Node<'_>, text: &str, out: &mut AstFacts) {
 }
 
 /// `api.Group("/webhooks")` / `r.Route("/x", ...)` on a known router -> its origin and prefix.
-fn group_of(expr: &str, origin: &HashMap<String, (Option<usize>, String)>) -> Option<(Option<usize>, String)> {
+fn group_of(expr: &str, origin: &HashMap<String, Origin>) -> Option<Origin> {
     let (obj, rest) = expr.trim().split_once(".Group(")?;
     let (base, prefix) = origin.get(obj.trim())?.clone();
     let lit = string_literal(rest.split([',', ')']).next()?.trim())?;

@@ -1,4 +1,4 @@
-//! The security checks (SPEC section 6), one module each, with their metadata beside their logic.
+//! The security checks, one module each, with their metadata beside their logic.
 //!
 //! A check is a pure function of [`CheckInput`]: the fetched [`ClerkFacts`], the repo artifact if one is
 //! stored, and the check settings. It answers a [`Verdict`]: `Pass` only when its failure condition could be

@@ -45,7 +45,7 @@ mod tests {
     use super::*;
     use crate::audit::artifact::RepoArtifact;
     use crate::audit::checks::CheckSettings;
-    use crate::audit::checks::webhook_common::fixtures::*;
+    use crate::audit::checks::fixtures::webhooks::*;
     use crate::audit::facts::ClerkFacts;
 
     fn run(facts: &ClerkFacts, artifact: Option<&RepoArtifact>) -> Verdict {

@@ -99,7 +99,7 @@ fn where_written(found: &WrittenSecret<'_>) -> String {
 mod tests {
     use super::*;
     use crate::audit::checks::CheckSettings;
-    use crate::audit::checks::webhook_common::fixtures::*;
+    use crate::audit::checks::fixtures::webhooks::*;
     use crate::audit::facts::{ClerkFacts, Fact};
 
     const LIVE: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";

@@ -79,7 +79,7 @@ pub struct CheckResult {
     pub reason: Option<String>,
 }
 
-/// One finding (SPEC section 6).
+/// One finding: a check that failed, with its evidence; the same object is published in the completed event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub check_id: String,

@@ -161,7 +161,7 @@ impl ClerkFacts {
     }
 }
 
-/// The instance's webhook configuration on Svix (allowlist rows 4, 6 and 7).
+/// The instance's webhook configuration on Svix (calls `clerk.svix_url`, `svix.list_endpoints`, `svix.endpoint_secret`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookFacts {
     /// Whether the instance has a Svix app at all (`POST /v1/webhooks/svix_url` answered 400: it has none,

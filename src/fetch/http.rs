@@ -247,7 +247,7 @@ impl ScanCalls<'_> {
         self.secret_key.fingerprint()
     }
 
-    /// Counts a DNS lookup (allowlist row 8) with its outcome.
+    /// Counts a DNS lookup (allowlist call `dns.cname`) with its outcome.
     pub fn tally_dns(&self, outcome: &str) {
         self.tally(super::allowlist::Call::DnsCname.spec(), outcome.to_owned());
     }

@@ -5,10 +5,10 @@
 //! - [`http`]: the one outbound HTTP layer.
 //! - [`clerk`]: the shapes of Clerk's answers.
 //! - [`dns`]: CNAME lookups of the email sender records.
-//! - [`svix`]: the webhook facts (rows 4, 6, 7): the Svix app, its endpoints, signing-secret fingerprints.
+//! - [`svix`]: the webhook facts (`clerk.svix_url`, `svix.list_endpoints`, `svix.endpoint_secret`): the Svix app, its endpoints, signing-secret fingerprints.
 //!
 //! Backend API failures decide the job (401/403: the key is rejected, permanent; 429/5xx/timeouts:
-//! transient). Frontend API, DNS and Svix failures (and row 4's other failures) only make the facts they
+//! transient). Frontend API, DNS and Svix failures (and `clerk.svix_url`'s other failures) only make the facts they
 //! feed [`Fact::Unavailable`], so the checks that need them report `error` and the rest of the scan still
 //! completes.
 
@@ -65,7 +65,7 @@ async fn get_backend<T: serde::de::DeserializeOwned>(
 }
 
 /// Learns everything the checks need. `calls` must be fresh for this scan. The artifact (when one is
-/// stored) decides whether any endpoint signing secret is read (row 7): only to compare with a `whsec_`
+/// stored) decides whether any endpoint signing secret is read (`svix.endpoint_secret`): only to compare with a `whsec_`
 /// written in the repo.
 pub async fn gather(
     calls: &mut ScanCalls<'_>,

@@ -1,6 +1,6 @@
 //! RabbitMQ: connecting, declaring the topology, and publishing with confirms.
 //!
-//! Topology (names from configuration, SPEC section 3):
+//! Topology (names from configuration; `contracts/asyncapi.yaml` describes it):
 //! - topic exchange `pulselight.scans` -> durable quorum queue `clerk-audit.jobs`
 //!   (routing key `scan.clerk.requested`, dead-letter exchange `clerk-audit.dlx`, delivery limit);
 //! - `clerk-audit.dlx` (topic) -> `clerk-audit.jobs.dead` (every routing key);

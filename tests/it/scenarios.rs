@@ -15,6 +15,7 @@ pub fn artifact_with_live_key() -> RepoArtifact {
         repo: Some("github.com/acme/web".into()),
         commit: Some("3f2a9c1".into()),
         scanned_at: Some("2026-11-26T09:58:00Z".into()),
+        committed_secrets: vec![],
         key_references: vec![KeyReference {
             kind: KeyKind::Publishable,
             environment: KeyEnvironment::Live,
@@ -120,6 +121,8 @@ async fn development_instance_with_live_key_is_a_blocker() {
             ("CLERK-WEBHOOK-003", "pass"),
             ("CLERK-WEBHOOK-004", "pass"),
             ("CLERK-WEBHOOK-005", "pass"),
+            ("CLERK-WEBHOOK-006", "pass"),
+            ("CLERK-WEBHOOK-007", "pass"),
             ("CLERK-TESTMODE-001", "pass"),
             ("CLERK-SECRET-LEAK-001", "pass"),
             ("CLERK-SECRET-PUBLIC-001", "pass"),
@@ -139,7 +142,7 @@ async fn development_instance_with_live_key_is_a_blocker() {
     assert_eq!(event["data"]["instance"]["kind"], "development");
     assert_eq!(event["data"]["instance"]["user_count"], app.sandbox.instance(Scenario::Development).user_count);
     // A development instance: no Frontend API call (it wants a dev-browser token) and no DNS lookup; its
-    // webhooks are asked for (row 4 answers 400: no Svix app, so no Svix call).
+    // webhooks are asked for (`clerk.svix_url` answers 400: no Svix app, so no Svix call).
     let rows = calls_by_row(&event);
     assert_eq!(rows.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     app.stop().await;
@@ -179,6 +182,8 @@ async fn busy_production_instance_with_optional_mfa_warns() {
             ("CLERK-WEBHOOK-003", "pass"),
             ("CLERK-WEBHOOK-004", "pass"),
             ("CLERK-WEBHOOK-005", "pass"),
+            ("CLERK-WEBHOOK-006", "pass"),
+            ("CLERK-WEBHOOK-007", "pass"),
             ("CLERK-TESTMODE-001", "pass"),
             ("CLERK-SECRET-LEAK-001", "pass"),
             ("CLERK-SECRET-PUBLIC-001", "pass"),
@@ -198,7 +203,7 @@ async fn busy_production_instance_with_optional_mfa_warns() {
         serde_json::json!({"kind": "production", "user_count": 1247, "domain": app.sandbox.instance(Scenario::ProductionOptionalMfa).domain})
     );
     // Rows 1-6 once each (one page of endpoints; no secret read: the repo writes no whsec_); three DNS
-    // lookups (row 8).
+    // lookups (`dns.cname`).
     let rows = calls_by_row(&event);
     assert_eq!(rows, [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1), (8, 3)].into_iter().collect());
     app.stop().await;

@@ -1,4 +1,4 @@
-//! The security checks (SPEC section 6), one module each, with their metadata beside their logic.
+//! The security checks, one module each, with their metadata beside their logic.
 //!
 //! A check is a pure function of [`CheckInput`]: the fetched [`ClerkFacts`], the repo artifact if one is
 //! stored, and the check settings. It answers a [`Verdict`]: `Pass` only when its failure condition could be
@@ -26,8 +26,10 @@ pub mod secret_leak;
 pub mod secret_public;
 pub mod settings_common;
 pub mod test_mode;
+pub mod webhook_acks_failure;
 pub mod webhook_common;
 pub mod webhook_events_filtered;
+pub mod webhook_reserialized;
 pub mod webhook_secret_live;
 pub mod webhook_secret_stale;
 pub mod webhook_unfed;
@@ -132,6 +134,8 @@ pub const ALL: &[Check] = &[
     Check { meta: &webhook_secret_live::META, evaluate: webhook_secret_live::evaluate },
     Check { meta: &webhook_secret_stale::META, evaluate: webhook_secret_stale::evaluate },
     Check { meta: &webhook_events_filtered::META, evaluate: webhook_events_filtered::evaluate },
+    Check { meta: &webhook_reserialized::META, evaluate: webhook_reserialized::evaluate },
+    Check { meta: &webhook_acks_failure::META, evaluate: webhook_acks_failure::evaluate },
     Check { meta: &test_mode::META, evaluate: test_mode::evaluate },
     Check { meta: &secret_leak::META, evaluate: secret_leak::evaluate },
     Check { meta: &secret_public::META, evaluate: secret_public::evaluate },
@@ -147,47 +151,4 @@ pub const ALL: &[Check] = &[
 pub const NO_REPO_SCAN: &str = "no repo scan stored for this project";
 
 #[cfg(test)]
-pub(crate) mod fixtures {
-    //! Builders for check inputs, shared by the checks' unit tests.
-    use crate::audit::artifact::*;
-    use crate::audit::facts::*;
-
-    pub fn facts(environment: InstanceEnvironment) -> ClerkFacts {
-        ClerkFacts {
-            instance: InstanceInfo { id: "ins_test".into(), environment, allowed_origins: Some(vec![]) },
-            user_count: 0,
-            primary_domain: None,
-            frontend_api_hosts: vec![],
-            secret_key_fingerprint: None,
-            auth_settings: Fact::NotApplicable("development instance".into()),
-            email_dns: Fact::NotApplicable("development instance".into()),
-            webhooks: Fact::Known(WebhookFacts { svix_app: false, endpoints: vec![] }),
-        }
-    }
-
-    pub fn artifact(key_references: Vec<KeyReference>) -> RepoArtifact {
-        RepoArtifact {
-            schema: ARTIFACT_SCHEMA.into(),
-            repo: Some("github.com/acme/web".into()),
-            commit: Some("3f2a".into()),
-            scanned_at: None,
-            key_references,
-            webhook_handlers: vec![],
-        }
-    }
-
-    pub fn key(kind: KeyKind, environment: KeyEnvironment, context: ReferenceContext) -> KeyReference {
-        KeyReference {
-            kind,
-            environment,
-            file: ".env.production".into(),
-            line: 3,
-            variable: Some("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY".into()),
-            context,
-            frontend_api_host: None,
-            fingerprint: None,
-            malformed: false,
-            confidence: None,
-        }
-    }
-}
+pub(crate) mod fixtures;

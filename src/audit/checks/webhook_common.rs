@@ -8,7 +8,7 @@
 use serde_json::{Value, json};
 
 use super::{CheckInput, Verdict};
-use crate::audit::artifact::{SecretSource, WebhookHandler};
+use crate::audit::artifact::{CommittedSecret, CommittedSecretKind, RepoArtifact, SecretSource, WebhookHandler};
 use crate::audit::facts::{Fact, WebhookEndpoint, WebhookFacts, normalize_path};
 
 /// How many endpoints a finding's evidence lists at most.
@@ -47,6 +47,7 @@ pub fn handler_details(handler: &WebhookHandler) -> Value {
     let secret_source = match &handler.secret_source {
         Some(SecretSource::EnvVar { env_var }) => json!({ "env_var": env_var }),
         Some(SecretSource::LiteralFingerprint { .. }) => json!("literal"),
+        Some(SecretSource::Unresolved { .. }) => json!("unresolved"),
         None => Value::Null,
     };
     json!({
@@ -90,67 +91,32 @@ pub fn literal_fingerprint(handler: &WebhookHandler) -> Option<&str> {
     }
 }
 
+/// A `whsec_` value the repo holds for a handler: written in its code (`committed` is `None`), or
+/// assigned in a committed env file to the environment variable the handler reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenSecret<'a> {
+    pub fingerprint: &'a str,
+    pub committed: Option<&'a CommittedSecret>,
+}
+
+/// Every `whsec_` value the repo holds for `handler` (see [`WrittenSecret`]).
+pub fn written_secrets<'a>(artifact: &'a RepoArtifact, handler: &'a WebhookHandler) -> Vec<WrittenSecret<'a>> {
+    match &handler.secret_source {
+        Some(SecretSource::LiteralFingerprint { literal_fingerprint }) => {
+            vec![WrittenSecret { fingerprint: literal_fingerprint, committed: None }]
+        }
+        Some(SecretSource::EnvVar { env_var }) => artifact
+            .committed_secrets
+            .iter()
+            .filter(|c| c.kind == CommittedSecretKind::WebhookSecret && c.variable == *env_var)
+            .map(|c| WrittenSecret { fingerprint: &c.fingerprint, committed: Some(c) })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Handlers deduplicated by identity (the same file and route reported twice is one handler).
 pub fn distinct_handlers(handlers: &[WebhookHandler]) -> Vec<&WebhookHandler> {
     let mut seen = std::collections::BTreeSet::new();
     handlers.iter().filter(|handler| seen.insert(handler_identity(handler))).collect()
-}
-
-#[cfg(test)]
-pub(crate) mod fixtures {
-    //! Builders for the webhook checks' tests.
-    use crate::audit::artifact::{RepoArtifact, SecretSource, Verification, WebhookHandler};
-    use crate::audit::checks::fixtures;
-    use crate::audit::facts::{ClerkFacts, Fact, InstanceEnvironment, WebhookEndpoint, WebhookFacts, endpoint_path};
-
-    pub const ROUTE: &str = "/api/webhooks/clerk";
-
-    pub fn handler() -> WebhookHandler {
-        WebhookHandler {
-            file: "app/api/webhooks/clerk/route.ts".into(),
-            line: 12,
-            framework: "nextjs-app-router".into(),
-            route: Some(ROUTE.into()),
-            verification: Verification::ClerkVerifyWebhook,
-            secret_source: Some(SecretSource::EnvVar { env_var: "CLERK_WEBHOOK_SIGNING_SECRET".into() }),
-            events: vec!["user.created".into(), "user.deleted".into()],
-        }
-    }
-
-    pub fn with_literal(mut handler: WebhookHandler, fingerprint: &str) -> WebhookHandler {
-        handler.secret_source = Some(SecretSource::LiteralFingerprint { literal_fingerprint: fingerprint.into() });
-        handler
-    }
-
-    pub fn artifact(handlers: Vec<WebhookHandler>) -> RepoArtifact {
-        let mut artifact = fixtures::artifact(vec![]);
-        artifact.webhook_handlers = handlers;
-        artifact
-    }
-
-    pub fn endpoint(index: usize, path: &str, disabled: bool) -> WebhookEndpoint {
-        let url = format!("https://acme.com{path}");
-        WebhookEndpoint {
-            id: format!("ep_{index}"),
-            path: endpoint_path(&url),
-            url,
-            disabled,
-            event_types: None,
-            secret_fingerprint: None,
-        }
-    }
-
-    pub fn facts(webhooks: Fact<WebhookFacts>) -> ClerkFacts {
-        let mut facts = fixtures::facts(InstanceEnvironment::Production);
-        facts.webhooks = webhooks;
-        facts
-    }
-
-    pub fn app(endpoints: Vec<WebhookEndpoint>) -> Fact<WebhookFacts> {
-        Fact::Known(WebhookFacts { svix_app: true, endpoints })
-    }
-
-    pub fn no_app() -> Fact<WebhookFacts> {
-        Fact::Known(WebhookFacts { svix_app: false, endpoints: vec![] })
-    }
 }

@@ -77,7 +77,7 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 mod tests {
     use super::*;
     use crate::audit::checks::CheckSettings;
-    use crate::audit::checks::webhook_common::fixtures::*;
+    use crate::audit::checks::fixtures::webhooks::*;
     use crate::audit::facts::{ClerkFacts, Fact};
 
     fn run(facts: &ClerkFacts, artifact: Option<&crate::audit::artifact::RepoArtifact>) -> Verdict {

@@ -96,7 +96,7 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 mod tests {
     use super::*;
     use crate::audit::checks::CheckSettings;
-    use crate::audit::checks::webhook_common::fixtures::*;
+    use crate::audit::checks::fixtures::webhooks::*;
     use crate::audit::facts::{ClerkFacts, Fact};
 
     const STALE: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";

@@ -152,7 +152,9 @@ async fn gated_rounds(
     rounds: usize,
 ) -> Vec<sandbox::GateGroup> {
     let sandbox = sandbox::start(SandboxConfig::default()).await.unwrap();
-    let http = layer(&sandbox, &settings(true)).with_svix_api_url(sandbox.svix_api_url().as_ref()).unwrap();
+    // Calls wait longer than the gate does, so a round that cannot fill shows as an unfilled group.
+    let patient = HttpSettings { request_timeout_ms: 30_000, ..settings(true) };
+    let http = layer(&sandbox, &patient).with_svix_api_url(sandbox.svix_api_url().as_ref()).unwrap();
     let key = key(&sandbox, scenario);
     let dns = DnsLookup::from_settings(&clerk_audit::configuration::DnsSettings {
         nameserver: sandbox.dns_addr().to_string(),

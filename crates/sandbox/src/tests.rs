@@ -380,6 +380,7 @@ async fn svix_webhook_scenarios_hold_what_the_checks_need() {
     let matching = list(Scenario::WebhooksMatching).await;
     assert_eq!(matching["data"][0]["url"], json!("https://acme-webhooks-matching.example/api/webhooks/clerk"));
     assert_eq!(matching["data"][0]["disabled"], json!(false));
+    assert!(matching["data"][0].get("filterTypes").is_none(), "unfiltered");
     assert!(matching["data"][0].get("eventTypes").is_none(), "unfiltered");
     let (app, token, region) = h.svix_login(Scenario::WebhooksMatching).await;
     assert_eq!(region, "eu");
@@ -388,7 +389,9 @@ async fn svix_webhook_scenarios_hold_what_the_checks_need() {
     assert_eq!(secret["key"], json!(WEBHOOK_SECRET_MATCHING));
 
     let filtered = list(Scenario::WebhooksFilterMissingEvent).await;
-    assert_eq!(filtered["data"][0]["eventTypes"], json!(["user.created"]));
+    // The live API's field name, not the trimmed schema's.
+    assert_eq!(filtered["data"][0]["filterTypes"], json!(["user.created"]));
+    assert!(filtered["data"][0].get("eventTypes").is_none());
     let disabled = list(Scenario::WebhooksAllDisabled).await;
     assert!(disabled["data"].as_array().unwrap().iter().all(|e| e["disabled"] == json!(true)));
     let empty = list(Scenario::WebhooksNoEndpoints).await;

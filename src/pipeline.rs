@@ -13,7 +13,8 @@ use deadpool_postgres::Pool;
 use tokio::sync::Notify;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::audit::checks::{CheckInput, CheckSettings};
+use crate::audit::artifact::StoredArtifact;
+use crate::audit::checks::{CheckInput, CheckSettings, RepoEvidence};
 use crate::audit::evaluate::evaluate;
 use crate::credentials::Kms;
 use crate::error::{FailureReason, JobError};
@@ -170,7 +171,7 @@ impl Pipeline {
             .bounded(async {
                 let client = self.pool.get().await?;
                 if scans::begin(&client, job).await? == ScanStart::Finished {
-                    return Ok((ScanStart::Finished, None, None));
+                    return Ok((ScanStart::Finished, None, StoredArtifact::Absent));
                 }
                 let credential = credentials::load(&client, job.key_ref, &job.project_id).await?;
                 // Loaded before the fetch: a `whsec_` written in the repo is what allows reading a signing
@@ -187,13 +188,14 @@ impl Pipeline {
         let (facts, calls) = {
             let key = self.kms.decrypt(&credential).await?;
             let mut calls = self.http.session(format!("{}/{}", job.project_id, job.instance_name), &key);
-            let facts =
-                tokio::time::timeout(FETCH_DEADLINE, gather(&mut calls, &self.dns, artifact.as_ref())).await.map_err(
-                    |_| JobError::transient(FailureReason::ClerkUnavailable, "fetching Clerk facts took too long"),
-                )??;
+            let facts = tokio::time::timeout(FETCH_DEADLINE, gather(&mut calls, &self.dns, artifact.artifact()))
+                .await
+                .map_err(|_| {
+                    JobError::transient(FailureReason::ClerkUnavailable, "fetching Clerk facts took too long")
+                })??;
             (facts, calls.tallies())
         };
-        let input = CheckInput { facts: &facts, artifact: artifact.as_ref(), settings: &self.checks };
+        let input = CheckInput { facts: &facts, artifact: RepoEvidence::of(&artifact), settings: &self.checks };
         let evaluation = evaluate(&input, job.project_id.as_str(), job.instance_name.as_str());
         let instance = facts.summary();
         let span = info_span!("persist", status = "completed");

@@ -10,6 +10,7 @@
 //! 5. retries 429 (honouring `Retry-After`, bounded), 5xx and timeouts with backoff, through [`crate::retry`].
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing::{Instrument, debug, info_span};
 use url::Url;
 
-use super::address::is_refused;
+use super::address::{REFUSED_ADDRESS, is_refused, is_refused_name, literal_ip};
 use super::allowlist::{AllowedCall, CallAuth, CallMethod, HostKind, NotAllowed, match_request};
 pub use crate::audit::facts::CallTally;
 use crate::configuration::HttpSettings;
@@ -67,17 +68,58 @@ impl CallError {
     }
 }
 
-/// A successful answer: status 2xx and the (capped) body.
-#[derive(Debug)]
+/// A successful answer: status 2xx and the (capped) body. `Debug` shows the body's length, never its
+/// content (it may hold an app-portal token or a signing secret).
 pub struct CallResponse {
     pub status: u16,
     pub body: Vec<u8>,
 }
 
-impl CallResponse {
-    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, CallError> {
-        serde_json::from_slice(&self.body).map_err(|e| CallError::Decode(e.to_string()))
+impl fmt::Debug for CallResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallResponse")
+            .field("status", &self.status)
+            .field("body", &format_args!("[{} bytes REDACTED]", self.body.len()))
+            .finish()
     }
+}
+
+impl CallResponse {
+    /// Decodes the body. An error names the category (syntax, data, EOF) and the field path where decoding
+    /// stopped, never a value of the body: serde's own messages quote the offending value.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, CallError> {
+        decode_json(&self.body)
+    }
+}
+
+/// Decodes `body` as `T`; an error says the category and the field path only (see [`CallResponse::json`]).
+pub fn decode_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, CallError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
+    let value = result.map_err(|error| {
+        let category = match error.inner().classify() {
+            serde_json::error::Category::Io => "unreadable",
+            serde_json::error::Category::Syntax => "not JSON",
+            serde_json::error::Category::Data => "unexpected field type or missing field",
+            serde_json::error::Category::Eof => "truncated JSON",
+        };
+        CallError::Decode(format!("{category} at {}", safe_path(&error.path().to_string())))
+    })?;
+    deserializer.end().map_err(|_| CallError::Decode("trailing data after the JSON value".into()))?;
+    Ok(value)
+}
+
+/// A field path as serde_path_to_error prints it (`data[3].url`), kept only when it is made of plain field
+/// names and indexes: a map key of the body (any string) is replaced, since it is data, not schema.
+fn safe_path(path: &str) -> String {
+    let plain = |segment: &str| {
+        !segment.is_empty()
+            && segment.len() <= 64
+            && segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'[' | b']' | b'.' | b'?'))
+    };
+    let kept: Vec<&str> = path.split('.').map(|segment| if plain(segment) { segment } else { "<key>" }).collect();
+    let joined = kept.join(".");
+    if joined.len() > 200 { "<deep path>".into() } else { joined }
 }
 
 /// Shared by all scans of the process: the HTTP client, the settings and the per-instance rate limiter.
@@ -94,28 +136,74 @@ pub struct HttpLayer {
     metrics: Arc<crate::ops::metrics::Metrics>,
 }
 
-/// Resolves host names, refusing any host with an address outside what [`is_refused`] allows.
+/// Answers the addresses of a host name. The worker uses the system resolver ([`SystemResolver`]); tests
+/// substitute a table to prove what the layer does with each answer.
+pub trait NameResolver: Send + Sync + 'static {
+    fn lookup(&self, host: String) -> futures::future::BoxFuture<'static, std::io::Result<Vec<IpAddr>>>;
+}
+
+/// The operating system's resolver.
+pub struct SystemResolver;
+
+impl NameResolver for SystemResolver {
+    fn lookup(&self, host: String) -> futures::future::BoxFuture<'static, std::io::Result<Vec<IpAddr>>> {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host.as_str(), 0)).await?.map(|a| a.ip()).collect()) })
+    }
+}
+
+/// Marks a refusal by the resolver, so [`transport_error`] can tell it from a network failure.
+#[derive(Debug)]
+struct Refused(&'static str);
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Resolves host names, refusing special-use names before any lookup and any host with an address
+/// outside what [`is_refused`] allows. Errors never name the addresses.
 struct GuardedResolver {
     allow_loopback: bool,
+    inner: Arc<dyn NameResolver>,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let allow_loopback = self.allow_loopback;
+        let host = name.as_str().to_owned();
+        let lookup = (!is_refused_name(&host)).then(|| self.inner.lookup(host));
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let Some(lookup) = lookup else {
+                return Err(Box::new(Refused("the host name is reserved for internal use")) as _);
+            };
+            let addrs = lookup.await?;
             // One refused address refuses the host: a name that mixes public and internal addresses is
             // the shape of a DNS-rebinding attempt.
-            if let Some(bad) = addrs.iter().find(|addr| is_refused(addr.ip(), allow_loopback)) {
-                return Err(format!("{host} resolves to refused address {}", bad.ip()).into());
+            if addrs.iter().any(|ip| is_refused(*ip, allow_loopback)) {
+                return Err(Box::new(Refused(REFUSED_ADDRESS)) as _);
             }
             if addrs.is_empty() {
-                return Err(format!("{host} has no address").into());
+                return Err("the host name has no address".into());
             }
+            let addrs: Vec<SocketAddr> = addrs.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect();
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
+}
+
+fn build_client(settings: &HttpSettings, resolver: Arc<dyn NameResolver>) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
+        .timeout(Duration::from_millis(settings.request_timeout_ms))
+        .no_proxy()
+        .user_agent(concat!("clerk-audit/", env!("CARGO_PKG_VERSION")))
+        .dns_resolver(Arc::new(GuardedResolver { allow_loopback: settings.allow_loopback, inner: resolver }))
+        .https_only(!settings.allow_loopback)
+        .build()?)
 }
 
 impl HttpLayer {
@@ -126,15 +214,7 @@ impl HttpLayer {
         rate_limit_per_10s: u32,
         policy: RetryPolicy,
     ) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
-            .timeout(Duration::from_millis(settings.request_timeout_ms))
-            .no_proxy()
-            .user_agent(concat!("clerk-audit/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(Arc::new(GuardedResolver { allow_loopback: settings.allow_loopback }))
-            .https_only(!settings.allow_loopback)
-            .build()?;
+        let client = build_client(settings, Arc::new(SystemResolver))?;
         let per_10s = NonZeroU32::new(rate_limit_per_10s).unwrap_or(NonZeroU32::MIN);
         let quota =
             Quota::with_period(Duration::from_millis(10_000 / u64::from(per_10s.get())).max(Duration::from_millis(1)))
@@ -150,6 +230,13 @@ impl HttpLayer {
             policy,
             metrics: Arc::default(),
         })
+    }
+
+    /// Resolves host names through `resolver` instead of the system's (tests: a table of answers). The
+    /// address rules apply to its answers as to the system's.
+    pub fn with_name_resolver(mut self, resolver: Arc<dyn NameResolver>) -> anyhow::Result<Self> {
+        self.client = build_client(&self.settings, resolver)?;
+        Ok(self)
     }
 
     /// Counts every call attempt in `metrics` (`clerk_audit_outbound_calls_total`).
@@ -224,6 +311,11 @@ impl ScanCalls<'_> {
         self.svix = Some((url, token));
     }
 
+    /// Whether the test-only loopback allowance is on.
+    pub fn allow_loopback(&self) -> bool {
+        self.http.settings.allow_loopback
+    }
+
     /// URL of `path` on the Backend API.
     pub fn backend_url(&self, path: &str) -> Url {
         join(&self.http.backend_api, path)
@@ -296,18 +388,19 @@ impl ScanCalls<'_> {
         )?;
         let allow_loopback = self.http.settings.allow_loopback;
         let host = url.host_str().unwrap_or_default();
-        let literal_ip = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok();
+        let literal_ip = literal_ip(host);
         match url.scheme() {
             "https" => {}
             "http" if allow_loopback && literal_ip.is_some_and(|ip| ip.is_loopback()) => {}
-            scheme => return Err(CallError::AddressRefused(format!("scheme {scheme} is not allowed for {host}"))),
+            _ => return Err(CallError::AddressRefused("only https is allowed".into())),
         }
-        if let Some(ip) = literal_ip
-            && is_refused(ip, allow_loopback)
-        {
-            return Err(CallError::AddressRefused(format!("{ip} is not a public address")));
+        match literal_ip {
+            Some(ip) if is_refused(ip, allow_loopback) => Err(CallError::AddressRefused(REFUSED_ADDRESS.into())),
+            None if is_refused_name(host) => {
+                Err(CallError::AddressRefused("the host name is reserved for internal use".into()))
+            }
+            _ => Ok(call),
         }
-        Ok(call)
     }
 
     /// Sends one allowlisted request, with retries; answers a 2xx response or the error.
@@ -354,7 +447,8 @@ impl ScanCalls<'_> {
         let mut headers = HeaderMap::new();
         match call.auth {
             CallAuth::SecretKey => {
-                let mut value = HeaderValue::from_str(&self.secret_key.expose_bearer())
+                let bearer = self.secret_key.expose_bearer();
+                let mut value = HeaderValue::from_str(bearer.as_str())
                     .map_err(|_| CallError::Transport("secret key is not a valid header value".into()))?;
                 value.set_sensitive(true);
                 headers.insert(reqwest::header::AUTHORIZATION, value);
@@ -362,7 +456,11 @@ impl ScanCalls<'_> {
             }
             CallAuth::SvixToken => {
                 let (_, token) = self.svix.as_ref().ok_or_else(|| CallError::Transport("no Svix token".into()))?;
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                let exposed = token.expose_secret();
+                let mut bearer = zeroize::Zeroizing::new(String::with_capacity("Bearer ".len() + exposed.len()));
+                bearer.push_str("Bearer ");
+                bearer.push_str(exposed);
+                let mut value = HeaderValue::from_str(bearer.as_str())
                     .map_err(|_| CallError::Transport("Svix token is not a valid header value".into()))?;
                 value.set_sensitive(true);
                 headers.insert(reqwest::header::AUTHORIZATION, value);
@@ -422,12 +520,12 @@ fn transport_error(error: reqwest::Error) -> CallError {
     let mut message = error.to_string();
     let mut source = std::error::Error::source(&error);
     while let Some(inner) = source {
+        if let Some(refused) = inner.downcast_ref::<Refused>() {
+            return CallError::AddressRefused(refused.0.to_owned());
+        }
         message.push_str(": ");
         message.push_str(&inner.to_string());
         source = inner.source();
-    }
-    if message.contains("refused address") {
-        return CallError::AddressRefused(message);
     }
     CallError::Transport(message)
 }

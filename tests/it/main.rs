@@ -7,4 +7,5 @@ mod http_layer;
 mod ops;
 mod poison;
 mod scenarios;
+mod ssrf_corpus;
 mod webhooks;

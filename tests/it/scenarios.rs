@@ -158,8 +158,11 @@ async fn unreadable_repo_artifact_is_an_error_not_a_missing_scan() {
     client
         .execute(
             "INSERT INTO repo_scan_artifacts (project_id, repo_scan_id, artifact) VALUES ($1, 'rs_bad', $2)",
-            &[&project.as_str(), &tokio_postgres::types::Json(serde_json::json!({"schema": "clerk-repo-artifact/v1",
-                "key_references": [{"kind": "publishable", "environment": "live", "file": "pk_live_Y2xlcmsu"}]}))],
+            &[
+                &project.as_str(),
+                &tokio_postgres::types::Json(serde_json::json!({"schema": "clerk-repo-artifact/v1",
+                "key_references": [{"kind": "publishable", "environment": "live", "file": "pk_live_Y2xlcmsu"}]})),
+            ],
         )
         .await
         .unwrap();

@@ -103,24 +103,41 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Cal
             serde_json::error::Category::Data => "unexpected field type or missing field",
             serde_json::error::Category::Eof => "truncated JSON",
         };
-        CallError::Decode(format!("{category} at {}", safe_path(&error.path().to_string())))
+        CallError::Decode(format!("{category} at {}", safe_path(error.path())))
     })?;
     deserializer.end().map_err(|_| CallError::Decode("trailing data after the JSON value".into()))?;
     Ok(value)
 }
 
-/// A field path as serde_path_to_error prints it (`data[3].url`), kept only when it is made of plain field
-/// names and indexes: a map key of the body (any string) is replaced, since it is data, not schema.
-fn safe_path(path: &str) -> String {
-    let plain = |segment: &str| {
-        !segment.is_empty()
-            && segment.len() <= 64
-            && segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'[' | b']' | b'.' | b'?'))
+/// A field path as serde_path_to_error gives it (`data[3].url`). Struct fields and map keys look alike
+/// there, and a map key is data of the body, so a segment is shown only when it looks like a schema field
+/// name (letters and `_`, at most 40, not a key or secret prefix); anything else becomes `<key>`.
+fn safe_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let field_like = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 40
+            && name.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_')
+            && !["sk_", "pk_", "whsec_", "whsk_", "whpk_"].iter().any(|prefix| name.starts_with(prefix))
     };
-    let kept: Vec<&str> = path.split('.').map(|segment| if plain(segment) { segment } else { "<key>" }).collect();
-    let joined = kept.join(".");
-    if joined.len() > 200 { "<deep path>".into() } else { joined }
+    let mut out = String::new();
+    for segment in path.iter().take(20) {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(if field_like(key) { key } else { "<key>" });
+            }
+            Segment::Unknown => out.push_str(".?"),
+        }
+    }
+    if out.is_empty() { ".".into() } else { out }
 }
+
+/// The per-instance rate limiter map is pruned when it holds more keys than this.
+pub const LIMITER_PRUNE_ABOVE: usize = 256;
 
 /// Shared by all scans of the process: the HTTP client, the settings and the per-instance rate limiter.
 #[derive(Clone)]
@@ -267,8 +284,20 @@ impl HttpLayer {
         Ok(self)
     }
 
+    /// Forgets rate-limit state of instances whose quota is full again (indistinguishable from a fresh key),
+    /// once the map holds more than [`LIMITER_PRUNE_ABOVE`] keys: a long-lived worker sees many instances and
+    /// must not keep one entry per instance forever. Answers the number of keys kept.
+    pub fn prune_rate_limits(&self) -> usize {
+        if self.limiter.len() > LIMITER_PRUNE_ABOVE {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+        self.limiter.len()
+    }
+
     /// Starts one scan's session of calls, keyed for the rate limit by `instance_key`.
     pub fn session<'a>(&'a self, instance_key: String, secret_key: &'a ClerkSecretKey) -> ScanCalls<'a> {
+        self.prune_rate_limits();
         ScanCalls {
             http: self,
             secret_key,
@@ -528,4 +557,92 @@ fn transport_error(error: reqwest::Error) -> CallError {
         source = inner.source();
     }
     CallError::Transport(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer() -> HttpLayer {
+        let settings = HttpSettings {
+            allow_loopback: true,
+            connect_timeout_ms: 1_000,
+            request_timeout_ms: 1_000,
+            max_body_bytes: 1_024,
+            max_attempts: 1,
+            max_retry_after_secs: 1,
+        };
+        // 10 000 per 10 s: a key used once is fresh again after about a millisecond.
+        HttpLayer::new(
+            &settings,
+            "http://127.0.0.1:1".parse().unwrap(),
+            "2026-05-12",
+            10_000,
+            RetryPolicy::immediate(1),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_rate_limiter_map_is_pruned_of_idle_instances() {
+        let http = layer();
+        for n in 0..(LIMITER_PRUNE_ABOVE + 50) {
+            assert!(http.limiter.check_key(&format!("prj/{n}")).is_ok());
+        }
+        assert_eq!(http.limiter.len(), LIMITER_PRUNE_ABOVE + 50);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while http.prune_rate_limits() > LIMITER_PRUNE_ABOVE {
+            assert!(std::time::Instant::now() < deadline, "idle keys were never pruned");
+            std::thread::yield_now();
+        }
+        assert!(http.limiter.len() <= LIMITER_PRUNE_ABOVE);
+    }
+
+    #[test]
+    fn a_small_map_is_left_alone() {
+        let http = layer();
+        assert!(http.limiter.check_key(&"prj/a".to_owned()).is_ok());
+        assert_eq!(http.prune_rate_limits(), 1);
+    }
+
+    #[test]
+    fn call_response_debug_redacts_the_body() {
+        let response =
+            CallResponse { status: 200, body: br#"{"svix_url":"https://app.svix.com/#key=SECRET"}"#.to_vec() };
+        let shown = format!("{response:?}");
+        assert!(!shown.contains("SECRET") && !shown.contains("svix_url"), "{shown}");
+        assert!(shown.contains("200"), "{shown}");
+    }
+
+    #[test]
+    fn decode_errors_name_the_category_and_path_never_the_value() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Page {
+            data: Vec<Item>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Item {
+            id: String,
+            count: u32,
+        }
+        let body = br#"{"data": [{"id": "a", "count": 1}, {"id": "whsec_LEAKME", "count": "sk_live_LEAKME"}]}"#;
+        let CallError::Decode(detail) = decode_json::<Page>(body).unwrap_err() else { panic!("a decode error") };
+        assert_eq!(detail, "unexpected field type or missing field at data[1].count");
+        let CallError::Decode(detail) = decode_json::<Page>(br#"{"data": [{"id": "whsec_LEAKME""#).unwrap_err() else {
+            panic!("a decode error")
+        };
+        assert!(detail.starts_with("truncated JSON at data[0]"), "{detail}");
+        assert!(!detail.contains("LEAKME"));
+        let CallError::Decode(detail) = decode_json::<Page>(b"whsec_LEAKME").unwrap_err() else { panic!() };
+        assert!(!detail.contains("LEAKME") && detail.starts_with("not JSON"), "{detail}");
+        // A map key of the body is data: never echoed.
+        let CallError::Decode(detail) =
+            decode_json::<BTreeMap<String, u32>>(br#"{"sk_live_LEAKME": "x"}"#).unwrap_err()
+        else {
+            panic!()
+        };
+        assert!(!detail.contains("LEAKME"), "{detail}");
+    }
 }

@@ -1,6 +1,7 @@
 //! Integration tests: real RabbitMQ, PostgreSQL and KMS (moto) on loopback, the project's Clerk sandbox.
 
 mod cli;
+mod db_errors;
 mod failures;
 mod harness;
 mod http_layer;

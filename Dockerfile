@@ -35,10 +35,13 @@ RUN mkdir -p src crates/repo-scan/src crates/repo-scan/benches crates/sandbox/sr
         target/release/deps/libclerk_repo_scan-* target/release/.fingerprint/clerk-audit-* \
         target/release/.fingerprint/clerk-repo-scan-*
 
-# 2. The product crates. Migrations are embedded at compile time.
+# 2. The product crates. Migrations, the contracts (`clerk-audit schema`) and config/default.toml (the one-shot
+#    audit's defaults) are embedded at compile time.
 COPY src ./src
 COPY crates/repo-scan/src ./crates/repo-scan/src
 COPY migrations ./migrations
+COPY contracts ./contracts
+COPY config/default.toml ./config/default.toml
 ARG GIT_SHA=unknown
 RUN touch src/main.rs src/lib.rs crates/repo-scan/src/lib.rs \
     && GIT_SHA="${GIT_SHA}" cargo build --release --locked --package clerk-audit --bin clerk-audit \

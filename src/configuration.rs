@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -134,6 +135,70 @@ pub struct EventSettings {
     pub source: String,
 }
 
+/// The base configuration, built into the binary so `clerk-audit audit` runs without a configuration folder.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// What the one-shot `clerk-audit audit` needs: the fetch and the checks, no broker, database or KMS.
+/// Read from the built-in defaults and the same `CLERK_AUDIT_<SECTION>__<KEY>` environment overrides as
+/// the worker (e.g. `CLERK_AUDIT_CLERK__BACKEND_API_URL`, `CLERK_AUDIT_HTTP__ALLOW_LOOPBACK=true`); the
+/// other sections are ignored, so their secrets are never required.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuditSettings {
+    pub clerk: ClerkSettings,
+    pub svix: SvixSettings,
+    pub http: HttpSettings,
+    pub dns: DnsSettings,
+    pub checks: CheckSettings,
+}
+
+impl AuditSettings {
+    pub fn load() -> Result<Self, ConfigError> {
+        let settings: AuditSettings = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX).prefix_separator("_").separator("__").try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()?;
+        validate_fetch(&settings.clerk, &settings.svix, &settings.http, &settings.dns)?;
+        Ok(settings)
+    }
+}
+
+/// The checks of the fetch settings, shared by the worker's and the one-shot's configuration.
+fn validate_fetch(
+    clerk: &ClerkSettings,
+    svix: &SvixSettings,
+    http: &HttpSettings,
+    dns: &DnsSettings,
+) -> Result<(), ConfigError> {
+    if http.max_attempts == 0 {
+        return Err(invalid("http.max_attempts", "must be at least 1"));
+    }
+    if clerk.rate_limit_per_10s == 0 {
+        return Err(invalid("clerk.rate_limit_per_10s", "must be at least 1"));
+    }
+    let backend = &clerk.backend_api_url;
+    if backend.scheme() != "https" && !(http.allow_loopback && backend.scheme() == "http") {
+        return Err(invalid(
+            "clerk.backend_api_url",
+            "must be https (plain http only with http.allow_loopback for tests)",
+        ));
+    }
+    if !svix.api_url.is_empty() {
+        let url = url::Url::parse(&svix.api_url).map_err(|e| invalid("svix.api_url", e.to_string()))?;
+        if url.scheme() != "https" && !(http.allow_loopback && url.scheme() == "http") {
+            return Err(invalid("svix.api_url", "must be https (plain http only with http.allow_loopback for tests)"));
+        }
+    }
+    if !dns.nameserver.is_empty() {
+        dns.nameserver
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("dns.nameserver", format!("expected ip:port: {e}")))?;
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration: {0}")]
@@ -192,28 +257,7 @@ impl Settings {
         if self.database.pool_size == 0 {
             return Err(invalid("database.pool_size", "must be at least 1"));
         }
-        if self.http.max_attempts == 0 {
-            return Err(invalid("http.max_attempts", "must be at least 1"));
-        }
-        if self.clerk.rate_limit_per_10s == 0 {
-            return Err(invalid("clerk.rate_limit_per_10s", "must be at least 1"));
-        }
-        let backend = &self.clerk.backend_api_url;
-        if backend.scheme() != "https" && !(self.http.allow_loopback && backend.scheme() == "http") {
-            return Err(invalid(
-                "clerk.backend_api_url",
-                "must be https (plain http only with http.allow_loopback for tests)",
-            ));
-        }
-        if !self.svix.api_url.is_empty() {
-            let svix = url::Url::parse(&self.svix.api_url).map_err(|e| invalid("svix.api_url", e.to_string()))?;
-            if svix.scheme() != "https" && !(self.http.allow_loopback && svix.scheme() == "http") {
-                return Err(invalid(
-                    "svix.api_url",
-                    "must be https (plain http only with http.allow_loopback for tests)",
-                ));
-            }
-        }
+        validate_fetch(&self.clerk, &self.svix, &self.http, &self.dns)?;
         if !self.kms.endpoint_url.is_empty() {
             url::Url::parse(&self.kms.endpoint_url).map_err(|e| invalid("kms.endpoint_url", e.to_string()))?;
         }
@@ -221,14 +265,8 @@ impl Settings {
             return Err(invalid("kms.region", "must not be empty"));
         }
         if !self.telemetry.otlp_endpoint.is_empty() {
-            crate::ops::telemetry::otlp_traces_url(&self.telemetry.otlp_endpoint)
+            otlp_traces_url(&self.telemetry.otlp_endpoint)
                 .map_err(|e| invalid("telemetry.otlp_endpoint", e.to_string()))?;
-        }
-        if !self.dns.nameserver.is_empty() {
-            self.dns
-                .nameserver
-                .parse::<SocketAddr>()
-                .map_err(|e| invalid("dns.nameserver", format!("expected ip:port: {e}")))?;
         }
         Ok(())
     }
@@ -236,6 +274,20 @@ impl Settings {
     pub fn drain_grace(&self) -> Duration {
         Duration::from_secs(self.worker.drain_grace_secs)
     }
+}
+
+/// The OTLP/HTTP traces URL for a configured endpoint: a bare collector address gets `/v1/traces`.
+pub fn otlp_traces_url(endpoint: &str) -> anyhow::Result<String> {
+    let url =
+        url::Url::parse(endpoint).with_context(|| format!("telemetry.otlp_endpoint {endpoint:?} is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        anyhow::bail!("telemetry.otlp_endpoint must be http(s), got {}", url.scheme());
+    }
+    Ok(if url.path() == "/" || url.path().is_empty() {
+        format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+    } else {
+        endpoint.to_owned()
+    })
 }
 
 #[cfg(test)]
@@ -277,6 +329,14 @@ mod tests {
         assert!(err.contains("http.allow_loopback") && err.contains("CLERK_AUDIT_HTTP__ALLOW_LOOPBACK"), "{err}");
         settings.http.allow_loopback = false;
         settings.validate_for_environment("production").unwrap();
+    }
+
+    #[test]
+    fn the_audit_settings_load_from_the_built_in_defaults() {
+        let settings = AuditSettings::load().expect("built-in defaults load");
+        assert_eq!(settings.clerk.api_version, "2026-05-12");
+        assert_eq!(settings.checks.mfa_user_threshold, 100);
+        assert!(!settings.http.allow_loopback);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// The reason codes of a `clerk.audit.failed` event (SPEC section 7).
+/// The reason codes of a `clerk.audit.failed` event (`reason` of `contracts/clerk-audit-event-failed`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailureReason {
     CredentialNotFound,

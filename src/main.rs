@@ -4,7 +4,7 @@ use clap::Parser;
 async fn main() -> std::process::ExitCode {
     let cli = clerk_audit::cli::Cli::parse();
     match clerk_audit::cli::run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("clerk-audit: {error:#}");
             std::process::ExitCode::FAILURE

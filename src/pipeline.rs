@@ -15,11 +15,12 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::audit::artifact::StoredArtifact;
 use crate::audit::checks::{CheckInput, CheckSettings, RepoEvidence};
-use crate::audit::evaluate::evaluate;
+use crate::audit::evaluate::{Evaluation, evaluate};
+use crate::audit::facts::{CallTally, ClerkFacts};
 use crate::credentials::Kms;
 use crate::error::{FailureReason, JobError};
 use crate::fetch::dns::DnsLookup;
-use crate::fetch::http::HttpLayer;
+use crate::fetch::http::{HttpLayer, ScanCalls};
 use crate::fetch::{FETCH_DEADLINE, gather};
 use crate::intake::job::{self, ScanJob};
 use crate::intake::{DeliveryInfo, JobOutcome, ProcessJob};
@@ -52,6 +53,32 @@ impl ProcessJob for Pipeline {
     fn metrics(&self) -> Option<Arc<Metrics>> {
         Some(self.metrics.clone())
     }
+}
+
+/// What auditing one instance produced.
+pub struct InstanceAudit {
+    pub facts: ClerkFacts,
+    /// The calls made, by allowlist row.
+    pub calls: Vec<CallTally>,
+    pub evaluation: Evaluation,
+}
+
+/// Fetches the instance's facts through `calls` (bounded by [`FETCH_DEADLINE`]) and runs every check: the
+/// one audit path, shared by the worker and `clerk-audit audit`. `names` is the project and instance name
+/// the findings' fingerprints are bound to.
+pub async fn audit_instance(
+    calls: &mut ScanCalls<'_>,
+    dns: &DnsLookup,
+    artifact: RepoEvidence<'_>,
+    checks: &CheckSettings,
+    names: (&str, &str),
+) -> Result<InstanceAudit, JobError> {
+    let facts = tokio::time::timeout(FETCH_DEADLINE, gather(calls, dns, artifact.artifact()))
+        .await
+        .map_err(|_| JobError::transient(FailureReason::ClerkUnavailable, "fetching Clerk facts took too long"))??;
+    let input = CheckInput { facts: &facts, artifact, settings: checks };
+    let evaluation = evaluate(&input, names.0, names.1);
+    Ok(InstanceAudit { calls: calls.tallies(), facts, evaluation })
 }
 
 fn scan_ref(job: &ScanJob) -> ScanRef<'_> {
@@ -185,18 +212,12 @@ impl Pipeline {
             return Ok(JobOutcome::AlreadyFinished);
         };
         // The key lives only inside this block: decrypted, used for the Backend API calls, dropped.
-        let (facts, calls) = {
+        let InstanceAudit { facts, calls, evaluation } = {
             let key = self.kms.decrypt(&credential).await?;
             let mut calls = self.http.session(format!("{}/{}", job.project_id, job.instance_name), &key);
-            let facts = tokio::time::timeout(FETCH_DEADLINE, gather(&mut calls, &self.dns, artifact.artifact()))
-                .await
-                .map_err(|_| {
-                    JobError::transient(FailureReason::ClerkUnavailable, "fetching Clerk facts took too long")
-                })??;
-            (facts, calls.tallies())
+            let names = (job.project_id.as_str(), job.instance_name.as_str());
+            audit_instance(&mut calls, &self.dns, RepoEvidence::of(&artifact), &self.checks, names).await?
         };
-        let input = CheckInput { facts: &facts, artifact: RepoEvidence::of(&artifact), settings: &self.checks };
-        let evaluation = evaluate(&input, job.project_id.as_str(), job.instance_name.as_str());
         let instance = facts.summary();
         let span = info_span!("persist", status = "completed");
         let traceparent = crate::ops::telemetry::traceparent(&span).or_else(|| delivery.traceparent.clone());

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use backoff::backoff::Backoff;
-use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -108,7 +107,13 @@ impl Application {
         let state = OpsState {
             health: self.health.clone(),
             metrics: self.metrics.clone(),
-            pool: Some(self.pipeline.pool.clone()),
+            outbox_backlog: Some({
+                let pool = self.pipeline.pool.clone();
+                Arc::new(move || {
+                    let pool = pool.clone();
+                    Box::pin(async move { db::outbox::backlog(&pool).await.ok() })
+                })
+            }),
         };
         // The ops port outlives `shutdown` until the drain is over, so probes see "draining", not a refusal.
         let ops_stop = CancellationToken::new();
@@ -175,14 +180,11 @@ impl Application {
         // Not ready from the moment the connection fails, not only once the consumer loop notices.
         let connection_watch = tokio::spawn({
             let health = self.health.clone();
-            let mut events = connection.events_listener();
+            let failed = broker::connection_failed(&connection);
             async move {
-                while let Some(event) = events.next().await {
-                    if let lapin::Event::Error(error) = event {
-                        health.consuming.store(false, Ordering::SeqCst);
-                        warn!(error = %error, "broker connection failed");
-                        return;
-                    }
+                if let Some(error) = failed.await {
+                    health.consuming.store(false, Ordering::SeqCst);
+                    warn!(error = %error, "broker connection failed");
                 }
             }
         });

@@ -1,417 +1,42 @@
-//! Delivery guarantees under faults (issue 4, SPEC section 8), proven against the real RabbitMQ and
+//! Delivery guarantees under faults (at least once, never a second scan row or a second event id), proven against the real RabbitMQ and
 //! PostgreSQL with the worker running as a child process (`clerk-audit worker`): SIGTERM drains, SIGKILL
 //! loses nothing, replicas never complete a scan twice, transient faults retry in the job or through the
 //! delay queues, outages of the database or the broker (a TCP proxy on loopback that drops its
 //! connections) are survived, a poison job or a panicking handler never loops.
 //!
 //! Its own test binary: these tests are slow-ish and spawn processes, and they keep the main suite's
-//! linking unchanged.
+//! linking unchanged. The scaffolding (worker process, TCP proxy, throttling KMS) is in `support/`.
 
 #[path = "it/harness.rs"]
 mod harness;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use clerk_audit::configuration::Settings;
 use clerk_audit::intake::broker::{self, REASON_HEADER, header_text};
 use clerk_audit::intake::consumer::{ConsumeEnd, consume};
-use clerk_audit::intake::job::ScanJob;
 use clerk_audit::intake::{DeliveryInfo, JobOutcome, ProcessJob};
 use clerk_audit::pipeline::Pipeline;
 use clerk_audit::startup::Application;
 use clerk_audit_sandbox::{Fault, Scenario};
 use futures::future::BoxFuture;
-use lapin::BasicProperties;
-use lapin::options::{QueueBindOptions, QueueDeclareOptions};
+use lapin::options::QueueBindOptions;
 use lapin::types::FieldTable;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use harness::{TestApp, project, spawn_env_with};
-
-// ---------------------------------------------------------------------------------------------------
-// Helpers: the worker as a child process, conditions with deadlines, a TCP proxy that can fail.
-// ---------------------------------------------------------------------------------------------------
-
-/// The `CLERK_AUDIT_*` variables that make the binary use exactly `settings`.
-fn worker_env(settings: &Settings) -> Vec<(String, String)> {
-    let s = settings;
-    let mut vars: Vec<(&str, String)> = vec![
-        ("WORKER__CONCURRENCY", s.worker.concurrency.to_string()),
-        ("WORKER__MAX_JOB_BYTES", s.worker.max_job_bytes.to_string()),
-        ("WORKER__MAX_ATTEMPTS", s.worker.max_attempts.to_string()),
-        ("WORKER__RETRY_DELAY_SECS", s.worker.retry_delay_secs.to_string()),
-        ("WORKER__DRAIN_GRACE_SECS", s.worker.drain_grace_secs.to_string()),
-        ("AMQP__URL", s.amqp.url.expose_secret().to_owned()),
-        ("AMQP__JOBS_EXCHANGE", s.amqp.jobs_exchange.clone()),
-        ("AMQP__JOBS_ROUTING_KEY", s.amqp.jobs_routing_key.clone()),
-        ("AMQP__JOBS_QUEUE", s.amqp.jobs_queue.clone()),
-        ("AMQP__RETRY_QUEUE", s.amqp.retry_queue.clone()),
-        ("AMQP__DEAD_LETTER_EXCHANGE", s.amqp.dead_letter_exchange.clone()),
-        ("AMQP__DEAD_LETTER_QUEUE", s.amqp.dead_letter_queue.clone()),
-        ("AMQP__DELIVERY_LIMIT", s.amqp.delivery_limit.to_string()),
-        ("AMQP__FINDINGS_EXCHANGE", s.amqp.findings_exchange.clone()),
-        ("DATABASE__URL", s.database.url.expose_secret().to_owned()),
-        ("DATABASE__POOL_SIZE", s.database.pool_size.to_string()),
-        ("DATABASE__TIMEOUT_MS", s.database.timeout_ms.to_string()),
-        ("KMS__ENDPOINT_URL", s.kms.endpoint_url.clone()),
-        ("KMS__REGION", s.kms.region.clone()),
-        ("CLERK__BACKEND_API_URL", s.clerk.backend_api_url.to_string()),
-        ("CLERK__API_VERSION", s.clerk.api_version.clone()),
-        ("CLERK__RATE_LIMIT_PER_10S", s.clerk.rate_limit_per_10s.to_string()),
-        ("SVIX__API_URL", s.svix.api_url.clone()),
-        ("HTTP__ALLOW_LOOPBACK", s.http.allow_loopback.to_string()),
-        ("HTTP__CONNECT_TIMEOUT_MS", s.http.connect_timeout_ms.to_string()),
-        ("HTTP__REQUEST_TIMEOUT_MS", s.http.request_timeout_ms.to_string()),
-        ("HTTP__MAX_BODY_BYTES", s.http.max_body_bytes.to_string()),
-        ("HTTP__MAX_ATTEMPTS", s.http.max_attempts.to_string()),
-        ("HTTP__MAX_RETRY_AFTER_SECS", s.http.max_retry_after_secs.to_string()),
-        ("DNS__NAMESERVER", s.dns.nameserver.clone()),
-        ("DNS__TIMEOUT_MS", s.dns.timeout_ms.to_string()),
-        ("CHECKS__MFA_USER_THRESHOLD", s.checks.mfa_user_threshold.to_string()),
-        ("OPS__LISTEN", "127.0.0.1:0".to_owned()),
-        ("TELEMETRY__LOG_FORMAT", "text".to_owned()),
-        ("EVENTS__SOURCE", s.events.source.clone()),
-    ];
-    vars.push(("ENVIRONMENT", "local".to_owned()));
-    vars.push(("CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/config").to_owned()));
-    vars.into_iter().map(|(k, v)| (format!("CLERK_AUDIT_{k}"), v)).collect()
-}
-
-/// A `clerk-audit worker` child process; its log goes to a temporary file (shown if the test fails,
-/// removed otherwise). Killed if dropped while running.
-struct Worker {
-    child: Child,
-    log: PathBuf,
-    name: String,
-}
-
-impl Worker {
-    fn start(settings: &Settings, name: &str) -> Self {
-        let log = std::env::temp_dir().join(format!("clerk-audit-delivery-{}-{name}.log", Uuid::new_v4().simple()));
-        let file = std::fs::File::create(&log).expect("create the worker log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_clerk-audit"));
-        command.arg("worker");
-        // The test's own CLERK_AUDIT_* variables must not leak into the worker's configuration.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("CLERK_AUDIT_") {
-                command.env_remove(key);
-            }
-        }
-        command
-            .envs(worker_env(settings))
-            .env("RUST_LOG", "info,lapin=warn")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .stdin(std::process::Stdio::null())
-            .stdout(file.try_clone().expect("log file"))
-            .stderr(file)
-            .kill_on_drop(true);
-        let child = command.spawn().expect("start clerk-audit worker");
-        Worker { child, log, name: name.to_owned() }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id().expect("the worker is running")
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} failed");
-    }
-
-    /// SIGKILL, and reap the process.
-    async fn kill(&mut self) {
-        self.child.start_kill().expect("SIGKILL");
-        let _ = self.child.wait().await;
-    }
-
-    /// Waits for the process to exit, at most `deadline`.
-    async fn exit_status(&mut self, deadline: Duration) -> std::process::ExitStatus {
-        tokio::time::timeout(deadline, self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("worker {} did not exit in time:\n{}", self.name, self.log_tail(40)))
-            .expect("wait for the worker")
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn log_lines_containing(&self, needle: &str) -> usize {
-        self.log_text().lines().filter(|line| line.contains(needle)).count()
-    }
-
-    fn log_tail(&self, lines: usize) -> String {
-        let text = self.log_text();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- worker {} log ({}), last lines ---\n{}", self.name, self.log.display(), self.log_tail(80));
-        } else {
-            let _ = std::fs::remove_file(&self.log);
-        }
-    }
-}
-
-/// Polls `condition` every 100 ms until it holds; panics naming `what` after `deadline`.
-async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let end = Instant::now() + deadline;
-    loop {
-        if condition().await {
-            return;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    app.pool.get().await.expect("test pool").query_one(sql, &[]).await.expect("count query").get(0)
-}
-
-async fn completed_scans(app: &TestApp) -> i64 {
-    count(app, "SELECT count(*) FROM scans WHERE status = 'completed'").await
-}
-
-/// Ready messages in a queue (passive declare).
-async fn queue_depth(app: &TestApp, queue: &str) -> u32 {
-    let channel = app.broker.create_channel().await.unwrap();
-    let declared = channel
-        .queue_declare(queue.into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
-        .await
-        .expect("queue exists");
-    let _ = channel.close(200, "".into()).await;
-    declared.message_count()
-}
-
-/// Publishes jobs on one confirm channel.
-async fn enqueue_all(app: &TestApp, jobs: &[ScanJob]) {
-    let channel = broker::confirm_channel(&app.broker).await.unwrap();
-    for job in jobs {
-        let body = serde_json::to_vec(&job.to_message()).unwrap();
-        let properties = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_message_id(job.scan_id.to_string().into());
-        broker::publish_confirmed(
-            &channel,
-            &app.settings.amqp.jobs_exchange,
-            &app.settings.amqp.jobs_routing_key,
-            &body,
-            properties,
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("job published");
-    }
-    let _ = channel.close(200, "".into()).await;
-}
-
-/// A connected scenario's jobs.
-async fn jobs_for(app: &TestApp, scenario: Scenario, n: usize) -> (String, Vec<ScanJob>) {
-    let project = project();
-    let instance = app.sandbox.instance(scenario).name.clone();
-    let key_ref = app.connect_scenario(&project, scenario).await;
-    let jobs = (0..n).map(|_| app.job(&project, &instance, key_ref)).collect();
-    (instance, jobs)
-}
-
-/// Reads events until every scan of `scans` has one, then keeps reading while more arrive within
-/// `linger`; answers every event id seen per scan (one entry per delivery).
-async fn collect_events(app: &mut TestApp, scans: &BTreeSet<Uuid>, linger: Duration) -> BTreeMap<Uuid, Vec<String>> {
-    let mut seen: BTreeMap<Uuid, Vec<String>> = BTreeMap::new();
-    let record = |body: &serde_json::Value, seen: &mut BTreeMap<Uuid, Vec<String>>| {
-        let scan: Uuid = body["data"]["scan_id"].as_str().expect("scan_id").parse().expect("uuid");
-        seen.entry(scan).or_default().push(body["id"].as_str().expect("event id").to_owned());
-    };
-    while !scans.iter().all(|scan| seen.contains_key(scan)) {
-        let (_, body, _) = app.next_event().await;
-        record(&body, &mut seen);
-    }
-    while let Some(body) = app.no_event_within(linger).await {
-        record(&body, &mut seen);
-    }
-    seen
-}
-
-/// Every scan got at least one event, all copies of a scan's event share one id, and nothing else came.
-fn assert_events_once_per_scan(events: &BTreeMap<Uuid, Vec<String>>, scans: &BTreeSet<Uuid>) {
-    let keys: BTreeSet<Uuid> = events.keys().copied().collect();
-    assert_eq!(&keys, scans, "events for exactly the jobs' scans");
-    for (scan, ids) in events {
-        let distinct: BTreeSet<&String> = ids.iter().collect();
-        assert_eq!(distinct.len(), 1, "scan {scan}: duplicates share their id: {ids:?}");
-        assert_eq!(ids[0], clerk_audit::outbox::events::event_id(*scan).to_string());
-    }
-}
-
-/// Exactly one completed scan and one outbox row per job.
-async fn assert_each_completed_once(app: &TestApp, jobs: &[ScanJob]) {
-    let client = app.pool.get().await.unwrap();
-    for job in jobs {
-        let status: String =
-            client.query_one("SELECT status FROM scans WHERE id = $1", &[&job.scan_id]).await.unwrap().get(0);
-        assert_eq!(status, "completed", "scan {}", job.scan_id);
-        let outbox: i64 =
-            client.query_one("SELECT count(*) FROM outbox WHERE scan_id = $1", &[&job.scan_id]).await.unwrap().get(0);
-        assert_eq!(outbox, 1, "one outbox row for scan {}", job.scan_id);
-    }
-}
-
-/// A TCP proxy on loopback in front of a real service. `outage` closes every proxied connection and stops
-/// accepting (new connections are refused); `recover` accepts again on the same port.
-struct TcpProxy {
-    port: u16,
-    target: SocketAddr,
-    running: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
-    /// While true, connections stay open but nothing is forwarded (a hung server whose kernel still
-    /// acknowledges bytes).
-    frozen: tokio::sync::watch::Sender<bool>,
-}
-
-impl TcpProxy {
-    async fn start(target: SocketAddr) -> Arc<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let proxy = Arc::new(TcpProxy {
-            port: listener.local_addr().unwrap().port(),
-            target,
-            running: Mutex::new(None),
-            frozen: tokio::sync::watch::Sender::new(false),
-        });
-        proxy.serve(listener).await;
-        proxy
-    }
-
-    async fn serve(&self, listener: TcpListener) {
-        let stop = CancellationToken::new();
-        let target = self.target;
-        let token = stop.clone();
-        let frozen = self.frozen.subscribe();
-        let task = tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let accepted = tokio::select! {
-                    _ = token.cancelled() => break,
-                    accepted = listener.accept() => accepted,
-                };
-                let Ok((mut inbound, _)) = accepted else { continue };
-                let token = token.clone();
-                let mut frozen = frozen.clone();
-                connections.spawn(async move {
-                    let held = *frozen.borrow();
-                    if held {
-                        // Hold the connection, answer nothing.
-                        token.cancelled().await;
-                        return;
-                    }
-                    let Ok(mut outbound) = TcpStream::connect(target).await else { return };
-                    tokio::select! {
-                        _ = token.cancelled() => {}
-                        _ = until_frozen(&mut frozen) => token.cancelled().await,
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                    }
-                    drop((inbound, outbound));
-                });
-            }
-            drop(listener);
-            // Dropping the set aborts every connection task, closing both sides.
-            connections.abort_all();
-            while connections.join_next().await.is_some() {}
-        });
-        *self.running.lock().await = Some((stop, task));
-    }
-
-    /// Stops forwarding without closing anything.
-    fn freeze(&self) {
-        self.frozen.send_replace(true);
-    }
-
-    /// Ends a freeze: the held connections are closed (as a restarted server would) and new ones forwarded.
-    async fn thaw(&self) {
-        self.outage().await;
-        self.frozen.send_replace(false);
-        self.recover().await;
-    }
-
-    async fn outage(&self) {
-        if let Some((stop, task)) = self.running.lock().await.take() {
-            stop.cancel();
-            let _ = task.await;
-        }
-    }
-
-    async fn recover(&self) {
-        let mut tries = 0;
-        let listener = loop {
-            match TcpListener::bind(("127.0.0.1", self.port)).await {
-                Ok(listener) => break listener,
-                Err(error) if tries < 50 => {
-                    tries += 1;
-                    eprintln!("proxy rebind on {}: {error}; retrying", self.port);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(error) => panic!("proxy cannot rebind port {}: {error}", self.port),
-            }
-        };
-        self.serve(listener).await;
-    }
-
-    /// `url` with its host and port replaced by the proxy's.
-    fn url_through(&self, url: &str) -> String {
-        let mut url = url::Url::parse(url).expect("service URL");
-        url.set_host(Some("127.0.0.1")).unwrap();
-        url.set_port(Some(self.port)).unwrap();
-        url.to_string()
-    }
-}
-
-async fn until_frozen(frozen: &mut tokio::sync::watch::Receiver<bool>) {
-    loop {
-        let now = *frozen.borrow_and_update();
-        if now {
-            return;
-        }
-        if frozen.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-fn service_addr(url: &str) -> SocketAddr {
-    let url = url::Url::parse(url).expect("service URL");
-    let host = url.host_str().expect("host");
-    let port = url.port_or_known_default().expect("port");
-    std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).expect("resolve").next().expect("address")
-}
+use harness::spawn_env_with;
+use support::kms::throttling_kms;
+use support::proxy::{TcpProxy, service_addr};
+use support::worker::Worker;
+use support::{
+    assert_each_completed_once, assert_events_once_per_scan, collect_events, completed_scans, count, enqueue_all,
+    jobs_for, queue_depth, wait_until,
+};
 
 // ---------------------------------------------------------------------------------------------------
 // 1. SIGTERM with jobs in flight.
@@ -849,61 +474,6 @@ async fn relay_keeps_working_while_the_broker_blocks_publishers() {
 // ---------------------------------------------------------------------------------------------------
 // 7. KMS throttling.
 // ---------------------------------------------------------------------------------------------------
-
-/// A KMS stand-in in front of moto: the first `throttle` Decrypt calls get a ThrottlingException.
-async fn throttling_kms(moto: String, throttle: u32) -> (String, Arc<AtomicU32>, JoinHandle<()>) {
-    use axum::body::Bytes;
-    use axum::http::{HeaderMap, Method, StatusCode, Uri};
-    use axum::response::{IntoResponse, Response};
-
-    let decrypts = Arc::new(AtomicU32::new(0));
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let seen = decrypts.clone();
-    let handler = move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-        let client = client.clone();
-        let moto = moto.clone();
-        let seen = seen.clone();
-        async move {
-            let is_decrypt = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) == Some("TrentService.Decrypt");
-            if is_decrypt && seen.fetch_add(1, Ordering::SeqCst) < throttle {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    [("x-amzn-ErrorType", "ThrottlingException"), ("content-type", "application/x-amz-json-1.1")],
-                    r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
-                )
-                    .into_response();
-            }
-            let url =
-                format!("{}{}", moto.trim_end_matches('/'), uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-            let mut request =
-                client.request(reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap(), url).body(body);
-            for (name, value) in &headers {
-                if name != "host" && name != "content-length" {
-                    request = request.header(name.as_str(), value.as_bytes());
-                }
-            }
-            match request.send().await {
-                Ok(answer) => {
-                    let mut response = Response::builder().status(answer.status().as_u16());
-                    for (name, value) in answer.headers() {
-                        if name != "content-length" && name != "transfer-encoding" && name != "connection" {
-                            response = response.header(name.as_str(), value.as_bytes());
-                        }
-                    }
-                    response.body(axum::body::Body::from(answer.bytes().await.unwrap_or_default())).unwrap()
-                }
-                Err(_) => StatusCode::BAD_GATEWAY.into_response(),
-            }
-        }
-    };
-    let router = axum::Router::new().fallback(handler);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    (url, decrypts, task)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kms_throttling_is_retried_and_the_job_completes() {

@@ -39,6 +39,37 @@ impl CheckStatus {
     }
 }
 
+/// Where a finding stands against the previous completed scan of the same project and instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifecycle {
+    /// Not in the previous scan (never seen, or resolved then and back now).
+    New,
+    /// In the previous scan too.
+    Persisting,
+    /// In the previous scan, gone from this one.
+    Resolved,
+}
+
+impl Lifecycle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::New => "new",
+            Lifecycle::Persisting => "persisting",
+            Lifecycle::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "new" => Lifecycle::New,
+            "persisting" => Lifecycle::Persisting,
+            "resolved" => Lifecycle::Resolved,
+            _ => return None,
+        })
+    }
+}
+
 /// One check's outcome, as stored and published.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
@@ -48,7 +79,7 @@ pub struct CheckResult {
     pub reason: Option<String>,
 }
 
-/// One finding (SPEC section 6).
+/// One finding: a check that failed, with its evidence; the same object is published in the completed event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub check_id: String,
@@ -64,6 +95,10 @@ pub struct Finding {
     /// event is built, absent before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_seen_at: Option<String>,
+    /// New, persisting or resolved since the previous completed scan of the project and instance; set when
+    /// the scan's event is built, absent before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<Lifecycle>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -108,6 +143,7 @@ pub fn evaluate(input: &CheckInput<'_>, project_id: &str, instance_name: &str) -
                         fix: meta.fix.to_owned(),
                         fingerprint,
                         first_seen_at: None,
+                        lifecycle: None,
                     });
                 }
                 (CheckStatus::Fail, None)

@@ -64,7 +64,9 @@ impl InstanceEnvironment {
 pub struct InstanceInfo {
     pub id: String,
     pub environment: InstanceEnvironment,
-    pub allowed_origins: Vec<String>,
+    /// The origins allowed to call the Frontend API (`null` in the answer: none set, an empty list);
+    /// `None` when the answer lacked the field, so a check that reads it reports `error`.
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// One CNAME record Clerk asks the customer to set (from `GET /v1/domains`).
@@ -83,13 +85,32 @@ pub struct PrimaryDomain {
     pub cname_targets: Vec<CnameTarget>,
 }
 
-/// The configured sign-in factors (from the Frontend API's `GET /v1/environment`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The instance's sign-in and attack-protection settings (from the Frontend API's `GET /v1/environment`).
+/// The optional fields are `None` when the answer lacked them: the checks that read one report `error`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthSettings {
     /// `user_settings.sign_in.second_factor.required`.
     pub second_factor_required: bool,
     /// Attributes with `used_for_second_factor: true` (e.g. `authenticator_app`, `phone_number`), sorted.
     pub second_factors_available: Vec<String>,
+    /// `auth_config.test_mode`: test emails and phone numbers with fixed codes are accepted.
+    #[serde(default)]
+    pub test_mode: Option<bool>,
+    /// `user_settings.attributes.password`: enabled and used for the first factor.
+    #[serde(default)]
+    pub password_sign_in: Option<bool>,
+    /// `user_settings.password_settings.disable_hibp`: breached-password screening is off.
+    #[serde(default)]
+    pub disable_hibp: Option<bool>,
+    /// `user_settings.attack_protection.user_lockout.enabled`.
+    #[serde(default)]
+    pub user_lockout_enabled: Option<bool>,
+    /// `user_settings.sign_up.captcha_enabled`.
+    #[serde(default)]
+    pub captcha_enabled: Option<bool>,
+    /// `user_settings.sign_up.mode`: `public`, `restricted` or `waitlist`.
+    #[serde(default)]
+    pub sign_up_mode: Option<String>,
 }
 
 /// What DNS says about one of the domain's CNAME targets.
@@ -120,6 +141,14 @@ pub struct ClerkFacts {
     pub instance: InstanceInfo,
     pub user_count: u64,
     pub primary_domain: Option<PrimaryDomain>,
+    /// The Frontend API host (`host[:port]`, lowercase) of every domain of the instance, satellites
+    /// included: what a publishable key of this instance decodes to.
+    #[serde(default)]
+    pub frontend_api_hosts: Vec<String>,
+    /// `sha256:<hex>` of the connected secret key (never the key): compared with the fingerprints of the
+    /// secret keys the repo scan found. `None` when it was not computed.
+    #[serde(default)]
+    pub secret_key_fingerprint: Option<String>,
     pub auth_settings: Fact<AuthSettings>,
     pub email_dns: Fact<Vec<DnsRecordStatus>>,
     /// Webhook endpoints (every instance kind: Svix serves development instances too).
@@ -132,7 +161,7 @@ impl ClerkFacts {
     }
 }
 
-/// The instance's webhook configuration on Svix (allowlist rows 4, 6 and 7).
+/// The instance's webhook configuration on Svix (calls `clerk.svix_url`, `svix.list_endpoints`, `svix.endpoint_secret`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookFacts {
     /// Whether the instance has a Svix app at all (`POST /v1/webhooks/svix_url` answered 400: it has none,
@@ -185,6 +214,16 @@ impl WebhookEndpoint {
     pub fn receives(&self, event_type: &str) -> bool {
         self.event_types.as_ref().is_none_or(|types| types.iter().any(|t| t == event_type))
     }
+}
+
+/// `host[:port]` of a URL, lowercase, as a publishable key names its Frontend API host; `None` without a host.
+pub fn url_host(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let host = parsed.host_str()?.to_ascii_lowercase();
+    Some(match parsed.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    })
 }
 
 /// The path of an endpoint URL as [`WebhookEndpoint::path`] holds it.

@@ -1,6 +1,9 @@
 //! The `clerk-audit` command line. Each subcommand is a thin shell over the library.
 
+pub mod audit;
 pub mod report;
+pub mod sarif;
+pub mod schema;
 
 use anyhow::{Context, bail};
 use chrono::Utc;
@@ -28,12 +31,22 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// One-shot audit of the Clerk instance whose secret key is in CLERK_SECRET_KEY (or on stdin), with the
+    /// repo evidence of --repo; no queue, database or KMS. Exit 0: nothing at or above --fail-on; 1:
+    /// findings at or above it; 2: the audit could not run.
+    Audit(audit::AuditArgs),
     /// Run the worker: consume scan jobs until SIGTERM/SIGINT.
     Worker,
     /// Apply the database migrations.
     Migrate,
     /// Print the allowlist of outbound calls.
     Endpoints,
+    /// Print a machine-readable contract from contracts/: a JSON Schema (draft 2020-12) or the AsyncAPI
+    /// document. `event` is the whole completed CloudEvent.
+    Schema {
+        #[arg(value_enum)]
+        name: schema::SchemaName,
+    },
     /// Store credentials (as the platform's settings service does).
     Credentials {
         #[command(subcommand)]
@@ -53,7 +66,8 @@ pub enum Command {
         #[arg(long)]
         scan_id: Option<Uuid>,
     },
-    /// Print a scan's stored results and findings for a person (default: the project's latest scan).
+    /// Print a scan's stored results and findings for a person (default: the project's latest scan, followed
+    /// by the project's history of scans with their new, persisting and resolved findings).
     Report {
         #[arg(long)]
         scan_id: Option<Uuid>,
@@ -115,11 +129,25 @@ pub enum CredentialsCommand {
     },
 }
 
-/// Entry point of the binary.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+/// How many scans `report --project` lists in its history.
+const HISTORY_LIMIT: i64 = 20;
+
+/// Entry point of the binary: the exit code of the command, or the error that stopped it.
+pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    if let Command::Audit(args) = cli.command {
+        return Ok(audit::run(args).await);
+    }
+    run_command(cli.command).await.map(|()| std::process::ExitCode::SUCCESS)
+}
+
+async fn run_command(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Endpoints => {
             print!("{AllowlistTable}");
+            Ok(())
+        }
+        Command::Schema { name } => {
+            print!("{}", name.contract().text);
             Ok(())
         }
         Command::RepoScan { path, store: false, repo, commit, max_file_size, .. } => {
@@ -138,7 +166,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
-        Command::Endpoints | Command::RepoScan { store: false, .. } => {
+        Command::Endpoints | Command::Schema { .. } | Command::RepoScan { store: false, .. } | Command::Audit(_) => {
             unreachable!("handled before configuration")
         }
         Command::RepoScan { path, store: true, project, repo_scan_id, repo, commit, max_file_size } => {
@@ -207,15 +235,20 @@ async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Resu
                 (None, Some(project)) => ScanSelector::LatestOf(project),
                 (None, None) => bail!("give --scan-id or --project"),
             };
-            let Some(scan) = db::reports::load(&*pool.get().await?, selector).await? else { bail!("no such scan") };
+            let client = pool.get().await?;
+            let Some(scan) = db::reports::load(&client, selector).await? else { bail!("no such scan") };
             print!("{}", report::render_scan(&scan));
+            if let (None, Some(project)) = (scan_id, project.as_deref()) {
+                let history = db::reports::history(&client, project, HISTORY_LIMIT).await?;
+                print!("\n{}", report::render_history(&history));
+            }
             Ok(())
         }
         Command::Events { count, idle_secs } => outbox::watch::print_events(&settings, count, idle_secs).await,
     }
 }
 
-fn repo_scan_artifact(
+pub(crate) fn repo_scan_artifact(
     path: &std::path::Path,
     repo: Option<String>,
     commit: Option<String>,

@@ -89,6 +89,20 @@ pub fn read_secret_key(mut reader: impl std::io::Read) -> Result<ClerkSecretKey,
     ClerkSecretKey::from_plaintext(std::mem::take(&mut *bytes))
 }
 
+/// Reads a secret key from the environment variable `name` (`CLERK_SECRET_KEY` for `clerk-audit audit`):
+/// `None` when it is unset or empty. The variable's bytes are zeroized whatever the outcome (the process
+/// environment itself keeps its copy).
+pub fn secret_key_from_env(name: &str) -> Option<Result<ClerkSecretKey, SecretKeyError>> {
+    let value = std::env::var_os(name)?;
+    let bytes = value.into_encoded_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        let mut bytes = bytes;
+        zeroize::Zeroize::zeroize(&mut bytes);
+        return None;
+    }
+    Some(ClerkSecretKey::from_plaintext(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,4 @@
-//! The published list of outbound calls (SPEC section 4). This table is the only source of truth: the
+//! The published list of outbound calls. This table is the only source of truth: the
 //! HTTP layer refuses any request that matches no row before connecting, and the `endpoints`
 //! subcommand prints it.
 
@@ -59,7 +59,7 @@ impl CallMethod {
 /// One allowed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AllowedCall {
-    /// The row number of SPEC section 4, used in events and metrics.
+    /// The row number in the published list (`clerk-audit endpoints`), used in events and metrics.
     pub row: u8,
     /// A stable short name for logs and metrics.
     pub name: &'static str,
@@ -73,94 +73,135 @@ pub struct AllowedCall {
     pub purpose: &'static str,
 }
 
-/// The allowlist.
-pub const ALLOWLIST: &[AllowedCall] = &[
-    AllowedCall {
-        row: 1,
-        name: "clerk.instance",
-        method: CallMethod::Get,
-        host: HostKind::BackendApi,
-        path: "/v1/instance",
-        query: &[],
-        auth: CallAuth::SecretKey,
-        purpose: "environment_type, allowed_origins",
-    },
-    AllowedCall {
-        row: 2,
-        name: "clerk.users_count",
-        method: CallMethod::Get,
-        host: HostKind::BackendApi,
-        path: "/v1/users/count",
-        query: &["last_active_at_since"],
-        auth: CallAuth::SecretKey,
-        purpose: "user count (a number, no user data)",
-    },
-    AllowedCall {
-        row: 3,
-        name: "clerk.domains",
-        method: CallMethod::Get,
-        host: HostKind::BackendApi,
-        path: "/v1/domains",
-        query: &[],
-        auth: CallAuth::SecretKey,
-        purpose: "primary domain, frontend_api_url, cname_targets",
-    },
-    AllowedCall {
-        row: 4,
-        name: "clerk.svix_url",
-        method: CallMethod::Post,
-        host: HostKind::BackendApi,
-        path: "/v1/webhooks/svix_url",
-        query: &[],
-        auth: CallAuth::SecretKey,
-        purpose: "short-lived Svix app-portal token (creates no Clerk configuration), for rows 6 and 7 only",
-    },
-    AllowedCall {
-        row: 5,
-        name: "clerk.frontend_environment",
-        method: CallMethod::Get,
-        host: HostKind::FrontendApi,
-        path: "/v1/environment",
-        query: &[],
-        auth: CallAuth::None,
-        purpose: "configured factors: user_settings, auth_config, display_config (production instances only)",
-    },
-    AllowedCall {
-        row: 6,
-        name: "svix.list_endpoints",
-        method: CallMethod::Get,
-        host: HostKind::SvixApi,
-        path: "/api/v1/app/{app_id}/endpoint",
-        query: &["limit", "iterator"],
-        auth: CallAuth::SvixToken,
-        purpose: "webhook endpoints: url, disabled, event types",
-    },
-    AllowedCall {
-        row: 7,
-        name: "svix.endpoint_secret",
-        method: CallMethod::Get,
-        host: HostKind::SvixApi,
-        path: "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret",
-        query: &[],
-        auth: CallAuth::SvixToken,
-        purpose: "only when the repo holds a written whsec_ to compare with; hashed at once, never kept",
-    },
-    AllowedCall {
-        row: 8,
-        name: "dns.cname",
-        method: CallMethod::DnsCname,
-        host: HostKind::Dns,
-        path: "<cname_targets host>",
-        query: &[],
-        auth: CallAuth::None,
-        purpose: "email sender / DKIM verification of the domain's cname_targets",
-    },
-];
-
-/// The row with this name. Panics on an unknown name: names are compile-time constants of this crate.
-pub fn row(name: &str) -> &'static AllowedCall {
-    ALLOWLIST.iter().find(|call| call.name == name).unwrap_or_else(|| panic!("no allowlist row named {name}"))
+/// Every allowed call, by name: code that tallies or checks a call names it with this enum, so no lookup can
+/// miss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Call {
+    ClerkInstance,
+    ClerkUsersCount,
+    ClerkDomains,
+    ClerkSvixUrl,
+    ClerkFrontendEnvironment,
+    SvixListEndpoints,
+    SvixEndpointSecret,
+    DnsCname,
 }
+
+impl Call {
+    /// The row of this call.
+    pub const fn spec(self) -> &'static AllowedCall {
+        match self {
+            Call::ClerkInstance => &CLERK_INSTANCE,
+            Call::ClerkUsersCount => &CLERK_USERS_COUNT,
+            Call::ClerkDomains => &CLERK_DOMAINS,
+            Call::ClerkSvixUrl => &CLERK_SVIX_URL,
+            Call::ClerkFrontendEnvironment => &CLERK_FRONTEND_ENVIRONMENT,
+            Call::SvixListEndpoints => &SVIX_LIST_ENDPOINTS,
+            Call::SvixEndpointSecret => &SVIX_ENDPOINT_SECRET,
+            Call::DnsCname => &DNS_CNAME,
+        }
+    }
+}
+
+const CLERK_INSTANCE: AllowedCall = AllowedCall {
+    row: 1,
+    name: "clerk.instance",
+    method: CallMethod::Get,
+    host: HostKind::BackendApi,
+    path: "/v1/instance",
+    query: &[],
+    auth: CallAuth::SecretKey,
+    purpose: "environment_type, allowed_origins",
+};
+
+const CLERK_USERS_COUNT: AllowedCall = AllowedCall {
+    row: 2,
+    name: "clerk.users_count",
+    method: CallMethod::Get,
+    host: HostKind::BackendApi,
+    path: "/v1/users/count",
+    query: &["last_active_at_since"],
+    auth: CallAuth::SecretKey,
+    purpose: "user count (a number, no user data)",
+};
+
+const CLERK_DOMAINS: AllowedCall = AllowedCall {
+    row: 3,
+    name: "clerk.domains",
+    method: CallMethod::Get,
+    host: HostKind::BackendApi,
+    path: "/v1/domains",
+    query: &[],
+    auth: CallAuth::SecretKey,
+    purpose: "primary domain, frontend_api_url, cname_targets",
+};
+
+const CLERK_SVIX_URL: AllowedCall = AllowedCall {
+    row: 4,
+    name: "clerk.svix_url",
+    method: CallMethod::Post,
+    host: HostKind::BackendApi,
+    path: "/v1/webhooks/svix_url",
+    query: &[],
+    auth: CallAuth::SecretKey,
+    purpose: "short-lived Svix app-portal token (creates no Clerk configuration), for the two Svix calls only",
+};
+
+const CLERK_FRONTEND_ENVIRONMENT: AllowedCall = AllowedCall {
+    row: 5,
+    name: "clerk.frontend_environment",
+    method: CallMethod::Get,
+    host: HostKind::FrontendApi,
+    path: "/v1/environment",
+    query: &[],
+    auth: CallAuth::None,
+    purpose: "sign-in factors, test mode, HIBP, lockout, CAPTCHA: user_settings, auth_config (production only)",
+};
+
+const SVIX_LIST_ENDPOINTS: AllowedCall = AllowedCall {
+    row: 6,
+    name: "svix.list_endpoints",
+    method: CallMethod::Get,
+    host: HostKind::SvixApi,
+    path: "/api/v1/app/{app_id}/endpoint",
+    query: &["limit", "iterator"],
+    auth: CallAuth::SvixToken,
+    purpose: "webhook endpoints: url, disabled, event types",
+};
+
+const SVIX_ENDPOINT_SECRET: AllowedCall = AllowedCall {
+    row: 7,
+    name: "svix.endpoint_secret",
+    method: CallMethod::Get,
+    host: HostKind::SvixApi,
+    path: "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret",
+    query: &[],
+    auth: CallAuth::SvixToken,
+    purpose: "only when the repo holds a written whsec_ to compare with; hashed at once, never kept",
+};
+
+const DNS_CNAME: AllowedCall = AllowedCall {
+    row: 8,
+    name: "dns.cname",
+    method: CallMethod::DnsCname,
+    host: HostKind::Dns,
+    path: "<cname_targets host>",
+    query: &[],
+    auth: CallAuth::None,
+    purpose: "email sender / DKIM verification of the domain's cname_targets",
+};
+
+/// The allowlist, in row order.
+pub const ALLOWLIST: &[AllowedCall] = &[
+    CLERK_INSTANCE,
+    CLERK_USERS_COUNT,
+    CLERK_DOMAINS,
+    CLERK_SVIX_URL,
+    CLERK_FRONTEND_ENVIRONMENT,
+    SVIX_LIST_ENDPOINTS,
+    SVIX_ENDPOINT_SECRET,
+    DNS_CNAME,
+];
 
 /// Why a request matched no row.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -245,6 +286,25 @@ impl fmt::Display for AllowlistTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_call_names_its_own_row_in_order() {
+        let calls = [
+            Call::ClerkInstance,
+            Call::ClerkUsersCount,
+            Call::ClerkDomains,
+            Call::ClerkSvixUrl,
+            Call::ClerkFrontendEnvironment,
+            Call::SvixListEndpoints,
+            Call::SvixEndpointSecret,
+            Call::DnsCname,
+        ];
+        assert_eq!(calls.len(), ALLOWLIST.len());
+        for (index, call) in calls.into_iter().enumerate() {
+            assert_eq!(call.spec(), &ALLOWLIST[index]);
+            assert_eq!(usize::from(call.spec().row), index + 1);
+        }
+    }
 
     fn matches(method: CallMethod, host: HostKind, path: &str, query: &[&str]) -> Option<u8> {
         match_request(method, host, path, query.iter().copied()).ok().map(|c| c.row)

@@ -1,4 +1,4 @@
-//! DNS CNAME lookups of the domain's email sender records (allowlist row 8), through the configured
+//! DNS CNAME lookups of the domain's email sender records (allowlist call `dns.cname`), through the configured
 //! nameserver (tests point it at the sandbox's resolver) or the system resolver.
 
 use std::net::SocketAddr;

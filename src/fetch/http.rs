@@ -363,9 +363,14 @@ impl ScanCalls<'_> {
         self.svix.as_ref().map(|(base, _)| join(base, path))
     }
 
-    /// Counts a DNS lookup (allowlist row 8) with its outcome.
+    /// `sha256:<hex>` of the scan's secret key: what the facts carry to compare with the repo's keys.
+    pub fn secret_key_fingerprint(&self) -> String {
+        self.secret_key.fingerprint()
+    }
+
+    /// Counts a DNS lookup (allowlist call `dns.cname`) with its outcome.
     pub fn tally_dns(&self, outcome: &str) {
-        self.tally(super::allowlist::row("dns.cname"), outcome.to_owned());
+        self.tally(super::allowlist::Call::DnsCname.spec(), outcome.to_owned());
     }
 
     /// The calls made so far, by row.

@@ -5,10 +5,10 @@
 //! - [`http`]: the one outbound HTTP layer.
 //! - [`clerk`]: the shapes of Clerk's answers.
 //! - [`dns`]: CNAME lookups of the email sender records.
-//! - [`svix`]: the webhook facts (rows 4, 6, 7): the Svix app, its endpoints, signing-secret fingerprints.
+//! - [`svix`]: the webhook facts (`clerk.svix_url`, `svix.list_endpoints`, `svix.endpoint_secret`): the Svix app, its endpoints, signing-secret fingerprints.
 //!
 //! Backend API failures decide the job (401/403: the key is rejected, permanent; 429/5xx/timeouts:
-//! transient). Frontend API, DNS and Svix failures (and row 4's other failures) only make the facts they
+//! transient). Frontend API, DNS and Svix failures (and `clerk.svix_url`'s other failures) only make the facts they
 //! feed [`Fact::Unavailable`], so the checks that need them report `error` and the rest of the scan still
 //! completes.
 
@@ -64,7 +64,7 @@ async fn get_backend<T: serde::de::DeserializeOwned>(
 }
 
 /// Learns everything the checks need. `calls` must be fresh for this scan. The artifact (when one is
-/// stored) decides whether any endpoint signing secret is read (row 7): only to compare with a `whsec_`
+/// stored) decides whether any endpoint signing secret is read (`svix.endpoint_secret`): only to compare with a `whsec_`
 /// written in the repo.
 pub async fn gather(
     calls: &mut ScanCalls<'_>,
@@ -88,7 +88,10 @@ pub async fn gather(
     }
     let instance: InstanceInfo = instance?.into();
     let user_count = count?.total_count;
-    let primary_domain = domains?.primary();
+    let domains = domains?;
+    let frontend_api_hosts = domains.frontend_api_hosts();
+    let primary_domain = domains.primary();
+    let secret_key_fingerprint = Some(calls.secret_key_fingerprint());
     info!(environment = instance.environment.as_str(), user_count, "instance facts fetched");
 
     // Row 4, once the key is known to be accepted: every instance kind (Svix serves development too).
@@ -134,7 +137,16 @@ pub async fn gather(
         }
     };
     let ((auth_settings, email_dns), webhooks) = tokio::join!(sign_in_and_email, webhooks);
-    Ok(ClerkFacts { instance, user_count, primary_domain, auth_settings, email_dns, webhooks })
+    Ok(ClerkFacts {
+        instance,
+        user_count,
+        primary_domain,
+        frontend_api_hosts,
+        secret_key_fingerprint,
+        auth_settings,
+        email_dns,
+        webhooks,
+    })
 }
 
 /// The Frontend API base from the domain's `frontend_api_url`, or which rule it breaks. Clerk answers a
@@ -147,7 +159,8 @@ pub fn frontend_api_base(raw: &str, allow_loopback: bool) -> Result<url::Url, &'
     if !url.username().is_empty() || url.password().is_some() {
         return Err("it carries userinfo");
     }
-    if url.query().is_some() || url.fragment().is_some() {
+    // Everything after the path: `?query` and `#fragment`.
+    if !url[url::Position::AfterPath..].is_empty() {
         return Err("it carries a query or fragment");
     }
     if !matches!(url.path(), "" | "/") {

@@ -1,18 +1,18 @@
-//! The webhook facts: allowlist rows 4 (`POST /v1/webhooks/svix_url`), 6 (list the Svix app's endpoints)
-//! and 7 (an endpoint's signing secret).
+//! The webhook facts: allowlist calls `clerk.svix_url` (`POST /v1/webhooks/svix_url`),
+//! `svix.list_endpoints` (the Svix app's endpoints) and `svix.endpoint_secret` (an endpoint's signing secret).
 //!
-//! - Row 4 answers a short-lived Svix app-portal URL whose fragment holds the app id, an app-portal token
+//! - `clerk.svix_url` answers a short-lived Svix app-portal URL whose fragment holds the app id, an app-portal token
 //!   and the region. The URL (it embeds the token) is parsed at once and never logged, stored or put in an
 //!   error; the token is kept in a [`SecretString`] inside the scan's [`ScanCalls`], which presents it to
 //!   the Svix host only. A 400 means the instance has no Svix app: the fact "no webhooks set up".
-//! - Row 6 is paged (`limit`, `iterator`) up to [`MAX_PAGES`] pages.
-//! - Row 7 is called only for the enabled endpoints that deliver to a handler whose secret is written in
+//! - `svix.list_endpoints` is paged (`limit`, `iterator`) up to [`MAX_PAGES`] pages.
+//! - `svix.endpoint_secret` is called only for the enabled endpoints that deliver to a handler whose secret is written in
 //!   the repo (a `literal_fingerprint` to compare with), at most [`MAX_SECRET_READS`] per scan. The secret
 //!   is hashed at once (`sha256:<hex>` of the exact `whsec_` string, as the repo extractor hashes
 //!   literals) and the plaintext zeroized.
 //!
-//! A 401/403 on row 4 (Backend API) means the secret key is rejected: the job fails permanently like for
-//! rows 1-3. Every other failure of rows 4, 6 and 7 makes the webhook fact [`Fact::Unavailable`], so the
+//! A 401/403 on `clerk.svix_url` (Backend API) means the secret key is rejected: the job fails permanently like for
+//! the other Backend API calls. Every other failure of the three webhook calls makes the webhook fact [`Fact::Unavailable`], so the
 //! checks that need it report `error`.
 
 use std::fmt;
@@ -34,7 +34,7 @@ use crate::error::{FailureReason, JobError};
 
 /// Svix's host when the token names no region we know (what Svix's own client libraries do).
 pub const DEFAULT_SVIX_API: &str = "https://api.svix.com";
-/// Page size asked of row 6 (Svix's maximum).
+/// Page size asked of `svix.list_endpoints` (Svix's maximum).
 pub const PAGE_LIMIT: u32 = 250;
 /// Row 6 pages read at most: [`PAGE_LIMIT`] x [`MAX_PAGES`] endpoints. More makes the fact unavailable.
 pub const MAX_PAGES: usize = 20;
@@ -100,7 +100,7 @@ struct PortalKey {
     region: Option<String>,
 }
 
-/// Parses the app-portal URL of row 4: `https://app.svix.com/login?...#key=<KEY>` where KEY is the
+/// Parses the app-portal URL `clerk.svix_url` answers: `https://app.svix.com/login?...#key=<KEY>` where KEY is the
 /// percent-encoded base64 of `{"appId":"app_...","token":"...","region":"us"|"eu"|...}`. Intermediate
 /// copies of the token are zeroized.
 pub fn parse_svix_url(raw: &str) -> Result<PortalAccess, SvixUrlError> {
@@ -192,7 +192,7 @@ fn take_json<T: serde::de::DeserializeOwned>(mut response: CallResponse) -> Resu
     parsed
 }
 
-/// What row 4 said about the instance's Svix app.
+/// What `clerk.svix_url` said about the instance's Svix app.
 #[derive(Debug)]
 pub enum Portal {
     /// 400: the instance has no Svix app, so no webhook is set up.
@@ -312,7 +312,7 @@ fn to_endpoint(out: EndpointOut) -> WebhookEndpoint {
     }
 }
 
-/// Rows 6 and 7 for the app row 4 named (its token already set on `calls`).
+/// The two Svix calls for the app `clerk.svix_url` named (its token already set on `calls`).
 pub async fn endpoints(calls: &ScanCalls<'_>, app_id: &str, wants: &[Option<String>]) -> Fact<WebhookFacts> {
     let listed = match paginate(|iterator| list_page(calls, app_id, iterator)).await {
         Ok(listed) => listed,
@@ -578,7 +578,7 @@ mod tests {
         assert!(!endpoints[0].receives("user.deleted"));
     }
 
-    /// No Svix call outside rows 6 and 7 can be made: refused by `send` before any connection.
+    /// No Svix call outside `svix.list_endpoints` and `svix.endpoint_secret` can be made: refused by `send` before any connection.
     #[tokio::test]
     async fn send_refuses_every_svix_call_outside_the_allowlist() {
         use crate::configuration::Settings;

@@ -1,6 +1,6 @@
 //! RabbitMQ: connecting, declaring the topology, and publishing with confirms.
 //!
-//! Topology (names from configuration, SPEC section 3):
+//! Topology (names from configuration; `contracts/asyncapi.yaml` describes it):
 //! - topic exchange `pulselight.scans` -> durable quorum queue `clerk-audit.jobs`
 //!   (routing key `scan.clerk.requested`, dead-letter exchange `clerk-audit.dlx`, delivery limit);
 //! - `clerk-audit.dlx` (topic) -> `clerk-audit.jobs.dead` (every routing key);
@@ -136,6 +136,22 @@ pub async fn declare_delay_queue(channel: &Channel, amqp: &AmqpSettings, secs: u
     args.insert("x-dead-letter-routing-key".into(), text(&amqp.jobs_queue));
     channel.queue_declare(name.as_str().into(), durable_queue(), args).await?;
     Ok(name)
+}
+
+/// Resolves with the error when `connection` fails (`None` if its event stream ends first), so readiness can
+/// drop the moment the connection fails rather than when a consumer notices.
+pub fn connection_failed(connection: &Connection) -> impl std::future::Future<Output = Option<String>> + use<> {
+    // Boxed as a `'static` stream: the listener owns its channel and outlives the borrow of `connection`.
+    let mut events: futures::stream::BoxStream<'static, lapin::Event> = Box::pin(connection.events_listener());
+    async move {
+        use futures::StreamExt as _;
+        while let Some(event) = events.next().await {
+            if let lapin::Event::Error(error) = event {
+                return Some(error.to_string());
+            }
+        }
+        None
+    }
 }
 
 /// Publishes persistently and mandatorily; the returned confirm resolves when the broker has taken

@@ -1,4 +1,4 @@
-//! The scan job (`clerk-scan-job/v1`, SPEC section 3): decoded and validated here, or refused as poison.
+//! The scan job (`clerk-scan-job/v1`, schema in `contracts/`): decoded and validated here, or refused as poison.
 //!
 //! A poison message is one no retry can fix (bad JSON, unknown schema major version, a missing field,
 //! a malformed id, an oversized body). The consumer dead-letters it at once with [`PoisonReason`] in a

@@ -20,7 +20,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use deadpool_postgres::Pool;
+use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::ops::metrics::Metrics;
@@ -50,9 +50,13 @@ impl Health {
 pub struct OpsState {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
-    /// For the outbox gauges; `None` leaves them as they are.
-    pub pool: Option<Pool>,
+    /// Reads the outbox backlog for its gauges at each scrape; `None` leaves them as they are.
+    pub outbox_backlog: Option<BacklogProbe>,
 }
+
+/// The outbox backlog (unsent rows, age of the oldest in seconds), read on demand; `None` when it could not
+/// be read. Given by the caller so this module needs no database code.
+pub type BacklogProbe = Arc<dyn Fn() -> BoxFuture<'static, Option<(i64, Option<f64>)>> + Send + Sync>;
 
 async fn healthz(State(state): State<OpsState>) -> (StatusCode, &'static str) {
     if state.health.supervisor_alive.load(Ordering::SeqCst) {
@@ -82,9 +86,8 @@ async fn readyz(State(state): State<OpsState>) -> (StatusCode, String) {
 
 async fn metrics_handler(State(state): State<OpsState>) -> impl IntoResponse {
     state.metrics.set_ready(state.health.is_ready());
-    if let Some(pool) = &state.pool
-        && let Ok(Ok((unsent, oldest))) =
-            tokio::time::timeout(BACKLOG_TIMEOUT, crate::store::outbox::backlog(pool)).await
+    if let Some(probe) = &state.outbox_backlog
+        && let Ok(Some((unsent, oldest))) = tokio::time::timeout(BACKLOG_TIMEOUT, probe()).await
     {
         state.metrics.set_outbox(unsent, oldest);
     }

@@ -55,20 +55,6 @@ impl Drop for Telemetry {
     }
 }
 
-/// The OTLP/HTTP traces URL for a configured endpoint: a bare collector address gets `/v1/traces`.
-pub fn otlp_traces_url(endpoint: &str) -> anyhow::Result<String> {
-    let url =
-        url::Url::parse(endpoint).with_context(|| format!("telemetry.otlp_endpoint {endpoint:?} is not a URL"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        anyhow::bail!("telemetry.otlp_endpoint must be http(s), got {}", url.scheme());
-    }
-    Ok(if url.path() == "/" || url.path().is_empty() {
-        format!("{}/v1/traces", endpoint.trim_end_matches('/'))
-    } else {
-        endpoint.to_owned()
-    })
-}
-
 /// The tracer provider: parent-based sampling (a job inherits its producer's decision, a job without a
 /// `traceparent` is sampled), batch OTLP export when an endpoint is configured.
 pub fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<SdkTracerProvider> {
@@ -84,7 +70,7 @@ pub fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<SdkTracer
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(otlp_traces_url(&settings.otlp_endpoint)?)
+            .with_endpoint(crate::configuration::otlp_traces_url(&settings.otlp_endpoint)?)
             .build()
             .context("building the OTLP span exporter (telemetry.otlp_endpoint)")?;
         builder = builder.with_batch_exporter(exporter);
@@ -378,12 +364,18 @@ mod tests {
 
     #[test]
     fn otlp_endpoint_gets_the_traces_path() {
-        assert_eq!(otlp_traces_url("http://otel-collector:4318").unwrap(), "http://otel-collector:4318/v1/traces");
-        assert_eq!(otlp_traces_url("http://otel-collector:4318/").unwrap(), "http://otel-collector:4318/v1/traces");
         assert_eq!(
-            otlp_traces_url("https://otlp.example.com/custom/v1/traces").unwrap(),
+            crate::configuration::otlp_traces_url("http://otel-collector:4318").unwrap(),
+            "http://otel-collector:4318/v1/traces"
+        );
+        assert_eq!(
+            crate::configuration::otlp_traces_url("http://otel-collector:4318/").unwrap(),
+            "http://otel-collector:4318/v1/traces"
+        );
+        assert_eq!(
+            crate::configuration::otlp_traces_url("https://otlp.example.com/custom/v1/traces").unwrap(),
             "https://otlp.example.com/custom/v1/traces"
         );
-        assert!(otlp_traces_url("otel-collector:4318").is_err());
+        assert!(crate::configuration::otlp_traces_url("otel-collector:4318").is_err());
     }
 }

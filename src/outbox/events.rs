@@ -70,10 +70,13 @@ pub struct CompletedData {
     pub instance_name: String,
     pub instance: InstanceSummary,
     pub checks: Vec<CheckResult>,
-    /// Every finding, with `first_seen_at`.
+    /// Every finding, with `first_seen_at` and `lifecycle` (`new` or `persisting`).
     pub findings: Vec<Finding>,
     /// Fingerprints of the previous completed scan's findings that are gone now.
     pub resolved: Vec<String>,
+    /// The same findings as the previous scan reported them, with `lifecycle` `resolved`.
+    #[serde(default)]
+    pub resolved_findings: Vec<Finding>,
     pub calls: Vec<CallTally>,
 }
 
@@ -141,8 +144,8 @@ pub struct CompletedScan<'a> {
     pub traceparent: Option<&'a str>,
 }
 
-/// `data` of a completed event: the evaluation, each finding with the time it was first seen, and the
-/// previous scan's findings that are gone.
+/// `data` of a completed event: the evaluation, each finding with the time it was first seen and whether it
+/// is new or persisting, and the previous scan's findings that are gone (resolved).
 pub fn completed_data(scan: &CompletedScan<'_>, history: &ScanHistory, now: DateTime<Utc>) -> CompletedData {
     let findings = scan
         .evaluation
@@ -150,6 +153,7 @@ pub fn completed_data(scan: &CompletedScan<'_>, history: &ScanHistory, now: Date
         .iter()
         .map(|finding| Finding {
             first_seen_at: Some(format_time(history.first_seen_at(&finding.fingerprint, now))),
+            lifecycle: Some(history.lifecycle(&finding.fingerprint)),
             ..finding.clone()
         })
         .collect();
@@ -161,6 +165,7 @@ pub fn completed_data(scan: &CompletedScan<'_>, history: &ScanHistory, now: Date
         checks: scan.evaluation.results.clone(),
         findings,
         resolved: history.resolved(scan.evaluation.findings.iter().map(|f| f.fingerprint.as_str())),
+        resolved_findings: history.resolved_findings(scan.evaluation.findings.iter().map(|f| f.fingerprint.as_str())),
         calls: scan.calls.to_vec(),
     }
 }

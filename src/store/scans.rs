@@ -8,7 +8,7 @@ use tokio_postgres::types::Json;
 use tokio_postgres::{Client, Transaction};
 use uuid::Uuid;
 
-use crate::audit::evaluate::Evaluation;
+use crate::audit::evaluate::{Evaluation, Finding, Lifecycle};
 use crate::audit::facts::{CallTally, InstanceSummary};
 use crate::audit::history::ScanHistory;
 use crate::error::{FailureReason, JobError};
@@ -86,34 +86,60 @@ async fn lock_running(tx: &Transaction<'_>, scan_id: Uuid) -> Result<bool, JobEr
     Ok(row.is_some_and(|row| row.get::<_, String>("status") == "running"))
 }
 
-/// What earlier completed scans of the project say of `fingerprints` (read under the row lock).
+/// What earlier completed scans of the same project and instance say of `fingerprints` (read under the row
+/// lock).
 async fn history(tx: &Transaction<'_>, job: &ScanJob, fingerprints: &[&str]) -> Result<ScanHistory, JobError> {
     let project = job.project_id.as_str();
-    // A finding keeps the time it was first seen in any completed scan of the project.
+    let instance = job.instance_name.as_str();
+    // A finding keeps the time it was first seen in any completed scan of the project and instance.
     let first_seen = tx
         .query(
             "SELECT f.fingerprint, min(f.first_seen_at) AS first_seen_at
                FROM findings f JOIN scans s ON s.id = f.scan_id
-              WHERE s.project_id = $1 AND s.status = 'completed' AND f.fingerprint = ANY($2)
+              WHERE s.project_id = $1 AND s.instance_name = $2 AND s.status = 'completed'
+                AND f.fingerprint = ANY($3)
               GROUP BY f.fingerprint",
-            &[&project, &fingerprints],
+            &[&project, &instance, &fingerprints],
         )
         .await?
         .into_iter()
         .map(|row| (row.get("fingerprint"), row.get("first_seen_at")))
         .collect();
+    // What the previous completed scan reported (its resolved rows are not findings of that scan).
     let previous = tx
         .query(
-            "SELECT fingerprint FROM findings WHERE scan_id = (
-                SELECT id FROM scans WHERE project_id = $1 AND status = 'completed' AND id <> $2
+            "SELECT check_id, severity, pillar, title, evidence, why, fix, fingerprint, first_seen_at, lifecycle
+               FROM findings
+              WHERE lifecycle <> 'resolved' AND scan_id = (
+                SELECT id FROM scans
+                 WHERE project_id = $1 AND instance_name = $2 AND status = 'completed' AND id <> $3
                  ORDER BY finished_at DESC LIMIT 1)",
-            &[&project, &job.scan_id],
+            &[&project, &instance, &job.scan_id],
         )
         .await?
-        .into_iter()
-        .map(|row| row.get("fingerprint"))
+        .iter()
+        .filter_map(finding_of_row)
+        .map(|finding| (finding.fingerprint.clone(), finding))
         .collect();
     Ok(ScanHistory { first_seen, previous })
+}
+
+/// A stored finding; `None` for a row whose severity, evidence or lifecycle no longer parses.
+pub(crate) fn finding_of_row(row: &tokio_postgres::Row) -> Option<Finding> {
+    let first_seen_at: DateTime<Utc> = row.get("first_seen_at");
+    Some(Finding {
+        check_id: row.get("check_id"),
+        severity: serde_json::from_value(serde_json::Value::String(row.get("severity"))).ok()?,
+        pillar: row.get("pillar"),
+        title: row.get("title"),
+        evidence: serde_json::from_value(row.get("evidence")).ok()?,
+        why: row.get("why"),
+        fix: row.get("fix"),
+        fingerprint: row.get("fingerprint"),
+        // The events' time format (RFC 3339, milliseconds, `Z`).
+        first_seen_at: Some(first_seen_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        lifecycle: Some(Lifecycle::parse(row.get("lifecycle"))?),
+    })
 }
 
 /// Everything a completed scan stores besides its event.
@@ -156,10 +182,24 @@ pub async fn complete(
         )
         .await?;
     }
-    for finding in &record.evaluation.findings {
+    let resolved = history.resolved_findings(fingerprints.iter().copied());
+    let current = record.evaluation.findings.iter().map(|finding| {
+        (finding, history.first_seen_at(&finding.fingerprint, now), history.lifecycle(&finding.fingerprint))
+    });
+    // The previous scan's findings that are gone are stored too, marked resolved, keeping their first-seen time.
+    let gone = resolved.iter().map(|finding| {
+        let first_seen = finding
+            .first_seen_at
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map_or(now, |t| t.with_timezone(&Utc));
+        (finding, first_seen, Lifecycle::Resolved)
+    });
+    for (finding, first_seen_at, lifecycle) in current.chain(gone) {
         tx.execute(
-            "INSERT INTO findings (scan_id, fingerprint, check_id, severity, pillar, title, evidence, why, fix, first_seen_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO findings
+                    (scan_id, fingerprint, check_id, severity, pillar, title, evidence, why, fix, first_seen_at, lifecycle)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             &[
                 &job.scan_id,
                 &finding.fingerprint,
@@ -170,7 +210,8 @@ pub async fn complete(
                 &Json(&finding.evidence),
                 &finding.why,
                 &finding.fix,
-                &history.first_seen_at(&finding.fingerprint, now),
+                &first_seen_at,
+                &lifecycle.as_str(),
             ],
         )
         .await?;

@@ -154,3 +154,36 @@ async fn credentials_put_encrypts_with_the_encryption_context_and_prints_the_key
     drop(client);
     drop_database(&pool, &settings).await;
 }
+
+#[test]
+fn schema_prints_each_contract_as_committed() {
+    let contracts = concat!(env!("CARGO_MANIFEST_DIR"), "/contracts/");
+    for (name, file) in [
+        ("job", "clerk-scan-job.v1.schema.json"),
+        ("artifact", "clerk-repo-artifact.v1.schema.json"),
+        ("finding", "clerk-finding.v1.schema.json"),
+        ("event", "clerk-audit-completed-event.v1.schema.json"),
+        ("event-data", "clerk-audit-completed-data.v1.schema.json"),
+        ("event-failed", "clerk-audit-failed-event.v1.schema.json"),
+        ("event-failed-data", "clerk-audit-failed-data.v1.schema.json"),
+        ("cloudevent", "clerk-audit-cloudevent.v1.schema.json"),
+        ("asyncapi", "asyncapi.yaml"),
+    ] {
+        // No configuration or services needed: it runs anywhere the binary does.
+        let output = Command::new(env!("CARGO_BIN_EXE_clerk-audit"))
+            .args(["schema", name])
+            .env("CLERK_AUDIT_CONFIG_DIR", "/nonexistent")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
+        let printed = String::from_utf8(output.stdout).unwrap();
+        assert_eq!(printed, std::fs::read_to_string(format!("{contracts}{file}")).unwrap(), "{name}");
+        if file.ends_with(".json") {
+            let schema: serde_json::Value = serde_json::from_str(&printed).unwrap();
+            assert!(schema["$id"].as_str().unwrap().ends_with(file), "{name}");
+        }
+    }
+    let unknown = Command::new(env!("CARGO_BIN_EXE_clerk-audit")).args(["schema", "jobs"]).output().unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("event-failed"), "the error lists the names");
+}

@@ -259,12 +259,16 @@ impl TestApp {
         }
     }
 
+    /// Publishes `job` as the orchestrator does, after checking it against the job schema.
     pub async fn enqueue(&self, job: &ScanJob) {
+        contracts::assert_valid(contracts::schema::JOB, &job.to_message());
         clerk_audit::intake::broker::enqueue(&self.settings, job).await.expect("enqueue");
     }
 
-    /// Publishes a raw body to the jobs exchange, as a misbehaving producer would.
+    /// Publishes a raw body to the jobs exchange, as a misbehaving producer would. Whatever the job schema
+    /// accepts, the worker must decode.
     pub async fn publish_raw(&self, body: &[u8]) {
+        contracts::assert_schema_valid_jobs_decode(body, self.settings.worker.max_job_bytes);
         let channel = broker::confirm_channel(&self.broker).await.unwrap();
         broker::publish_confirmed(
             &channel,
@@ -287,6 +291,7 @@ impl TestApp {
             .expect("event delivery");
         delivery.acker.ack(BasicAckOptions::default()).await.unwrap();
         let body = serde_json::from_slice(&delivery.data).expect("event is JSON");
+        contracts::assert_event(delivery.routing_key.as_str(), &body, &delivery.properties);
         (delivery.routing_key.to_string(), body, delivery.properties)
     }
 
@@ -304,7 +309,12 @@ impl TestApp {
     pub async fn no_event_within(&mut self, window: Duration) -> Option<serde_json::Value> {
         match tokio::time::timeout(window, self.events.next()).await {
             Err(_) => None,
-            Ok(delivery) => Some(serde_json::from_slice(&delivery.unwrap().unwrap().data).unwrap()),
+            Ok(delivery) => {
+                let delivery = delivery.unwrap().unwrap();
+                let body = serde_json::from_slice(&delivery.data).unwrap();
+                contracts::assert_event(delivery.routing_key.as_str(), &body, &delivery.properties);
+                Some(body)
+            }
         }
     }
 
@@ -316,6 +326,7 @@ impl TestApp {
             .expect("stream open")
             .expect("delivery");
         delivery.acker.ack(BasicAckOptions::default()).await.unwrap();
+        contracts::assert_dead_letter(&delivery.properties);
         delivery
     }
 
@@ -450,4 +461,125 @@ pub async fn all_table_text(pool: &Pool) -> String {
         }
     }
     text
+}
+
+/// The body of `job` as the orchestrator sends it, checked against the job schema first: for tests that
+/// publish jobs themselves.
+pub fn job_body(job: &ScanJob) -> Vec<u8> {
+    let message = job.to_message();
+    contracts::assert_valid(contracts::schema::JOB, &message);
+    serde_json::to_vec(&message).expect("a job serializes")
+}
+
+/// The JSON Schemas of `contracts/` (as embedded in the binary), held true against every job the tests
+/// publish and every event they receive.
+pub mod contracts {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+
+    pub use clerk_audit::cli::schema;
+    use clerk_audit::cli::schema::Contract;
+    use clerk_audit::intake::broker::{DETAIL_HEADER, REASON_HEADER, header_text};
+    use clerk_audit::outbox::events;
+    use jsonschema::{Draft, Registry, Resource, Validator};
+    use lapin::BasicProperties;
+    use serde_json::Value;
+
+    pub fn parse(contract: Contract) -> Value {
+        serde_json::from_str(contract.text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", contract.file))
+    }
+
+    /// Every schema under its `$id`, so the relative `$ref`s between them resolve without any retrieval.
+    fn registry() -> &'static Registry<'static> {
+        static REGISTRY: OnceLock<Registry<'static>> = OnceLock::new();
+        REGISTRY.get_or_init(|| {
+            let resources = schema::SCHEMAS.iter().map(|contract| {
+                let value = parse(*contract);
+                let id = value["$id"].as_str().unwrap_or_else(|| panic!("{} has an $id", contract.file)).to_owned();
+                (id, Resource::from_contents(value))
+            });
+            Registry::new()
+                .draft(Draft::Draft202012)
+                .extend(resources)
+                .and_then(|builder| builder.prepare())
+                .expect("the schemas register")
+        })
+    }
+
+    /// The validator of a schema, with format assertions on (`uuid`, `date-time`).
+    pub fn validator(contract: Contract) -> &'static Validator {
+        static VALIDATORS: OnceLock<HashMap<&'static str, Validator>> = OnceLock::new();
+        let validators = VALIDATORS.get_or_init(|| {
+            schema::SCHEMAS
+                .iter()
+                .map(|contract| {
+                    let validator = jsonschema::options()
+                        .with_draft(Draft::Draft202012)
+                        .should_validate_formats(true)
+                        .with_registry(registry())
+                        .build(&parse(*contract))
+                        .unwrap_or_else(|e| panic!("{} compiles: {e}", contract.file));
+                    (contract.file, validator)
+                })
+                .collect()
+        });
+        validators.get(contract.file).unwrap_or_else(|| panic!("{} is one of schema::SCHEMAS", contract.file))
+    }
+
+    /// What is wrong with `instance` under `contract`; empty when it validates.
+    pub fn errors(contract: Contract, instance: &Value) -> Vec<String> {
+        validator(contract).iter_errors(instance).map(|e| format!("at `{}`: {e}", e.instance_path())).collect()
+    }
+
+    pub fn assert_valid(contract: Contract, instance: &Value) {
+        let errors = errors(contract, instance);
+        assert!(errors.is_empty(), "{} does not hold for {instance:#}:\n{}", contract.file, errors.join("\n"));
+    }
+
+    /// A findings event as received: the body validates against the event schema of its routing key, and
+    /// the AMQP properties are those the AsyncAPI document promises.
+    pub fn assert_event(routing_key: &str, body: &Value, properties: &BasicProperties) {
+        let contract = match routing_key {
+            events::COMPLETED_ROUTING_KEY => schema::COMPLETED_EVENT,
+            events::FAILED_ROUTING_KEY => schema::FAILED_EVENT,
+            other => panic!("an event with routing key {other:?}, which no contract names: {body:#}"),
+        };
+        assert_valid(contract, body);
+        let property = |value: Option<&lapin::types::ShortString>| value.map(|v| v.as_str().to_owned());
+        assert_eq!(property(properties.content_type().as_ref()).as_deref(), Some(events::CONTENT_TYPE));
+        assert_eq!(property(properties.message_id().as_ref()).as_deref(), body["id"].as_str(), "message_id");
+        assert_eq!(property(properties.kind().as_ref()).as_deref(), body["type"].as_str(), "AMQP type");
+        assert_eq!(header_text(properties, "traceparent").as_deref(), body["traceparent"].as_str(), "traceparent");
+    }
+
+    /// The AsyncAPI document as JSON.
+    pub fn asyncapi() -> Value {
+        let document: serde_yaml::Value = serde_yaml::from_str(schema::ASYNCAPI.text).expect("asyncapi.yaml parses");
+        serde_json::to_value(document).expect("the AsyncAPI document maps to JSON")
+    }
+
+    /// The reason codes the AsyncAPI document allows in the dead-letter reason header.
+    pub fn dead_letter_reasons() -> Vec<String> {
+        let header = &asyncapi()["components"]["messages"]["deadLetter"]["headers"]["properties"][REASON_HEADER];
+        let codes = header["enum"].as_array().expect("the reason header enumerates its codes");
+        codes.iter().map(|code| code.as_str().expect("a code is text").to_owned()).collect()
+    }
+
+    /// A dead letter the worker wrote carries a documented reason code and a bounded detail.
+    pub fn assert_dead_letter(properties: &BasicProperties) {
+        if let Some(reason) = header_text(properties, REASON_HEADER) {
+            assert!(dead_letter_reasons().contains(&reason), "undocumented {REASON_HEADER} {reason:?}");
+            let detail = header_text(properties, DETAIL_HEADER).expect("a reason comes with a detail");
+            assert!(detail.chars().count() <= 500, "{DETAIL_HEADER} is at most 500 characters");
+        }
+    }
+
+    /// A job body the job schema accepts must never be poison to the worker's decoder.
+    pub fn assert_schema_valid_jobs_decode(body: &[u8], max_job_bytes: usize) {
+        let Ok(value) = serde_json::from_slice::<Value>(body) else { return };
+        if body.len() <= max_job_bytes && errors(schema::JOB, &value).is_empty() {
+            clerk_audit::intake::job::decode(body, max_job_bytes)
+                .unwrap_or_else(|e| panic!("the job schema accepts {value:#}, the decoder refuses it: {e}"));
+        }
+    }
 }

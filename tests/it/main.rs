@@ -1,10 +1,13 @@
 //! Integration tests: real RabbitMQ, PostgreSQL and KMS (moto) on loopback, the project's Clerk sandbox.
 
+mod audit;
 mod cli;
+mod contracts;
 mod db_errors;
 mod failures;
 mod harness;
 mod http_layer;
+mod lifecycle;
 mod ops;
 mod poison;
 mod scenarios;

@@ -343,7 +343,7 @@ async fn job_traceparent_continues_into_spans_logs_and_the_event() {
         &channel,
         &app.settings.amqp.jobs_exchange,
         &app.settings.amqp.jobs_routing_key,
-        &serde_json::to_vec(&job.to_message()).unwrap(),
+        &crate::harness::job_body(&job),
         BasicProperties::default().with_content_type("application/json".into()).with_headers(headers),
         Duration::from_secs(10),
     )

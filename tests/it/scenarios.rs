@@ -31,12 +31,21 @@ pub fn artifact_with_live_key() -> RepoArtifact {
     }
 }
 
+/// [`artifact_with_live_key`] whose key decodes to `scenario`'s own Frontend API host: the app uses the
+/// connected instance (so CLERK-KEY-MISMATCH-001 passes on production instances).
+pub fn artifact_for(app: &TestApp, scenario: Scenario) -> RepoArtifact {
+    let mut artifact = artifact_with_live_key();
+    let url = app.sandbox.instance(scenario).frontend_api_url.as_str();
+    artifact.key_references[0].frontend_api_host = clerk_audit::audit::facts::url_host(url);
+    artifact
+}
+
 /// Runs one scan of `scenario` with the live-key artifact and answers the completed event.
 async fn scan(app: &mut TestApp, scenario: Scenario, with_artifact: bool) -> Value {
     let project = project();
     let key_ref = app.connect_scenario(&project, scenario).await;
     if with_artifact {
-        app.store_artifact(&project, "rs_1", &artifact_with_live_key()).await;
+        app.store_artifact(&project, "rs_1", &artifact_for(app, scenario)).await;
     }
     let instance = app.sandbox.instance(scenario).name.clone();
     let job = app.job(&project, &instance, key_ref);
@@ -111,6 +120,15 @@ async fn development_instance_with_live_key_is_a_blocker() {
             ("CLERK-WEBHOOK-003", "pass"),
             ("CLERK-WEBHOOK-004", "pass"),
             ("CLERK-WEBHOOK-005", "pass"),
+            ("CLERK-TESTMODE-001", "pass"),
+            ("CLERK-SECRET-LEAK-001", "pass"),
+            ("CLERK-SECRET-PUBLIC-001", "pass"),
+            ("CLERK-KEY-MISMATCH-001", "pass"),
+            ("CLERK-ORIGIN-001", "pass"),
+            ("CLERK-HIBP-001", "pass"),
+            ("CLERK-LOCKOUT-001", "pass"),
+            ("CLERK-BOT-001", "pass"),
+            ("CLERK-DEVCAP-001", "pass"),
         ])
     );
     assert_eq!(finding_ids(&event), vec!["CLERK-DEV-IN-PROD-001"]);
@@ -121,7 +139,7 @@ async fn development_instance_with_live_key_is_a_blocker() {
     assert_eq!(event["data"]["instance"]["kind"], "development");
     assert_eq!(event["data"]["instance"]["user_count"], app.sandbox.instance(Scenario::Development).user_count);
     // A development instance: no Frontend API call (it wants a dev-browser token) and no DNS lookup; its
-    // webhooks are asked for (row 4 answers 400: no Svix app, so no Svix call).
+    // webhooks are asked for (`clerk.svix_url` answers 400: no Svix app, so no Svix call).
     let rows = calls_by_row(&event);
     assert_eq!(rows.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     app.stop().await;
@@ -201,6 +219,15 @@ async fn busy_production_instance_with_optional_mfa_warns() {
             ("CLERK-WEBHOOK-003", "pass"),
             ("CLERK-WEBHOOK-004", "pass"),
             ("CLERK-WEBHOOK-005", "pass"),
+            ("CLERK-TESTMODE-001", "pass"),
+            ("CLERK-SECRET-LEAK-001", "pass"),
+            ("CLERK-SECRET-PUBLIC-001", "pass"),
+            ("CLERK-KEY-MISMATCH-001", "pass"),
+            ("CLERK-ORIGIN-001", "pass"),
+            ("CLERK-HIBP-001", "pass"),
+            ("CLERK-LOCKOUT-001", "pass"),
+            ("CLERK-BOT-001", "pass"),
+            ("CLERK-DEVCAP-001", "pass"),
         ])
     );
     assert_eq!(finding_ids(&event), vec!["CLERK-MFA-001"]);
@@ -211,7 +238,7 @@ async fn busy_production_instance_with_optional_mfa_warns() {
         serde_json::json!({"kind": "production", "user_count": 1247, "domain": app.sandbox.instance(Scenario::ProductionOptionalMfa).domain})
     );
     // Rows 1-6 once each (one page of endpoints; no secret read: the repo writes no whsec_); three DNS
-    // lookups (row 8).
+    // lookups (`dns.cname`).
     let rows = calls_by_row(&event);
     assert_eq!(rows, [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1), (8, 3)].into_iter().collect());
     app.stop().await;
@@ -260,7 +287,7 @@ async fn a_second_scan_keeps_fingerprints_and_first_seen_and_reports_resolved() 
     let key_ref = app.connect_scenario(&project, scenario).await;
 
     // First scan: a pk_test_ key in production context (DEV-KEY) plus optional MFA.
-    let mut artifact = artifact_with_live_key();
+    let mut artifact = artifact_for(&app, scenario);
     artifact.key_references[0].environment = clerk_audit::audit::artifact::KeyEnvironment::Test;
     app.store_artifact(&project, "rs_1", &artifact).await;
     let first = app.job(&project, &instance, key_ref);
@@ -269,7 +296,7 @@ async fn a_second_scan_keeps_fingerprints_and_first_seen_and_reports_resolved() 
     assert_eq!(finding_ids(&first_event), vec!["CLERK-DEV-KEY-001", "CLERK-MFA-001"]);
 
     // Second scan: the key was fixed; MFA still optional.
-    app.store_artifact(&project, "rs_2", &artifact_with_live_key()).await;
+    app.store_artifact(&project, "rs_2", &artifact_for(&app, scenario)).await;
     let mut second = app.job(&project, &instance, key_ref);
     second.repo_scan_id = Some("rs_2".into());
     app.enqueue(&second).await;

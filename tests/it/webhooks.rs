@@ -374,7 +374,7 @@ async fn a_live_signing_secret_written_in_the_repo_is_a_blocker() {
         format!("it is the signing secret of the enabled webhook endpoint {url} ({endpoint_id})")
     );
     assert_names_handler(blocker, json!("literal"), "svix");
-    // The secret was read once (row 7), and nothing of it is in the event.
+    // The secret was read once (`svix.endpoint_secret`), and nothing of it is in the event.
     assert_eq!(calls_by_row(&event).get(&7), Some(&1));
     let text = event.to_string();
     assert!(!text.contains(WEBHOOK_SECRET_MATCHING) && !text.contains(&WEBHOOK_SECRET_MATCHING[6..]));
@@ -502,7 +502,7 @@ async fn an_unreachable_svix_makes_the_webhook_checks_error_not_pass() {
     app.stop().await;
 }
 
-/// No Svix call outside rows 6 and 7 can be made, even with a valid token for a real app: `send` refuses
+/// No Svix call outside `svix.list_endpoints` and `svix.endpoint_secret` can be made, even with a valid token for a real app: `send` refuses
 /// before connecting, and the sandbox sees nothing but the allowed call.
 #[tokio::test]
 async fn no_svix_call_outside_the_allowlist_reaches_svix() {

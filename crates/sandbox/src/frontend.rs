@@ -157,7 +157,7 @@ pub(crate) fn environment_json(spec: &ScenarioSpec) -> Value {
             "email_address_verification_strategies": ["email_code"],
             "single_session_mode": true,
             "enhanced_email_deliverability": false,
-            "test_mode": development,
+            "test_mode": spec.protection.test_mode,
             "cookieless_dev": false,
             "url_based_session_syncing": development,
             "claimed_at": null,
@@ -241,7 +241,7 @@ pub(crate) fn environment_json(spec: &ScenarioSpec) -> Value {
             "enterprise_sso": { "enabled": false, "self_serve_sso": false },
             "sign_in": { "second_factor": { "required": spec.second_factor_required } },
             "sign_up": {
-                "captcha_enabled": !development,
+                "captcha_enabled": spec.protection.captcha,
                 "captcha_widget_type": "smart",
                 "custom_action_required": false,
                 "progressive": true,
@@ -256,7 +256,7 @@ pub(crate) fn environment_json(spec: &ScenarioSpec) -> Value {
                 "block_disposable_email_domains": { "enabled": !development },
             },
             "password_settings": {
-                "disable_hibp": false,
+                "disable_hibp": spec.protection.disable_hibp,
                 "disable_password_reverification": false,
                 "min_length": 8,
                 "max_length": 72,
@@ -277,7 +277,7 @@ pub(crate) fn environment_json(spec: &ScenarioSpec) -> Value {
             },
             "actions": { "delete_self": true, "create_organization": true, "create_organizations_limit": null },
             "attack_protection": {
-                "user_lockout": { "enabled": true, "max_attempts": 100, "duration_in_minutes": 60 },
+                "user_lockout": { "enabled": spec.protection.user_lockout, "max_attempts": 100, "duration_in_minutes": 60 },
                 "pii": { "enabled": true },
                 "email_link": { "require_same_client": true },
                 "enumeration_protection": { "enabled": false },

@@ -38,6 +38,10 @@ pub const SECRET_KEY_WEBHOOKS_MATCHING: &str = "sk_live_SandboxWebhooksMatching0
 pub const SECRET_KEY_WEBHOOKS_FILTER_MISSING_EVENT: &str = "sk_live_SandboxWebhooksFilterMissingEvent0000000";
 pub const SECRET_KEY_WEBHOOKS_FILTER_COVERING: &str = "sk_live_SandboxWebhooksFilterCovering00000000000";
 pub const SECRET_KEY_WEBHOOKS_PAGINATED: &str = "sk_live_SandboxWebhooksPaginated0000000000000000";
+/// Unlike the others, shaped like a real key (no run of zeros), so that the repo extractor, which skips
+/// placeholder-looking values, reports it when a repo fixture commits it (CLERK-SECRET-LEAK-001).
+pub const SECRET_KEY_PRODUCTION_LAX: &str = "sk_live_SandboxProductionLaxQm7Kd2Rt9Wx4Pz8Lb3Nc";
+pub const SECRET_KEY_DEVELOPMENT_NEAR_CAP: &str = "sk_test_SandboxDevelopmentNearCap000000000000000";
 
 /// What a sandbox instance looks like. The serialized name (kebab-case) is also the instance's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -75,10 +79,16 @@ pub enum Scenario {
     /// 260 endpoints (more than one page even at Svix's maximum `limit` of 250): all disabled or at other
     /// paths, except the last one, enabled and matching.
     WebhooksPaginated,
+    /// Production, 640 users, MFA required, no Svix app, but every protection off: test mode on, HIBP
+    /// screening disabled, user lockout disabled, public sign-up without CAPTCHA, and `http://localhost:3000`
+    /// and `http://acme-lax.example` among the allowed origins.
+    ProductionLax,
+    /// Development instance with 95 users (within 10% of Clerk's 100-user development cap), no Svix app.
+    DevelopmentNearCap,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 13] = [
+    pub const ALL: [Scenario; 15] = [
         Scenario::Development,
         Scenario::ProductionOptionalMfa,
         Scenario::ProductionNoSecondFactor,
@@ -92,6 +102,8 @@ impl Scenario {
         Scenario::WebhooksFilterMissingEvent,
         Scenario::WebhooksFilterCovering,
         Scenario::WebhooksPaginated,
+        Scenario::ProductionLax,
+        Scenario::DevelopmentNearCap,
     ];
 
     /// The scenario's name, which is also its instance's name.
@@ -110,6 +122,8 @@ impl Scenario {
             Scenario::WebhooksFilterMissingEvent => "webhooks-filter-missing-event",
             Scenario::WebhooksFilterCovering => "webhooks-filter-covering",
             Scenario::WebhooksPaginated => "webhooks-paginated",
+            Scenario::ProductionLax => "production-lax",
+            Scenario::DevelopmentNearCap => "development-near-cap",
         }
     }
 
@@ -129,6 +143,8 @@ impl Scenario {
             Scenario::WebhooksFilterMissingEvent => SECRET_KEY_WEBHOOKS_FILTER_MISSING_EVENT,
             Scenario::WebhooksFilterCovering => SECRET_KEY_WEBHOOKS_FILTER_COVERING,
             Scenario::WebhooksPaginated => SECRET_KEY_WEBHOOKS_PAGINATED,
+            Scenario::ProductionLax => SECRET_KEY_PRODUCTION_LAX,
+            Scenario::DevelopmentNearCap => SECRET_KEY_DEVELOPMENT_NEAR_CAP,
         }
     }
 
@@ -218,6 +234,28 @@ pub(crate) struct EndpointSpec {
     pub created_at: String,
 }
 
+/// The attack-protection settings the Frontend API environment reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Protection {
+    /// `auth_config.test_mode`.
+    pub test_mode: bool,
+    /// `user_settings.password_settings.disable_hibp`.
+    pub disable_hibp: bool,
+    /// `user_settings.attack_protection.user_lockout.enabled`.
+    pub user_lockout: bool,
+    /// `user_settings.sign_up.captcha_enabled`.
+    pub captcha: bool,
+}
+
+impl Protection {
+    /// Clerk's defaults: development instances run in test mode without CAPTCHA; production ones have both
+    /// the other way round; HIBP screening and lockout are on everywhere.
+    pub(crate) fn defaults(environment: EnvironmentType) -> Self {
+        let development = environment == EnvironmentType::Development;
+        Protection { test_mode: development, disable_hibp: false, user_lockout: true, captcha: !development }
+    }
+}
+
 /// The instance's Svix app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SvixAppSpec {
@@ -242,6 +280,7 @@ pub(crate) struct ScenarioSpec {
     pub second_factors: Vec<SecondFactor>,
     pub second_factor_required: bool,
     pub svix: Option<SvixAppSpec>,
+    pub protection: Protection,
 }
 
 impl ScenarioSpec {
@@ -358,6 +397,7 @@ fn webhook_scenario(scenario: Scenario, users: u64, svix: Option<SvixAppSpec>) -
         second_factors: vec![SecondFactor::Totp, SecondFactor::BackupCode],
         second_factor_required: true,
         svix,
+        protection: Protection::defaults(EnvironmentType::Production),
     }
 }
 
@@ -392,6 +432,7 @@ fn spec_of(scenario: Scenario) -> ScenarioSpec {
             second_factors: vec![SecondFactor::Totp],
             second_factor_required: false,
             svix: None,
+            protection: Protection::defaults(EnvironmentType::Development),
         },
         ProductionOptionalMfa => {
             let domain = production_domain(scenario, false);
@@ -407,6 +448,7 @@ fn spec_of(scenario: Scenario) -> ScenarioSpec {
                 second_factors: vec![SecondFactor::Totp, SecondFactor::BackupCode],
                 second_factor_required: false,
                 svix: app(scenario, "us", vec![endpoint(scenario, 1, hook_url(scenario, WEBHOOK_ROUTE), false, None)]),
+                protection: Protection::defaults(EnvironmentType::Production),
             }
         }
         ProductionNoSecondFactor => {
@@ -423,6 +465,7 @@ fn spec_of(scenario: Scenario) -> ScenarioSpec {
                 second_factors: vec![],
                 second_factor_required: false,
                 svix: None,
+                protection: Protection::defaults(EnvironmentType::Production),
             }
         }
         ProductionRequiredMfa => {
@@ -464,6 +507,7 @@ fn spec_of(scenario: Scenario) -> ScenarioSpec {
                         Some(&["user.created", "user.updated", "user.deleted"]),
                     )],
                 ),
+                protection: Protection::defaults(EnvironmentType::Production),
             }
         }
         ProductionMissingClkmail => {
@@ -480,6 +524,7 @@ fn spec_of(scenario: Scenario) -> ScenarioSpec {
                 second_factors: vec![SecondFactor::Totp, SecondFactor::BackupCode],
                 second_factor_required: true,
                 svix: app(scenario, "us", vec![endpoint(scenario, 1, hook_url(scenario, WEBHOOK_ROUTE), false, None)]),
+                protection: Protection::defaults(EnvironmentType::Production),
             }
         }
         WebhooksNoSvixApp => webhook_scenario(scenario, 214, None),
@@ -566,6 +611,49 @@ fn spec_of(scenario: Scenario) -> ScenarioSpec {
                 .collect();
             webhook_scenario(scenario, 221, app(scenario, "us", endpoints))
         }
+        ProductionLax => {
+            let domain = production_domain(scenario, false);
+            ScenarioSpec {
+                instance_id: format!("ins_{}", id_code(scenario)),
+                environment: EnvironmentType::Production,
+                application_name: "Acme Lax",
+                users_total: 640,
+                users_active: 300,
+                allowed_origins: Some(vec![
+                    format!("https://{}", domain.name),
+                    "http://localhost:3000".into(),
+                    format!("http://{}", domain.name),
+                ]),
+                workspace_id: None,
+                domains: vec![domain],
+                second_factors: vec![SecondFactor::Totp, SecondFactor::BackupCode],
+                second_factor_required: true,
+                svix: None,
+                protection: Protection { test_mode: true, disable_hibp: true, user_lockout: false, captcha: false },
+            }
+        }
+        DevelopmentNearCap => ScenarioSpec {
+            instance_id: format!("ins_{}", id_code(scenario)),
+            environment: EnvironmentType::Development,
+            application_name: "Acme (dev, busy)",
+            users_total: 95,
+            users_active: 80,
+            allowed_origins: None,
+            workspace_id: None,
+            domains: vec![DomainSpec {
+                id: format!("dmn_{}", id_code(scenario)),
+                name: "sandbox-dev-95.clerk.accounts.dev".into(),
+                is_satellite: false,
+                frontend_api_url: None,
+                accounts_portal_url: Some("https://sandbox-dev-95.accounts.dev".into()),
+                development_origin: "http://localhost:3000".into(),
+                cname_targets: None,
+            }],
+            second_factors: vec![SecondFactor::Totp],
+            second_factor_required: false,
+            svix: None,
+            protection: Protection::defaults(EnvironmentType::Development),
+        },
     }
 }
 

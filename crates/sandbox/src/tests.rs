@@ -145,7 +145,7 @@ async fn backend_answers_carry_each_scenarios_facts() {
         let primary = domains["data"].as_array().unwrap().iter().find(|d| d["is_satellite"] == json!(false)).unwrap();
         assert_eq!(primary["frontend_api_url"], json!(origin(&instance.frontend_api_url)));
         assert_eq!(primary["name"], json!(instance.domain));
-        if instance.scenario == Scenario::Development {
+        if instance.environment_type == "development" {
             assert_eq!(primary["cname_targets"], Value::Null);
         } else {
             let hosts: Vec<&str> =
@@ -231,7 +231,7 @@ async fn every_frontend_answer_validates_for_every_scenario() {
     let mut failures = Vec::new();
     for instance in h.sandbox.instances() {
         let reply = h.fapi(instance.scenario, "/v1/environment").await;
-        let expected = if instance.scenario == Scenario::Development { 401 } else { 200 };
+        let expected = if instance.environment_type == "development" { 401 } else { 200 };
         if reply.status != expected {
             failures.push(format!("{}: status {} not {expected}", instance.name, reply.status));
         }
@@ -292,6 +292,38 @@ async fn frontend_environment_carries_each_scenarios_factors() {
     assert_eq!(required(&env), json!(true));
     let env = h.fapi(Scenario::ProductionMissingClkmail, "/v1/environment").await.body;
     assert_eq!(required(&env), json!(true));
+}
+
+#[tokio::test]
+async fn protection_settings_follow_the_scenario() {
+    let h = harness().await;
+    let protection = |env: &Value| {
+        let settings = &env["user_settings"];
+        (
+            env["auth_config"]["test_mode"].clone(),
+            settings["password_settings"]["disable_hibp"].clone(),
+            settings["attack_protection"]["user_lockout"]["enabled"].clone(),
+            settings["sign_up"]["captcha_enabled"].clone(),
+            settings["sign_up"]["mode"].clone(),
+        )
+    };
+    let lax = h.fapi(Scenario::ProductionLax, "/v1/environment").await;
+    assert_eq!(lax.status, 200);
+    assert_eq!(protection(&lax.body), (json!(true), json!(true), json!(false), json!(false), json!("public")));
+    assert_eq!(lax.body["user_settings"]["attributes"]["password"]["used_for_first_factor"], json!(true));
+    let safe = h.fapi(Scenario::ProductionOptionalMfa, "/v1/environment").await.body;
+    assert_eq!(protection(&safe), (json!(false), json!(false), json!(true), json!(true), json!("public")));
+
+    let key = h.sandbox.instance(Scenario::ProductionLax).secret_key.clone();
+    let instance = h.bapi("GET", "/v1/instance", Some(&key)).await.body;
+    assert_eq!(
+        instance["allowed_origins"],
+        json!(["https://acme-lax.example", "http://localhost:3000", "http://acme-lax.example"])
+    );
+    let near_cap = h.sandbox.instance(Scenario::DevelopmentNearCap);
+    let count = h.bapi("GET", "/v1/users/count", Some(&near_cap.secret_key)).await.body;
+    assert_eq!(count["total_count"], json!(95));
+    assert_eq!(near_cap.environment_type, "development");
 }
 
 #[tokio::test]

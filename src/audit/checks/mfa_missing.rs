@@ -59,6 +59,7 @@ mod tests {
         Fact::Known(AuthSettings {
             second_factor_required: required,
             second_factors_available: available.iter().map(|s| s.to_string()).collect(),
+            ..AuthSettings::default()
         })
     }
 

@@ -1,4 +1,4 @@
-//! The security checks (SPEC section 6), one module each, with their metadata beside their logic.
+//! The security checks, one module each, with their metadata beside their logic.
 //!
 //! A check is a pure function of [`CheckInput`]: the fetched [`ClerkFacts`], the repo artifact if one is
 //! stored, and the check settings. It answers a [`Verdict`]: `Pass` only when its failure condition could be
@@ -10,12 +10,22 @@ use serde::{Deserialize, Serialize};
 use crate::audit::artifact::{ArtifactUnreadable, RepoArtifact, StoredArtifact};
 use crate::audit::facts::ClerkFacts;
 
+pub mod allowed_origins;
+pub mod bot_protection;
+pub mod dev_cap;
 pub mod dev_in_prod;
 pub mod dev_key_in_prod;
 pub mod email_dns;
+pub mod hibp;
 pub mod instance_kind;
+pub mod key_mismatch;
+pub mod lockout;
 pub mod mfa_missing;
 pub mod mfa_optional;
+pub mod secret_leak;
+pub mod secret_public;
+pub mod settings_common;
+pub mod test_mode;
 pub mod webhook_common;
 pub mod webhook_events_filtered;
 pub mod webhook_secret_live;
@@ -169,6 +179,15 @@ pub const ALL: &[Check] = &[
     Check { meta: &webhook_secret_live::META, evaluate: webhook_secret_live::evaluate },
     Check { meta: &webhook_secret_stale::META, evaluate: webhook_secret_stale::evaluate },
     Check { meta: &webhook_events_filtered::META, evaluate: webhook_events_filtered::evaluate },
+    Check { meta: &test_mode::META, evaluate: test_mode::evaluate },
+    Check { meta: &secret_leak::META, evaluate: secret_leak::evaluate },
+    Check { meta: &secret_public::META, evaluate: secret_public::evaluate },
+    Check { meta: &key_mismatch::META, evaluate: key_mismatch::evaluate },
+    Check { meta: &allowed_origins::META, evaluate: allowed_origins::evaluate },
+    Check { meta: &hibp::META, evaluate: hibp::evaluate },
+    Check { meta: &lockout::META, evaluate: lockout::evaluate },
+    Check { meta: &bot_protection::META, evaluate: bot_protection::evaluate },
+    Check { meta: &dev_cap::META, evaluate: dev_cap::evaluate },
 ];
 
 /// The reason a repo-dependent check gives when no repo scan is stored.
@@ -185,9 +204,11 @@ pub(crate) mod fixtures {
 
     pub fn facts(environment: InstanceEnvironment) -> ClerkFacts {
         ClerkFacts {
-            instance: InstanceInfo { id: "ins_test".into(), environment, allowed_origins: vec![] },
+            instance: InstanceInfo { id: "ins_test".into(), environment, allowed_origins: Some(vec![]) },
             user_count: 0,
             primary_domain: None,
+            frontend_api_hosts: vec![],
+            secret_key_fingerprint: None,
             auth_settings: Fact::NotApplicable("development instance".into()),
             email_dns: Fact::NotApplicable("development instance".into()),
             webhooks: Fact::Known(WebhookFacts { svix_app: false, endpoints: vec![] }),

@@ -33,9 +33,10 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
         Ok(artifact) => artifact,
         Err(verdict) => return verdict,
     };
+    // Only handlers with a written secret, each with that secret's fingerprint.
     let handlers: Vec<_> = distinct_handlers(&artifact.webhook_handlers)
         .into_iter()
-        .filter(|h| literal_fingerprint(h).is_some())
+        .filter_map(|h| literal_fingerprint(h).map(|literal| (h, literal)))
         .collect();
     if handlers.is_empty() {
         return Verdict::Pass;
@@ -46,8 +47,7 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
     };
     let mut findings = Vec::new();
     let mut unread = false;
-    for handler in handlers {
-        let literal = literal_fingerprint(handler).expect("filtered");
+    for (handler, literal) in handlers {
         for endpoint in webhooks.delivering_to(handler.route.as_deref()) {
             match endpoint.secret_fingerprint.as_deref() {
                 Some(fingerprint) if fingerprint == literal => findings.push(FailureDraft {

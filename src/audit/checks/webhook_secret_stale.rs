@@ -39,9 +39,10 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
         Ok(artifact) => artifact,
         Err(verdict) => return verdict,
     };
+    // Only handlers with a written secret, each with that secret's fingerprint.
     let handlers: Vec<_> = distinct_handlers(&artifact.webhook_handlers)
         .into_iter()
-        .filter(|h| literal_fingerprint(h).is_some())
+        .filter_map(|h| literal_fingerprint(h).map(|literal| (h, literal)))
         .collect();
     if handlers.is_empty() {
         return Verdict::Pass;
@@ -52,8 +53,7 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
     };
     let mut findings = Vec::new();
     let (mut unread, mut judged) = (false, false);
-    for handler in handlers {
-        let literal = literal_fingerprint(handler).expect("filtered");
+    for (handler, literal) in handlers {
         let delivering: Vec<&WebhookEndpoint> = webhooks.delivering_to(handler.route.as_deref()).collect();
         if delivering.is_empty() {
             continue;

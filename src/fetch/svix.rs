@@ -306,7 +306,7 @@ fn to_endpoint(out: EndpointOut) -> WebhookEndpoint {
         path: endpoint_path(&out.url),
         event_types: out.filter_types.or(out.event_types),
         id: out.id,
-        url: out.url,
+        url: crate::audit::facts::shown_endpoint_url(&out.url),
         disabled: out.disabled.unwrap_or(false),
         secret_fingerprint: None,
     }

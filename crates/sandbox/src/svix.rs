@@ -50,6 +50,7 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
                 Some(Rejection::ServerError) => {
                     respond::svix_error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error")
                 }
+                Some(Rejection::MalformedBody) => respond::malformed_echo(&headers),
                 None => route(&shared, index, &method, &uri),
             };
             (answer, plan)

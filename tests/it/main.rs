@@ -3,7 +3,6 @@
 mod audit;
 mod cli;
 mod contracts;
-mod db_errors;
 mod failures;
 mod harness;
 mod http_layer;
@@ -12,4 +11,5 @@ mod ops;
 mod poison;
 mod scenarios;
 mod ssrf_corpus;
+mod store;
 mod webhooks;

@@ -1,8 +1,8 @@
 //! Property tests of every decoder of outside input: the job decoder, the stored artifact decoder, the
 //! `svix_url` parser and the Clerk/Svix response decoders. Bounded (a few hundred cases each) so they run in
 //! `cargo test`. Properties: no input panics; well-formed input round-trips; an error never repeats a value
-//! of the input. A failing case is saved by proptest in `tests/properties.proptest-regressions` (kept in the repo, replayed
-//! first on every run).
+//! of the input. A failing case is saved by proptest in `tests/properties.proptest-regressions` (kept in
+//! the repo, replayed first on every run).
 
 use base64::Engine as _;
 use clerk_audit::audit::artifact::{

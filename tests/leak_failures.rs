@@ -59,6 +59,9 @@ fn webhook_artifact() -> RepoArtifact {
     }
 }
 
+/// One scan case: a name, the scenario, the faults, the artifact stored, the routing key expected.
+type Case<'a> = (&'static str, Scenario, Vec<(FaultTarget, Fault)>, Option<&'a RepoArtifact>, &'static str);
+
 /// Scans `scenario` with `faults` active and answers the event's routing key and text.
 async fn scan_with(
     app: &mut TestApp,
@@ -258,7 +261,7 @@ async fn no_secret_or_internal_address_on_any_failure_path() {
     let mut events = vec![kms_error(&mut app).await];
 
     use FaultTarget::{BackendApi, FrontendApi, SvixApi};
-    let cases: Vec<(&str, Scenario, Vec<(FaultTarget, Fault)>, Option<&RepoArtifact>, &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         ("401", Scenario::ProductionRequiredMfa, vec![(BackendApi, Fault::Revoked)], None, "clerk.audit.failed"),
         (
             "429 then 200",

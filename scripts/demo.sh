@@ -3,7 +3,7 @@
 # them if missing), starts the Clerk sandbox, migrates a demo database, stores the sandbox instances' secret
 # keys through KMS, extracts and stores the repo-scan artifact of a small demo repo (scripts/demo/repo),
 # enqueues one scan job per sandbox scenario, runs the worker until every scan is finished, and prints the
-# findings in the SPEC's format.
+# findings (id and title, evidence, why, fix).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// The reason codes of a `clerk.audit.failed` event (`reason` of `contracts/clerk-audit-event-failed`).
+/// The reason codes of a `clerk.audit.failed` event (`reason` in `contracts/clerk-audit-failed-data.v1.schema.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailureReason {
     CredentialNotFound,

@@ -197,47 +197,4 @@ pub const NO_REPO_SCAN: &str = "no repo scan stored for this project";
 pub const REPO_ARTIFACT_UNREADABLE: &str = "repo artifact unreadable";
 
 #[cfg(test)]
-pub(crate) mod fixtures {
-    //! Builders for check inputs, shared by the checks' unit tests.
-    use crate::audit::artifact::*;
-    use crate::audit::facts::*;
-
-    pub fn facts(environment: InstanceEnvironment) -> ClerkFacts {
-        ClerkFacts {
-            instance: InstanceInfo { id: "ins_test".into(), environment, allowed_origins: Some(vec![]) },
-            user_count: 0,
-            primary_domain: None,
-            frontend_api_hosts: vec![],
-            secret_key_fingerprint: None,
-            auth_settings: Fact::NotApplicable("development instance".into()),
-            email_dns: Fact::NotApplicable("development instance".into()),
-            webhooks: Fact::Known(WebhookFacts { svix_app: false, endpoints: vec![] }),
-        }
-    }
-
-    pub fn artifact(key_references: Vec<KeyReference>) -> RepoArtifact {
-        RepoArtifact {
-            schema: ARTIFACT_SCHEMA.into(),
-            repo: Some("github.com/acme/web".into()),
-            commit: Some("3f2a".into()),
-            scanned_at: None,
-            key_references,
-            webhook_handlers: vec![],
-        }
-    }
-
-    pub fn key(kind: KeyKind, environment: KeyEnvironment, context: ReferenceContext) -> KeyReference {
-        KeyReference {
-            kind,
-            environment,
-            file: ".env.production".into(),
-            line: 3,
-            variable: Some("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY".into()),
-            context,
-            frontend_api_host: None,
-            fingerprint: None,
-            malformed: false,
-            confidence: None,
-        }
-    }
-}
+pub(crate) mod fixtures;

@@ -31,15 +31,27 @@ echo "==> cargo deny check licenses bans sources ($(cargo deny --version))"
 cargo deny --locked check --hide-inclusion-graph licenses bans sources
 
 snapshot="../shared/reference/rustsec-advisory-db"
-if [[ -d "$snapshot" ]]; then
-    # cargo-deny reads databases from <db-path>/<name>; point it at a copy of the snapshot and never fetch.
-    dbs="$(mktemp -d)"
-    trap 'rm -rf "$dbs"' EXIT
-    cp -r "$snapshot" "$dbs/advisory-db"
-    echo "==> cargo deny check advisories (offline snapshot: $snapshot)"
-    cargo deny --locked check --hide-inclusion-graph --disable-fetch \
-        --config <(sed -e "s|^\[advisories\]|[advisories]\ndb-path = \"$dbs\"\ndb-urls = [\"https://github.com/rustsec/advisory-db\"]|" deny.toml) \
-        advisories
-else
+if [[ ! -d "$snapshot" ]]; then
     note "no offline advisory snapshot at $snapshot: advisories are left to scripts/audit.sh"
+    exit 0
 fi
+# cargo-deny reads a database from a git checkout at <db-path>/advisory-db-<hash of its URL>, and never
+# fetches with --offline. A first run names the directory it wants; the snapshot (a plain folder) is copied
+# there as a one-commit repository. Like `cargo audit --stale`, an old snapshot is accepted.
+dbs="$(mktemp -d)"
+trap 'rm -rf "$dbs"' EXIT
+config="$dbs/deny.toml"
+sed -e "s|^\[advisories\]|[advisories]\ndb-path = \"$dbs\"\ndb-urls = [\"https://github.com/rustsec/advisory-db\"]|" \
+    deny.toml >"$config"
+wanted="$(cargo deny --offline --locked --config "$config" check advisories 2>&1 | grep -o 'advisory-db-[0-9a-f]*' | head -n 1 || true)"
+if [[ -z "$wanted" ]] || ! have git; then
+    note "SKIPPED: cargo-deny's advisories check (could not place the offline snapshot); scripts/audit.sh covers advisories"
+    exit 0
+fi
+cp -r "$snapshot" "$dbs/$wanted"
+git -C "$dbs/$wanted" init --quiet
+git -C "$dbs/$wanted" add --all
+git -C "$dbs/$wanted" -c user.name=snapshot -c user.email=snapshot@localhost -c commit.gpgsign=false \
+    commit --quiet --message "offline snapshot"
+echo "==> cargo deny check advisories (offline snapshot: $snapshot)"
+cargo deny --offline --locked --config "$config" check --hide-inclusion-graph advisories

@@ -583,6 +583,21 @@ async fn fault_targets_choose_the_host() {
 }
 
 #[tokio::test]
+async fn malformed_body_answers_200_quoting_the_credential() {
+    let h = harness().await;
+    let name = Scenario::ProductionOptionalMfa.as_str();
+    h.sandbox.set_fault_on(name, FaultTarget::BackendApi, Fault::MalformedBody);
+    let reply = h.bapi("GET", "/v1/instance", Some(SECRET_KEY_PRODUCTION_OPTIONAL_MFA)).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.get("id").is_none(), "not an Instance: {}", reply.body);
+    assert_eq!(reply.body["data"], json!(SECRET_KEY_PRODUCTION_OPTIONAL_MFA));
+    assert!(reply.body.get(SECRET_KEY_PRODUCTION_OPTIONAL_MFA).is_some(), "the key is a map key too");
+    assert_eq!(h.fapi(Scenario::ProductionOptionalMfa, "/v1/environment").await.status, 200, "other hosts answer");
+    h.sandbox.clear_faults();
+    assert_eq!(h.bapi("GET", "/v1/instance", Some(SECRET_KEY_PRODUCTION_OPTIONAL_MFA)).await.status, 200);
+}
+
+#[tokio::test]
 async fn latency_delays_the_answer() {
     let h = harness().await;
     h.sandbox.set_fault(Scenario::Development.as_str(), Fault::Latency { ms: 300 });

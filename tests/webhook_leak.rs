@@ -29,6 +29,7 @@ fn artifact_with_literal(route: Option<&str>, secret: &str) -> RepoArtifact {
         repo: Some("github.com/acme/web".into()),
         commit: Some("3f2a9c1".into()),
         scanned_at: None,
+        committed_secrets: vec![],
         key_references: vec![],
         webhook_handlers: vec![WebhookHandler {
             file: "app/api/webhooks/clerk/route.ts".into(),
@@ -38,6 +39,9 @@ fn artifact_with_literal(route: Option<&str>, secret: &str) -> RepoArtifact {
             verification: Verification::Svix,
             secret_source: Some(SecretSource::LiteralFingerprint { literal_fingerprint: fingerprint(secret) }),
             events: vec!["user.created".into()],
+            registration: None,
+            reserialized_body: false,
+            acks_failed_verification: false,
         }],
     }
 }

@@ -6,10 +6,11 @@
 //!   error; the token is kept in a [`SecretString`] inside the scan's [`ScanCalls`], which presents it to
 //!   the Svix host only. A 400 means the instance has no Svix app: the fact "no webhooks set up".
 //! - `svix.list_endpoints` is paged (`limit`, `iterator`) up to [`MAX_PAGES`] pages.
-//! - `svix.endpoint_secret` is called only for the enabled endpoints that deliver to a handler whose secret is written in
-//!   the repo (a `literal_fingerprint` to compare with), at most [`MAX_SECRET_READS`] per scan. The secret
-//!   is hashed at once (`sha256:<hex>` of the exact `whsec_` string, as the repo extractor hashes
-//!   literals) and the plaintext zeroized.
+//! - `svix.endpoint_secret` is called only for the enabled endpoints that deliver to a handler whose secret
+//!   is written in the repo (a `literal_fingerprint`, or a `whsec_` value a committed env file assigns to
+//!   the variable the handler reads: a fingerprint to compare with), at most [`MAX_SECRET_READS`] per scan.
+//!   The secret is hashed at once (`sha256:<hex>` of the exact `whsec_` string, as the repo extractor
+//!   hashes literals) and the plaintext zeroized.
 //!
 //! A 401/403 on `clerk.svix_url` (Backend API) means the secret key is rejected: the job fails permanently like for
 //! the other Backend API calls. Every other failure of the three webhook calls makes the webhook fact [`Fact::Unavailable`], so the
@@ -28,7 +29,7 @@ use zeroize::Zeroize;
 
 use super::allowlist::CallMethod;
 use super::http::{CallError, CallResponse, ScanCalls};
-use crate::audit::artifact::{RepoArtifact, SecretSource};
+use crate::audit::artifact::{CommittedSecretKind, RepoArtifact, SecretSource};
 use crate::audit::facts::{Fact, WebhookEndpoint, WebhookFacts, endpoint_path, percent_decode};
 use crate::error::{FailureReason, JobError};
 
@@ -230,14 +231,23 @@ pub async fn portal(calls: &ScanCalls<'_>) -> Result<Portal, JobError> {
     }
 }
 
-/// The routes of the repo's handlers whose signing secret is written in the code (a `literal_fingerprint`
-/// to compare with); `None` for a handler whose route is unknown. Empty: no secret is ever read.
+/// The routes of the repo's handlers whose signing secret the repo holds (a `literal_fingerprint` written in
+/// the code, or a `whsec_` value a committed env file assigns to the variable the handler reads), so
+/// there is a fingerprint to compare with; `None` for a handler whose route is unknown. Empty: no secret
+/// is ever read.
 pub fn secret_wants(artifact: Option<&RepoArtifact>) -> Vec<Option<String>> {
     let Some(artifact) = artifact else { return Vec::new() };
     artifact
         .webhook_handlers
         .iter()
-        .filter(|handler| matches!(handler.secret_source, Some(SecretSource::LiteralFingerprint { .. })))
+        .filter(|handler| match &handler.secret_source {
+            Some(SecretSource::LiteralFingerprint { .. }) => true,
+            Some(SecretSource::EnvVar { env_var }) => artifact
+                .committed_secrets
+                .iter()
+                .any(|c| c.kind == CommittedSecretKind::WebhookSecret && c.variable == *env_var),
+            _ => false,
+        })
         .map(|handler| handler.route.clone())
         .collect()
 }
@@ -633,7 +643,7 @@ mod tests {
     }
 
     #[test]
-    fn secrets_are_wanted_only_for_written_literals() {
+    fn secrets_are_wanted_only_for_secrets_the_repo_holds() {
         use crate::audit::artifact::{ARTIFACT_SCHEMA, Verification, WebhookHandler};
         let handler = |route: Option<&str>, source: Option<SecretSource>| WebhookHandler {
             file: "a.ts".into(),
@@ -643,12 +653,16 @@ mod tests {
             verification: Verification::Svix,
             secret_source: source,
             events: vec![],
+            registration: None,
+            reserialized_body: false,
+            acks_failed_verification: false,
         };
         let artifact = RepoArtifact {
             schema: ARTIFACT_SCHEMA.into(),
             repo: None,
             commit: None,
             scanned_at: None,
+            committed_secrets: vec![],
             key_references: vec![],
             webhook_handlers: vec![
                 handler(Some("/a"), Some(SecretSource::EnvVar { env_var: "X".into() })),
@@ -659,5 +673,20 @@ mod tests {
         };
         assert_eq!(secret_wants(Some(&artifact)), vec![Some("/b".to_owned()), None]);
         assert!(secret_wants(None).is_empty());
+        // A committed env file assigning a `whsec_` value to the variable a handler reads makes it wanted;
+        // a live secret key or another variable does not.
+        let committed = |variable: &str, kind| crate::audit::artifact::CommittedSecret {
+            file: ".env".into(),
+            line: 1,
+            variable: variable.into(),
+            kind,
+            fingerprint: "sha256:02".into(),
+        };
+        let mut with_env = artifact.clone();
+        with_env.committed_secrets = vec![committed("Y", CommittedSecretKind::WebhookSecret)];
+        with_env.committed_secrets.push(committed("X", CommittedSecretKind::LiveSecretKey));
+        assert_eq!(secret_wants(Some(&with_env)), vec![Some("/b".to_owned()), None]);
+        with_env.committed_secrets.push(committed("X", CommittedSecretKind::WebhookSecret));
+        assert_eq!(secret_wants(Some(&with_env)), vec![Some("/a".to_owned()), Some("/b".to_owned()), None]);
     }
 }

@@ -191,9 +191,31 @@ fn fixture_dirs() -> Vec<PathBuf> {
     dirs
 }
 
+/// `schema` with `additionalProperties: false` on every object that lists its properties: a document
+/// valid under it uses only properties the schema describes.
+fn closed(schema: &Value) -> Value {
+    match schema {
+        Value::Object(map) => {
+            let mut out: serde_json::Map<String, Value> =
+                map.iter().map(|(k, v)| (k.clone(), if k == "examples" { v.clone() } else { closed(v) })).collect();
+            if map.contains_key("properties") {
+                out.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(closed).collect()),
+        other => other.clone(),
+    }
+}
+
 #[test]
 fn every_artifact_of_the_fixture_corpus_validates() {
     let dirs = fixture_dirs();
+    // Every property the extractor writes is described by the schema (additions included), not merely
+    // tolerated as an unknown property.
+    let described =
+        jsonschema::draft202012::new(&closed(&parse(schema::ARTIFACT))).expect("the closed schema compiles");
+    let mut seen: BTreeSet<String> = BTreeSet::new();
     assert!(dirs.len() >= 20, "the corpus is there: {dirs:?}");
     let options = clerk_repo_scan::ScanOptions {
         scanned_at: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
@@ -207,12 +229,52 @@ fn every_artifact_of_the_fixture_corpus_validates() {
         let value = serde_json::to_value(&artifact).unwrap();
         let problems = errors(schema::ARTIFACT, &value);
         assert!(problems.is_empty(), "{}: {problems:?}\n{value:#}", dir.display());
+        let undescribed: Vec<String> = described.iter_errors(&value).map(|e| e.to_string()).collect();
+        assert!(undescribed.is_empty(), "{}: undescribed properties {undescribed:?}", dir.display());
+        collect_keys(&value, "", &mut seen);
         // What validates, the worker reads.
         RepoArtifact::from_json(value).unwrap();
     }
     assert!(keys > 0 && handlers > 0, "the corpus exercises both lists");
+    // The corpus exercises every later addition to v1.
+    for path in [
+        "/committed_secrets/kind",
+        "/webhook_handlers/registration/file",
+        "/webhook_handlers/reserialized_body",
+        "/webhook_handlers/acks_failed_verification",
+        "/webhook_handlers/secret_source/unresolved",
+    ] {
+        assert!(seen.contains(path), "no fixture produces {path}: {seen:?}");
+    }
     // The artifact the integration tests store validates too.
     contracts::assert_valid(schema::ARTIFACT, &serde_json::to_value(artifact_with_live_key()).unwrap());
+}
+
+/// Every object key path of `value` (array indices left out).
+fn collect_keys(value: &Value, path: &str, out: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let p = format!("{path}/{k}");
+                collect_keys(v, &p, out);
+                out.insert(p);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_keys(v, path, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_closed_artifact_schema_refuses_an_undescribed_property() {
+    let described =
+        jsonschema::draft202012::new(&closed(&parse(schema::ARTIFACT))).expect("the closed schema compiles");
+    for example in parse(schema::ARTIFACT)["examples"].as_array().unwrap() {
+        assert!(described.is_valid(example), "{example:#}");
+        let mut extra = example.clone();
+        extra["webhook_handlers"][0]["verified_twice"] = json!(true);
+        assert!(!described.is_valid(&extra), "an undescribed handler property passes");
+    }
 }
 
 #[test]
@@ -235,6 +297,18 @@ fn the_artifact_schema_and_the_worker_refuse_alike() {
     let mut file = example;
     file["webhook_handlers"][0].as_object_mut().unwrap().remove("file");
     cases.push(("handler without file", file));
+    // The later additions are checked alike.
+    let addition = parse(schema::ARTIFACT)["examples"][1].clone();
+    RepoArtifact::from_json(addition.clone()).unwrap();
+    let mut flag = addition.clone();
+    flag["webhook_handlers"][0]["reserialized_body"] = json!("yes");
+    cases.push(("reserialized_body as text", flag));
+    let mut registration = addition.clone();
+    registration["webhook_handlers"][0]["registration"].as_object_mut().unwrap().remove("line");
+    cases.push(("registration without line", registration));
+    let mut committed = addition;
+    committed["committed_secrets"][0]["kind"] = json!("password");
+    cases.push(("unknown committed secret kind", committed));
     for (case, value) in cases {
         assert!(!errors(schema::ARTIFACT, &value).is_empty(), "{case}: the schema accepts it");
         assert!(RepoArtifact::from_json(value).is_err(), "{case}: the worker reads it");

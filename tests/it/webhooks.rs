@@ -1,6 +1,7 @@
-//! Webhook cross-checks (CLERK-WEBHOOK-001..005): real jobs against each webhook scenario of the sandbox,
-//! with an artifact holding a Clerk webhook handler at `/api/webhooks/clerk`; and proof that the worker
-//! makes no Svix call outside the allowlist.
+//! Webhook cross-checks (CLERK-WEBHOOK-001..007): real jobs against each webhook scenario of the sandbox,
+//! with an artifact holding a Clerk webhook handler at `/api/webhooks/clerk` (written here, or extracted
+//! from a fixture repository of the extractor's corpus); and proof that the worker makes no Svix call
+//! outside the allowlist.
 
 use std::collections::BTreeMap;
 
@@ -20,8 +21,15 @@ use sha2::{Digest, Sha256};
 use crate::harness::{TestApp, check_statuses, finding_ids, project, spawn_app};
 
 const HANDLER_FILE: &str = "app/api/webhooks/clerk/route.ts";
-const WEBHOOK_CHECKS: [&str; 5] =
-    ["CLERK-WEBHOOK-001", "CLERK-WEBHOOK-002", "CLERK-WEBHOOK-003", "CLERK-WEBHOOK-004", "CLERK-WEBHOOK-005"];
+const WEBHOOK_CHECKS: [&str; 7] = [
+    "CLERK-WEBHOOK-001",
+    "CLERK-WEBHOOK-002",
+    "CLERK-WEBHOOK-003",
+    "CLERK-WEBHOOK-004",
+    "CLERK-WEBHOOK-005",
+    "CLERK-WEBHOOK-006",
+    "CLERK-WEBHOOK-007",
+];
 
 /// `sha256:<hex>` of a `whsec_` literal, as the repo extractor writes it.
 pub fn fingerprint(secret: &str) -> String {
@@ -46,6 +54,9 @@ pub fn handler(verification: Verification, secret_source: Option<SecretSource>) 
         verification,
         secret_source,
         events: vec!["user.created".into(), "user.deleted".into()],
+        registration: None,
+        reserialized_body: false,
+        acks_failed_verification: false,
     }
 }
 
@@ -55,6 +66,7 @@ pub fn artifact(handlers: Vec<WebhookHandler>) -> RepoArtifact {
         repo: Some("github.com/acme/web".into()),
         commit: Some("3f2a9c1".into()),
         scanned_at: Some("2026-11-26T09:58:00Z".into()),
+        committed_secrets: vec![],
         key_references: vec![],
         webhook_handlers: handlers,
     }
@@ -568,6 +580,105 @@ async fn no_svix_call_outside_the_allowlist_reaches_svix() {
     let seen = app.sandbox.requests();
     assert_eq!(seen.len(), 1, "only the allowed call reached the sandbox: {seen:?}");
     assert_eq!(seen[0].path, format!("/api/v1/app/{app_id}/endpoint"));
+    assert_only_allowlisted(&app);
+    app.stop().await;
+}
+
+/// The artifact the repo extractor writes for a fixture repository of its corpus.
+fn extracted(fixture: &str) -> RepoArtifact {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/repo-scan/tests/fixtures/repos").join(fixture);
+    clerk_repo_scan::scan(&dir, &clerk_repo_scan::ScanOptions::default()).unwrap()
+}
+
+#[tokio::test]
+async fn a_signature_checked_over_a_reserialized_body_warns() {
+    let mut app = spawn_app().await;
+    let scenario = Scenario::WebhooksMatching;
+    // Express: `app.use(express.json())`, the handler in src/controllers/webhooks.js verifies
+    // `JSON.stringify(req.body)` and is registered in src/routes/index.js under `app.use('/api', ...)`.
+    let artifact = extracted("express-cross-file");
+    let event = scan(&mut app, scenario, &artifact).await;
+    assert_statuses(&event, &[("CLERK-WEBHOOK-006", "fail")]);
+    assert_eq!(finding_ids(&event), vec!["CLERK-WEBHOOK-006"]);
+    let warning = finding(&event, "CLERK-WEBHOOK-006");
+    assert_finding_shape(warning, "warning", "Webhook signature checked over a re-serialised body");
+    assert_eq!(
+        warning["evidence"]["repo"],
+        format!(
+            "src/controllers/webhooks.js:3 (route {WEBHOOK_ROUTE}) verifies the Svix signature over a re-serialised body, not the raw request bytes"
+        )
+    );
+    assert_eq!(warning["evidence"]["details"]["handler"]["framework"], "express");
+    assert_eq!(warning["evidence"]["details"]["handler"]["secret_source"], json!({"env_var": "CLERK_WEBHOOK_SECRET"}));
+    assert_only_allowlisted(&app);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_verification_answered_2xx_is_a_blocker() {
+    let mut app = spawn_app().await;
+    let scenario = Scenario::WebhooksMatching;
+    // Hono: the sub-app in src/routes/webhooks.ts answers `c.json({ received: true }, 200)` from the
+    // catch around `wh.verify(...)`, and is mounted with `app.route('/api/webhooks', ...)`.
+    let artifact = extracted("hono-cross-file");
+    let event = scan(&mut app, scenario, &artifact).await;
+    assert_statuses(&event, &[("CLERK-WEBHOOK-007", "fail")]);
+    assert_eq!(finding_ids(&event), vec!["CLERK-WEBHOOK-007"]);
+    let blocker = finding(&event, "CLERK-WEBHOOK-007");
+    assert_finding_shape(blocker, "blocker", "Failed webhook verification still answered 2xx");
+    assert_eq!(
+        blocker["evidence"]["repo"],
+        format!("src/routes/webhooks.ts:9 (route {WEBHOOK_ROUTE}) answers 2xx when signature verification fails")
+    );
+    assert_eq!(blocker["evidence"]["details"]["handler"]["framework"], "hono");
+    assert_only_allowlisted(&app);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_handler_refusing_failed_verification_over_the_raw_body_passes_both() {
+    let mut app = spawn_app().await;
+    let event =
+        scan(&mut app, Scenario::WebhooksMatching, &artifact(vec![handler(Verification::Svix, env_secret())])).await;
+    assert_statuses(&event, &[]);
+    assert_eq!(check(&event, "CLERK-WEBHOOK-006")["status"], "pass");
+    assert_eq!(check(&event, "CLERK-WEBHOOK-007")["status"], "pass");
+    assert!(finding_ids(&event).is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_live_signing_secret_committed_in_an_env_file_is_a_blocker() {
+    let mut app = spawn_app().await;
+    let scenario = Scenario::WebhooksMatching;
+    // The handler reads CLERK_WEBHOOK_SIGNING_SECRET; a committed `.env` assigns it the live endpoint's value.
+    let mut repo = artifact(vec![handler(Verification::Svix, env_secret())]);
+    repo.committed_secrets.push(clerk_audit::audit::artifact::CommittedSecret {
+        file: ".env".into(),
+        line: 4,
+        variable: "CLERK_WEBHOOK_SIGNING_SECRET".into(),
+        kind: clerk_audit::audit::artifact::CommittedSecretKind::WebhookSecret,
+        fingerprint: fingerprint(WEBHOOK_SECRET_MATCHING),
+    });
+    let event = scan(&mut app, scenario, &repo).await;
+    assert_statuses(&event, &[("CLERK-WEBHOOK-003", "fail")]);
+    assert_eq!(finding_ids(&event), vec!["CLERK-WEBHOOK-003"]);
+    let blocker = finding(&event, "CLERK-WEBHOOK-003");
+    assert_eq!(
+        blocker["evidence"]["repo"],
+        format!(
+            "{HANDLER_FILE}:12 (route {WEBHOOK_ROUTE}) verifies Clerk webhooks with CLERK_WEBHOOK_SIGNING_SECRET, whose whsec_ value is committed in .env:4"
+        )
+    );
+    assert_eq!(
+        blocker["evidence"]["details"]["committed"],
+        json!({"file": ".env", "line": 4, "variable": "CLERK_WEBHOOK_SIGNING_SECRET"})
+    );
+    // The endpoint's secret was read once because of the committed value; nothing of it is in the event.
+    assert_eq!(calls_by_row(&event).get(&7), Some(&1));
+    let text = event.to_string();
+    assert!(!text.contains(WEBHOOK_SECRET_MATCHING) && !text.contains(&fingerprint(WEBHOOK_SECRET_MATCHING)));
     assert_only_allowlisted(&app);
     app.stop().await;
 }

@@ -76,6 +76,9 @@ pub(crate) fn manifest_frameworks(name: &str, text: &str) -> Vec<&'static str> {
         if text.contains("github.com/gin-gonic/gin") {
             out.push(super::webhooks::GIN);
         }
+        if text.contains("github.com/labstack/echo") {
+            out.push(super::webhooks::ECHO);
+        }
     } else if is_manifest(name) {
         let lower = text.to_ascii_lowercase();
         let dep = |d: &str| has_dep_token(&lower, d);

@@ -108,7 +108,7 @@ fn valid_host(host: &str) -> bool {
     })
 }
 
-fn is_placeholder(payload: &str) -> bool {
+pub(crate) fn is_placeholder(payload: &str) -> bool {
     let lower = payload.to_ascii_lowercase();
     const WORDS: &[&str] = &[
         "xxxx",

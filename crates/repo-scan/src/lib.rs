@@ -1,15 +1,21 @@
 //! The repo artifact extractor: reads a checkout and produces the `clerk-repo-artifact/v1` document
-//! (SPEC section 5) that the checks cross-reference with the live Clerk instance.
+//! (`contracts/clerk-repo-artifact.v1.schema.json`) that the checks cross-reference with the live Clerk
+//! instance.
 //!
 //! Two phases:
 //!
 //! 1. **Per file**, in parallel ([`walk`]): key tokens with their variable, context and nearby evidence
-//!    ([`keys`], [`context`]), Clerk evidence and manifests ([`evidence`]), and handler candidates,
-//!    router registrations, mounts and module-level assignments ([`webhooks`]). No raw secret leaves this
-//!    phase: secret keys and `whsec_` values are hashed where they are read.
-//! 2. **Across files**, sequentially and in path order: project boundaries, key confidence, route
-//!    prefixes from mounts, registrations linked to the functions they name, helper verification,
-//!    secret names resolved through other modules, file-system routes. The output is sorted (keys by
+//!    ([`keys`], [`context`]), Clerk evidence and manifests ([`evidence`]), handler candidates, router
+//!    registrations, mounts, imports of registered names and module-level assignments ([`webhooks`]),
+//!    and for the files that can hold a handler, a router group or a secret, facts read from their
+//!    tree-sitter parse tree (`syntax`, `webhooks::ast`: verification sites, controllers, settings
+//!    fields, constructor parameters, Go router parameters and mounts), and `whsec_`/`sk_live_` values of
+//!    committed env files (`committed`). No raw secret leaves this phase: secret keys and `whsec_` values
+//!    are hashed where they are read.
+//! 2. **Across files**, sequentially and in path order (`handlers`): project boundaries, key confidence,
+//!    route prefixes from mounts and groups, registrations linked through imports to the functions they
+//!    name, helper verification, secrets followed through other modules and constructor parameters
+//!    (bounded hops; `unresolved` rather than a guess), file-system routes. The output is sorted (keys by
 //!    file, line, kind, environment, variable, fingerprint/host; handlers by file, line, route), so the
 //!    same tree always gives the same bytes.
 //!
@@ -22,26 +28,29 @@
 //! `sha256:<hex>` fingerprints and decoded Frontend API hosts. Nothing is executed, no network is used.
 
 pub mod artifact;
+pub(crate) mod committed;
 pub mod context;
 pub mod evidence;
 pub mod git;
+pub(crate) mod handlers;
 pub mod keys;
 pub mod routes;
+pub(crate) mod syntax;
 pub(crate) mod text;
 pub mod walk;
 pub mod webhooks;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::artifact::{
-    ARTIFACT_SCHEMA, Confidence, KeyKind, KeyReference, ReferenceContext, RepoArtifact, SecretSource, Verification,
-    WebhookHandler,
+    ARTIFACT_SCHEMA, CommittedSecret, CommittedSecretKind, Confidence, KeyKind, KeyReference, ReferenceContext,
+    RepoArtifact,
 };
 
 use keys::KeyHit;
 use text::LazyLines;
-use webhooks::{CodeFacts, Lang, MountTarget, RegTarget, SecretExpr, UnitDraft, UnitKind};
+use webhooks::CodeFacts;
 
 /// Knobs of a scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,17 +122,18 @@ pub enum RepoScanError {
 /// What phase 1 keeps of one file.
 #[derive(Debug, Default)]
 pub(crate) struct FileFacts {
-    path: String,
+    pub(crate) path: String,
     manifest: bool,
     frameworks: Vec<&'static str>,
     marker: bool,
     keys: Vec<(KeyHit, ReferenceContext)>,
-    code: Option<CodeFacts>,
+    pub(crate) code: Option<CodeFacts>,
+    committed: Vec<CommittedSecret>,
 }
 
 impl FileFacts {
     fn is_empty(&self) -> bool {
-        !self.manifest && !self.marker && self.keys.is_empty() && self.code.is_none()
+        !self.manifest && !self.marker && self.keys.is_empty() && self.code.is_none() && self.committed.is_empty()
     }
 }
 
@@ -147,7 +157,8 @@ fn process_file(path: String, text: &str) -> FileFacts {
             .collect()
     };
     let code = webhooks::analyze(&path, text, &lines);
-    FileFacts { path, manifest, frameworks, marker, keys, code }
+    let committed = committed::find(&path, text);
+    FileFacts { path, manifest, frameworks, marker, keys, code, committed }
 }
 
 /// Scans the checkout at `root`.
@@ -179,12 +190,12 @@ pub fn to_json(artifact: &RepoArtifact) -> String {
     serde_json::to_string_pretty(artifact).unwrap_or_else(|_| String::from("{}"))
 }
 
-fn dir_of(path: &str) -> &str {
+pub(crate) fn dir_of(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(d, _)| d)
 }
 
 /// `a/b/c` -> `a/b/c`, `a/b`, `a`, `` (the root).
-fn ancestors(dir: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn ancestors(dir: &str) -> impl Iterator<Item = &str> {
     let mut next = Some(dir);
     std::iter::from_fn(move || {
         let cur = next?;
@@ -193,11 +204,11 @@ fn ancestors(dir: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-fn under(path: &str, dir: &str) -> bool {
+pub(crate) fn under(path: &str, dir: &str) -> bool {
     dir.is_empty() || path.starts_with(dir) && path.as_bytes().get(dir.len()) == Some(&b'/')
 }
 
-struct Repo {
+pub(crate) struct Repo {
     files: Vec<FileFacts>,
     /// Manifest folder -> frameworks its manifests depend on.
     frameworks: HashMap<String, Vec<&'static str>>,
@@ -274,8 +285,32 @@ fn assemble(
     let r = Repo { files, frameworks, by_path, project_dirs, marked_dirs, repo_marked };
 
     let key_references = key_references(&r);
-    let webhook_handlers = webhook_handlers(&r);
-    RepoArtifact { schema: ARTIFACT_SCHEMA.to_owned(), repo, commit, scanned_at, key_references, webhook_handlers }
+    let webhook_handlers = handlers::webhook_handlers(&r);
+    // A committed `sk_live_` is listed only when it is a Clerk key reference (the Clerk-or-Stripe rule).
+    let committed_secrets = r
+        .files
+        .iter()
+        .flat_map(|f| f.committed.iter())
+        .filter(|c| {
+            c.kind == CommittedSecretKind::WebhookSecret
+                || key_references.iter().any(|k| {
+                    k.file == c.file
+                        && k.line == c.line
+                        && k.kind == KeyKind::Secret
+                        && matches!(k.confidence, Some(Confidence::High | Confidence::Medium))
+                })
+        })
+        .cloned()
+        .collect();
+    RepoArtifact {
+        schema: ARTIFACT_SCHEMA.to_owned(),
+        repo,
+        commit,
+        scanned_at,
+        key_references,
+        webhook_handlers,
+        committed_secrets,
+    }
 }
 
 fn key_references(r: &Repo) -> Vec<KeyReference> {
@@ -330,364 +365,6 @@ fn key_references(r: &Repo) -> Vec<KeyReference> {
     out
 }
 
-/// Resolves a module as written in an import from `file` to a file of the repo.
-fn resolve_module(r: &Repo, file: &str, spec: &str, lang: Lang) -> Option<usize> {
-    let dir = dir_of(file);
-    let exists = |p: &str| r.by_path.get(p).copied();
-    match lang {
-        Lang::Js => {
-            let base = if spec.starts_with("./") || spec.starts_with("../") {
-                normalize(&format!("{dir}/{spec}"))?
-            } else if let Some(rest) = spec.strip_prefix("@/").or_else(|| spec.strip_prefix("~/")) {
-                let project = r.project_of(file);
-                let src = if project.is_empty() { "src".to_owned() } else { format!("{project}/src") };
-                let candidates = [
-                    format!("{src}/{rest}"),
-                    if project.is_empty() { rest.to_owned() } else { format!("{project}/{rest}") },
-                ];
-                return candidates.iter().find_map(|b| js_file(b, &exists));
-            } else {
-                return None;
-            };
-            js_file(&base, &exists)
-        }
-        Lang::Py => {
-            let dots = spec.len() - spec.trim_start_matches('.').len();
-            let rest = spec.trim_start_matches('.').replace('.', "/");
-            let bases: Vec<String> = if dots > 0 {
-                let mut d = dir;
-                for _ in 1..dots {
-                    d = dir_of(d);
-                }
-                vec![d.to_owned()]
-            } else {
-                ancestors(dir).map(str::to_owned).collect()
-            };
-            for base in bases {
-                let full = if base.is_empty() {
-                    rest.clone()
-                } else if rest.is_empty() {
-                    base.clone()
-                } else {
-                    format!("{base}/{rest}")
-                };
-                let parent = dir_of(&full).to_owned();
-                for cand in [
-                    format!("{full}.py"),
-                    format!("{full}/__init__.py"),
-                    format!("{parent}.py"),
-                    format!("{parent}/__init__.py"),
-                ] {
-                    if let Some(i) = exists(cand.trim_start_matches('/')) {
-                        return Some(i);
-                    }
-                }
-            }
-            None
-        }
-        Lang::Go => None,
-    }
-}
-
-fn js_file(base: &str, exists: &dyn Fn(&str) -> Option<usize>) -> Option<usize> {
-    let stripped = base.strip_suffix(".js").unwrap_or(base);
-    ["", ".ts", ".tsx", ".js", ".jsx", ".mjs", ".cjs", ".mts", "/index.ts", "/index.tsx", "/index.js", "/index.mjs"]
-        .iter()
-        .find_map(|ext| exists(&format!("{base}{ext}")).or_else(|| exists(&format!("{stripped}{ext}"))))
-}
-
-/// Resolves `.` and `..` in a relative path; `None` if it leaves the tree.
-fn normalize(path: &str) -> Option<String> {
-    let mut out: Vec<&str> = Vec::new();
-    for seg in path.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                out.pop()?;
-            }
-            s => out.push(s),
-        }
-    }
-    Some(out.join("/"))
-}
-
-type UnitId = (usize, usize);
-/// A route a unit serves and the framework of the router call that says so.
-type RouteOf = (Option<String>, Option<&'static str>);
-
-fn webhook_handlers(r: &Repo) -> Vec<WebhookHandler> {
-    // Module-level assignments by name, for secrets read through another module.
-    let mut assigns: HashMap<&str, Vec<(usize, &SecretExpr)>> = HashMap::new();
-    // Named units by name, for registrations and helper calls.
-    let mut named: HashMap<&str, Vec<UnitId>> = HashMap::new();
-    for (fi, f) in r.files.iter().enumerate() {
-        let Some(code) = &f.code else { continue };
-        for (name, v) in &code.assigns {
-            assigns.entry(name).or_default().push((fi, v));
-        }
-        for (ui, u) in code.units.iter().enumerate() {
-            if let (UnitKind::Named, Some(n)) = (u.kind, &u.name) {
-                named.entry(n).or_default().push((fi, ui));
-            }
-        }
-    }
-
-    // Prefixes from mounts: whole files mounted elsewhere, and router variables of the same file.
-    let mut file_prefix: HashMap<usize, String> = HashMap::new();
-    let mut local_prefix: HashMap<(usize, String), String> = HashMap::new();
-    let mut mounts: Vec<(usize, usize, String)> = Vec::new(); // (mounting file, target file, prefix)
-    for (fi, f) in r.files.iter().enumerate() {
-        let Some(code) = &f.code else { continue };
-        let lang = code.lang.unwrap_or(Lang::Js);
-        for m in &code.mounts {
-            match &m.target {
-                MountTarget::Local(var) => {
-                    local_prefix.entry((fi, var.clone())).or_insert_with(|| m.prefix.clone());
-                }
-                MountTarget::Module(spec) => {
-                    if let Some(ti) = resolve_module(r, &f.path, spec, lang)
-                        && ti != fi
-                    {
-                        mounts.push((fi, ti, m.prefix.clone()));
-                    }
-                }
-            }
-        }
-    }
-    mounts.sort();
-    // Chains of mounts (a mounted router mounting another): a few rounds reach a fixed point.
-    for _ in 0..4 {
-        let mut changed = false;
-        for (from, to, prefix) in &mounts {
-            let base = file_prefix.get(from).cloned().unwrap_or_default();
-            let full = webhooks::join_route(&base, prefix);
-            if file_prefix.get(to) != Some(&full) && (!file_prefix.contains_key(to) || file_prefix.contains_key(from)) {
-                file_prefix.insert(*to, full);
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-
-    // Which named unit a name refers to from a file: same file, same folder, same project, unique.
-    let pick = |name: &str, from: usize, filter: &dyn Fn(&UnitDraft) -> bool| -> Option<UnitId> {
-        let list: Vec<UnitId> = named
-            .get(name)?
-            .iter()
-            .copied()
-            .filter(|&(fi, ui)| r.code(fi).and_then(|c| c.units.get(ui)).is_some_and(filter))
-            .collect();
-        let from_path = &r.files[from].path;
-        let project = r.project_of(from_path);
-        list.iter()
-            .find(|(fi, _)| *fi == from)
-            .or_else(|| list.iter().find(|(fi, _)| dir_of(&r.files[*fi].path) == dir_of(from_path)))
-            .or_else(|| list.iter().find(|(fi, _)| under(&r.files[*fi].path, project)))
-            .or_else(|| if list.len() == 1 { list.first() } else { None })
-            .copied()
-    };
-
-    // Routes of units from registrations.
-    let mut unit_routes: HashMap<UnitId, Vec<RouteOf>> = HashMap::new();
-    for (fi, f) in r.files.iter().enumerate() {
-        let Some(code) = &f.code else { continue };
-        for reg in &code.registrations {
-            let route = reg.path.as_ref().map(|p| {
-                let local =
-                    local_prefix.get(&(fi, reg.obj.clone())).map_or(p.clone(), |lp| webhooks::join_route(lp, p));
-                match file_prefix.get(&fi) {
-                    Some(fp) => webhooks::join_route(fp, &local),
-                    None => local,
-                }
-            });
-            let target = match &reg.target {
-                RegTarget::Inline(ui) => Some((fi, *ui)),
-                RegTarget::Named(name) => pick(name, fi, &|_| true),
-            };
-            if let Some(id) = target {
-                let routes = unit_routes.entry(id).or_default();
-                if !routes.iter().any(|(rt, _)| *rt == route) {
-                    routes.push((route, reg.framework));
-                }
-            }
-        }
-    }
-
-    // React Router `routes.ts` overrides file-system routes.
-    let mut rr_routes: HashMap<usize, String> = HashMap::new();
-    for f in &r.files {
-        let Some(code) = &f.code else { continue };
-        for (route, module) in &code.rr_routes {
-            let dir = dir_of(&f.path);
-            let p = if dir.is_empty() { module.clone() } else { format!("{dir}/{module}") };
-            if let Some(i) = normalize(&p).and_then(|p| r.by_path.get(&p).copied()) {
-                rr_routes.entry(i).or_insert_with(|| webhooks::join_route("", route));
-            }
-        }
-    }
-
-    // Entry units (served by a route or handler-shaped) and the helpers they call.
-    let is_entry = |id: UnitId, u: &UnitDraft| match u.kind {
-        UnitKind::Fs(_) => true,
-        UnitKind::Inline | UnitKind::Named => unit_routes.contains_key(&id),
-    };
-    // A named function another candidate calls is a callee (a helper, an event processor), not a
-    // handler of its own; a verify-like callee that verifies lends its verification to the caller.
-    let mut callees: HashSet<UnitId> = HashSet::new();
-    let mut callees_of: HashMap<UnitId, Vec<UnitId>> = HashMap::new();
-    let mut inherited: HashMap<UnitId, UnitId> = HashMap::new();
-    for (fi, f) in r.files.iter().enumerate() {
-        let Some(code) = &f.code else { continue };
-        for (ui, u) in code.units.iter().enumerate() {
-            let id = (fi, ui);
-            if !is_entry(id, u) && !u.handler_like {
-                continue;
-            }
-            for call in &u.calls {
-                if let Some(h) = pick(call, fi, &|_| true)
-                    && h != id
-                {
-                    callees.insert(h);
-                    callees_of.entry(id).or_default().push(h);
-                }
-                if u.verification == Verification::None
-                    && webhooks::verify_like(call)
-                    && let Some(h) = pick(call, fi, &|h| h.verification != Verification::None)
-                    && h != id
-                {
-                    inherited.entry(id).or_insert(h);
-                }
-            }
-        }
-    }
-
-    let resolve_secret = |expr: &SecretExpr, fi: usize| -> Option<SecretSource> {
-        match expr {
-            SecretExpr::Env(v) => Some(SecretSource::EnvVar { env_var: v.clone() }),
-            SecretExpr::Literal(fp) => Some(SecretSource::LiteralFingerprint { literal_fingerprint: fp.clone() }),
-            SecretExpr::Ident(name) => {
-                let list = assigns.get(name.as_str())?;
-                let project = r.project_of(&r.files[fi].path);
-                // Same file, else the same project; never another app of a monorepo.
-                let (_, v) = list
-                    .iter()
-                    .find(|(i, _)| *i == fi)
-                    .or_else(|| list.iter().find(|(i, _)| under(&r.files[*i].path, project)))?;
-                match v {
-                    SecretExpr::Env(e) => Some(SecretSource::EnvVar { env_var: e.clone() }),
-                    SecretExpr::Literal(fp) => {
-                        Some(SecretSource::LiteralFingerprint { literal_fingerprint: fp.clone() })
-                    }
-                    _ => None,
-                }
-            }
-            SecretExpr::Unknown => None,
-        }
-    };
-
-    let mut out = Vec::new();
-    for (fi, f) in r.files.iter().enumerate() {
-        let Some(code) = &f.code else { continue };
-        let lang = code.lang.unwrap_or(Lang::Js);
-        for (ui, u) in code.units.iter().enumerate() {
-            let id = (fi, ui);
-            let routes: Vec<RouteOf> = match u.kind {
-                UnitKind::Fs(kind) => {
-                    let project = r.project_of(&f.path);
-                    let rel = if project.is_empty() { f.path.as_str() } else { &f.path[project.len() + 1..] };
-                    let route = rr_routes.get(&fi).cloned().or_else(|| routes::fs_route(kind, rel));
-                    vec![(route, u.framework)]
-                }
-                _ => match unit_routes.get(&id) {
-                    Some(rs) => rs.clone(),
-                    None if u.kind == UnitKind::Named && u.handler_like && !callees.contains(&id) => vec![(None, None)],
-                    None => continue,
-                },
-            };
-            let (verification, secret_expr, fallback, secret_file) = match inherited.get(&id) {
-                Some(&(hfi, hui)) => match r.code(hfi).and_then(|c| c.units.get(hui)) {
-                    Some(h) => (h.verification, &h.secret, &h.fallback_secret, hfi),
-                    None => (u.verification, &u.secret, &u.fallback_secret, fi),
-                },
-                None => (u.verification, &u.secret, &u.fallback_secret, fi),
-            };
-            // Events handled by the functions it calls (one level: `handleClerkEvent(evt)`).
-            let mut events = u.events.clone();
-            for &(cfi, cui) in callees_of.get(&id).map_or(&[][..], Vec::as_slice) {
-                if let Some(c) = r.code(cfi).and_then(|c| c.units.get(cui)) {
-                    events.extend(c.events.iter().cloned());
-                }
-            }
-            let secret_source = if verification == Verification::None {
-                None
-            } else {
-                resolve_secret(secret_expr, secret_file)
-                    .or_else(|| fallback.as_ref().and_then(|e| resolve_secret(e, secret_file)))
-            };
-            for (route, reg_fw) in routes {
-                let route_lower = route.as_deref().unwrap_or("").to_ascii_lowercase();
-                let path_lower = f.path.to_ascii_lowercase();
-                let route_clerk = route_lower.contains("clerk");
-                let named_clerk_webhook = (route_clerk || path_lower.contains("clerk"))
-                    && (route_lower.contains("webhook") || path_lower.contains("webhook"));
-                let clerk = u.clerk_word
-                    || route_clerk
-                    || u.clerk_type
-                    || verification == Verification::ClerkVerifyWebhook
-                    || (!events.is_empty() && (verification == Verification::Svix || u.svix_headers));
-                let signal = verification != Verification::None
-                    || !events.is_empty()
-                    || u.clerk_type
-                    || u.svix_headers
-                    || named_clerk_webhook;
-                if !(clerk && signal) {
-                    continue;
-                }
-                let framework = u
-                    .framework
-                    .filter(|_| !matches!(u.kind, UnitKind::Named) || reg_fw.is_none())
-                    .or(reg_fw)
-                    .or_else(|| default_framework(r, &f.path, lang, u.kind))
-                    .unwrap_or("unknown");
-                out.push(WebhookHandler {
-                    file: f.path.clone(),
-                    line: u.line,
-                    framework: framework.to_owned(),
-                    route,
-                    verification,
-                    secret_source: secret_source.clone(),
-                    events: events.iter().cloned().collect(),
-                });
-            }
-        }
-    }
-    out.sort_by(|a, b| (&a.file, a.line, &a.route, &a.framework).cmp(&(&b.file, b.line, &b.route, &b.framework)));
-    out.dedup();
-    out
-}
-
-/// The framework of a handler whose own file does not tell: the project's manifests, else the
-/// language's most common one.
-fn default_framework(r: &Repo, path: &str, lang: Lang, kind: UnitKind) -> Option<&'static str> {
-    use webhooks::{
-        CHI, CONVEX, DJANGO, EXPRESS, FASTAPI, FASTIFY, FLASK, GIN, GO_NET_HTTP, HONO, REACT_ROUTER, REMIX,
-    };
-    let fws: BTreeSet<&'static str> = r.frameworks_for(path).into_iter().collect();
-    let order: &[&'static str] = match (lang, kind) {
-        (Lang::Js, UnitKind::Fs(webhooks::FsKind::Remix)) => &[REACT_ROUTER, REMIX],
-        (Lang::Js, _) => &[CONVEX, HONO, FASTIFY, EXPRESS],
-        (Lang::Py, _) => &[FASTAPI, FLASK, DJANGO],
-        (Lang::Go, _) => &[GIN, CHI],
-    };
-    order.iter().copied().find(|f| fws.contains(f)).or(match (lang, kind) {
-        (Lang::Js, UnitKind::Fs(webhooks::FsKind::Remix)) => Some(REMIX),
-        (Lang::Go, _) => Some(GO_NET_HTTP),
-        _ => None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -698,8 +375,8 @@ mod tests {
         assert_eq!(ancestors("").collect::<Vec<_>>(), vec![""]);
         assert!(under("apps/web/x.ts", "apps/web"));
         assert!(!under("apps/webx/x.ts", "apps/web"));
-        assert_eq!(normalize("a/./b/../c").as_deref(), Some("a/c"));
-        assert_eq!(normalize("../x"), None);
+        assert_eq!(handlers::normalize("a/./b/../c").as_deref(), Some("a/c"));
+        assert_eq!(handlers::normalize("../x"), None);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub fn artifact(key_references: Vec<KeyReference>) -> RepoArtifact {
         scanned_at: None,
         key_references,
         webhook_handlers: vec![],
+        committed_secrets: vec![],
     }
 }
 
@@ -58,7 +59,22 @@ pub mod webhooks {
             verification: Verification::ClerkVerifyWebhook,
             secret_source: Some(SecretSource::EnvVar { env_var: "CLERK_WEBHOOK_SIGNING_SECRET".into() }),
             events: vec!["user.created".into(), "user.deleted".into()],
+            registration: None,
+            reserialized_body: false,
+            acks_failed_verification: false,
         }
+    }
+
+    /// `artifact` with a committed `.env` line assigning a `whsec_` value of `fingerprint` to `variable`.
+    pub fn with_committed(mut artifact: RepoArtifact, variable: &str, fingerprint: &str) -> RepoArtifact {
+        artifact.committed_secrets.push(crate::audit::artifact::CommittedSecret {
+            file: ".env".into(),
+            line: 3,
+            variable: variable.into(),
+            kind: crate::audit::artifact::CommittedSecretKind::WebhookSecret,
+            fingerprint: fingerprint.into(),
+        });
+        artifact
     }
 
     pub fn with_literal(mut handler: WebhookHandler, fingerprint: &str) -> WebhookHandler {

@@ -26,8 +26,10 @@ pub mod secret_leak;
 pub mod secret_public;
 pub mod settings_common;
 pub mod test_mode;
+pub mod webhook_acks_failure;
 pub mod webhook_common;
 pub mod webhook_events_filtered;
+pub mod webhook_reserialized;
 pub mod webhook_secret_live;
 pub mod webhook_secret_stale;
 pub mod webhook_unfed;
@@ -179,6 +181,8 @@ pub const ALL: &[Check] = &[
     Check { meta: &webhook_secret_live::META, evaluate: webhook_secret_live::evaluate },
     Check { meta: &webhook_secret_stale::META, evaluate: webhook_secret_stale::evaluate },
     Check { meta: &webhook_events_filtered::META, evaluate: webhook_events_filtered::evaluate },
+    Check { meta: &webhook_reserialized::META, evaluate: webhook_reserialized::evaluate },
+    Check { meta: &webhook_acks_failure::META, evaluate: webhook_acks_failure::evaluate },
     Check { meta: &test_mode::META, evaluate: test_mode::evaluate },
     Check { meta: &secret_leak::META, evaluate: secret_leak::evaluate },
     Check { meta: &secret_public::META, evaluate: secret_public::evaluate },

@@ -8,7 +8,7 @@
 use serde_json::{Value, json};
 
 use super::{CheckInput, Verdict};
-use crate::audit::artifact::{SecretSource, WebhookHandler};
+use crate::audit::artifact::{CommittedSecret, CommittedSecretKind, RepoArtifact, SecretSource, WebhookHandler};
 use crate::audit::facts::{Fact, WebhookEndpoint, WebhookFacts, normalize_path};
 
 /// How many endpoints a finding's evidence lists at most.
@@ -47,6 +47,7 @@ pub fn handler_details(handler: &WebhookHandler) -> Value {
     let secret_source = match &handler.secret_source {
         Some(SecretSource::EnvVar { env_var }) => json!({ "env_var": env_var }),
         Some(SecretSource::LiteralFingerprint { .. }) => json!("literal"),
+        Some(SecretSource::Unresolved { .. }) => json!("unresolved"),
         None => Value::Null,
     };
     json!({
@@ -87,6 +88,30 @@ pub fn literal_fingerprint(handler: &WebhookHandler) -> Option<&str> {
     match &handler.secret_source {
         Some(SecretSource::LiteralFingerprint { literal_fingerprint }) => Some(literal_fingerprint),
         _ => None,
+    }
+}
+
+/// A `whsec_` value the repo holds for a handler: written in its code (`committed` is `None`), or
+/// assigned in a committed env file to the environment variable the handler reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenSecret<'a> {
+    pub fingerprint: &'a str,
+    pub committed: Option<&'a CommittedSecret>,
+}
+
+/// Every `whsec_` value the repo holds for `handler` (see [`WrittenSecret`]).
+pub fn written_secrets<'a>(artifact: &'a RepoArtifact, handler: &'a WebhookHandler) -> Vec<WrittenSecret<'a>> {
+    match &handler.secret_source {
+        Some(SecretSource::LiteralFingerprint { literal_fingerprint }) => {
+            vec![WrittenSecret { fingerprint: literal_fingerprint, committed: None }]
+        }
+        Some(SecretSource::EnvVar { env_var }) => artifact
+            .committed_secrets
+            .iter()
+            .filter(|c| c.kind == CommittedSecretKind::WebhookSecret && c.variable == *env_var)
+            .map(|c| WrittenSecret { fingerprint: &c.fingerprint, committed: Some(c) })
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

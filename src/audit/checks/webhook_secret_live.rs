@@ -1,13 +1,16 @@
-//! CLERK-WEBHOOK-003: a `whsec_` secret written in the repo (a handler's `literal_fingerprint`) equals the
-//! signing secret of a live endpoint: an enabled endpoint delivering to that handler (the only endpoints
-//! whose secret the worker reads, and only because of such a literal). Compared as fingerprints; the
+//! CLERK-WEBHOOK-003: a `whsec_` secret written in the repo equals the signing secret of a live endpoint:
+//! an enabled endpoint delivering to that handler (the only endpoints whose secret the worker reads, and
+//! only because the repo holds such a value). The repo holds it when the handler's `literal_fingerprint`
+//! is written in the code, or when a committed env file (`committed_secrets`) assigns a `whsec_` value to
+//! the environment variable the handler reads. Compared as fingerprints; the
 //! evidence names the handler and the endpoint, never a secret or fingerprint. One finding per handler and
 //! endpoint.
 
 use serde_json::json;
 
 use super::webhook_common::{
-    distinct_handlers, endpoint_details, handler_details, handler_label, literal_fingerprint, route_key, webhook_facts,
+    WrittenSecret, distinct_handlers, endpoint_details, handler_details, handler_label, route_key, webhook_facts,
+    written_secrets,
 };
 use super::{CheckInput, CheckMeta, Evidence, FailureDraft, Severity, Verdict};
 
@@ -15,13 +18,14 @@ pub const META: CheckMeta = CheckMeta {
     id: "CLERK-WEBHOOK-003",
     severity: Severity::Blocker,
     title: "Live webhook signing secret written in the repo",
-    why: "The whsec_ signing secret of a live Clerk webhook endpoint is written in the source code. Anyone who \
-          can read the repository, its history, a fork or a build log can sign forged webhook events that your \
+    why: "The whsec_ signing secret of a live Clerk webhook endpoint is written in the source code or in a \
+          committed env file. Anyone who can read the repository, its history, a fork or a build log can sign forged webhook events that your \
           handler accepts as genuine: create or delete users, change roles, trigger emails.",
     fix: "Rotate the endpoint's signing secret in the Clerk dashboard (Configure > Webhooks > the endpoint > \
           Signing Secret > Rotate), keep the new value only in your deployment's secret store (e.g. \
-          CLERK_WEBHOOK_SIGNING_SECRET), read it from the environment in the handler and delete the literal. The \
-          old value stays in git history, so rotating is required, not just deleting it.",
+          CLERK_WEBHOOK_SIGNING_SECRET), read it from the environment in the handler and delete the literal (or \
+          remove the env file from the repository and add it to .gitignore). The old value stays in git \
+          history, so rotating is required, not just deleting it.",
 };
 
 /// The reason when a handler's comparison needs secrets the worker did not read.
@@ -33,10 +37,11 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
         Ok(artifact) => artifact,
         Err(verdict) => return verdict,
     };
-    // Only handlers with a written secret, each with that secret's fingerprint.
+    // Only handlers with a written secret, each with the fingerprints of the values the repo holds.
     let handlers: Vec<_> = distinct_handlers(&artifact.webhook_handlers)
         .into_iter()
-        .filter_map(|h| literal_fingerprint(h).map(|literal| (h, literal)))
+        .map(|h| (h, written_secrets(artifact, h)))
+        .filter(|(_, written)| !written.is_empty())
         .collect();
     if handlers.is_empty() {
         return Verdict::Pass;
@@ -47,26 +52,28 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
     };
     let mut findings = Vec::new();
     let mut unread = false;
-    for (handler, literal) in handlers {
+    for (handler, written) in handlers {
         for endpoint in webhooks.delivering_to(handler.route.as_deref()) {
-            match endpoint.secret_fingerprint.as_deref() {
-                Some(fingerprint) if fingerprint == literal => findings.push(FailureDraft {
-                    evidence: Evidence {
-                        repo: Some(format!(
-                            "{} verifies Clerk webhooks with a whsec_ secret written in the code",
-                            handler_label(handler)
-                        )),
-                        clerk: Some(format!(
-                            "it is the signing secret of the enabled webhook endpoint {} ({})",
-                            endpoint.url, endpoint.id
-                        )),
-                        details: json!({ "handler": handler_details(handler), "endpoint": endpoint_details(endpoint) }),
-                    },
-                    identity: vec![handler.file.clone(), route_key(handler), endpoint.id.clone()],
-                }),
-                Some(_) => {}
-                None => unread = true,
-            }
+            let Some(fingerprint) = endpoint.secret_fingerprint.as_deref() else {
+                unread = true;
+                continue;
+            };
+            let Some(found) = written.iter().find(|w| w.fingerprint == fingerprint) else { continue };
+            findings.push(FailureDraft {
+                evidence: Evidence {
+                    repo: Some(format!("{} {}", handler_label(handler), where_written(found))),
+                    clerk: Some(format!(
+                        "it is the signing secret of the enabled webhook endpoint {} ({})",
+                        endpoint.url, endpoint.id
+                    )),
+                    details: json!({
+                        "handler": handler_details(handler),
+                        "endpoint": endpoint_details(endpoint),
+                        "committed": found.committed.map(|c| json!({ "file": c.file, "line": c.line, "variable": c.variable })),
+                    }),
+                },
+                identity: vec![handler.file.clone(), route_key(handler), endpoint.id.clone()],
+            });
         }
     }
     if !findings.is_empty() {
@@ -75,6 +82,17 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
         Verdict::Error(SECRETS_NOT_READ.into())
     } else {
         Verdict::Pass
+    }
+}
+
+/// How the evidence says where the secret is written (never the value or its fingerprint).
+fn where_written(found: &WrittenSecret<'_>) -> String {
+    match found.committed {
+        None => "verifies Clerk webhooks with a whsec_ secret written in the code".to_owned(),
+        Some(c) => format!(
+            "verifies Clerk webhooks with {}, whose whsec_ value is committed in {}:{}",
+            c.variable, c.file, c.line
+        ),
     }
 }
 
@@ -156,6 +174,35 @@ mod tests {
         assert_eq!(finding.evidence.details["endpoint"]["url"], "https://acme.com/api/webhooks/clerk");
         let text = serde_json::to_string(&finding.evidence).unwrap();
         assert!(!text.contains(LIVE), "no fingerprint in the evidence");
+    }
+
+    #[test]
+    fn fails_when_the_variable_the_handler_reads_holds_a_live_secret_in_a_committed_env_file() {
+        let webhooks = app(vec![read(endpoint(2, ROUTE, false), LIVE)]);
+        let committed = with_committed(artifact(vec![handler()]), "CLERK_WEBHOOK_SIGNING_SECRET", LIVE);
+        let Verdict::Fail(findings) = run(&facts(webhooks), Some(&committed)) else { panic!("expected a failure") };
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].identity, vec!["app/api/webhooks/clerk/route.ts", ROUTE, "ep_2"]);
+        assert_eq!(
+            findings[0].evidence.repo.as_deref(),
+            Some(
+                "app/api/webhooks/clerk/route.ts:12 (route /api/webhooks/clerk) verifies Clerk webhooks with CLERK_WEBHOOK_SIGNING_SECRET, whose whsec_ value is committed in .env:3"
+            )
+        );
+        assert_eq!(
+            findings[0].evidence.details["committed"],
+            json!({ "file": ".env", "line": 3, "variable": "CLERK_WEBHOOK_SIGNING_SECRET" })
+        );
+        assert!(!serde_json::to_string(&findings[0].evidence).unwrap().contains(LIVE));
+    }
+
+    #[test]
+    fn a_committed_secret_of_another_variable_or_not_live_passes() {
+        let webhooks = app(vec![read(endpoint(2, ROUTE, false), LIVE)]);
+        let other_variable = with_committed(artifact(vec![handler()]), "SVIX_SECRET", LIVE);
+        assert_eq!(run(&facts(webhooks.clone()), Some(&other_variable)), Verdict::Pass);
+        let other_value = with_committed(artifact(vec![handler()]), "CLERK_WEBHOOK_SIGNING_SECRET", OTHER);
+        assert_eq!(run(&facts(webhooks), Some(&other_value)), Verdict::Pass);
     }
 
     #[test]

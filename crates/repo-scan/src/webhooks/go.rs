@@ -1,5 +1,5 @@
-//! Go: net/http (`http.HandleFunc`, `mux.HandleFunc("POST /x", ...)`), chi (`r.Post`, `r.Route`) and gin
-//! (`r.POST`, `Group`).
+//! Go: net/http (`http.HandleFunc`, `mux.HandleFunc("POST /x", ...)`), chi (`r.Post`, `r.Route`), gin
+//! (`r.POST`, `Group`) and echo (`e.POST`, `Group`).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -7,8 +7,8 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::{
-    CHI, Cand, CodeFacts, FileCtx, GIN, GO_NET_HTTP, Lang, RegTarget, Registration, SecretExpr, UnitKind, Verifiers,
-    evaluate, global_assigns, interest, is_inline_fn, join_route, re, string_literal, target_name,
+    CHI, Cand, CodeFacts, ECHO, FileCtx, GIN, GO_NET_HTTP, Lang, RegTarget, Registration, SecretExpr, UnitKind,
+    Verifiers, evaluate, global_assigns, interest, is_inline_fn, join_route, re, string_literal, target_name,
 };
 use crate::text::{Brackets, LazyLines, Syntax, split_args};
 
@@ -102,6 +102,8 @@ pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts 
         CHI
     } else if imports.iter().any(|(_, p)| p.contains("github.com/gin-gonic/gin")) {
         GIN
+    } else if imports.iter().any(|(_, p)| p.contains("github.com/labstack/echo")) {
+        ECHO
     } else {
         GO_NET_HTTP
     };
@@ -182,6 +184,7 @@ pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts 
         }
         let route = join_route(&prefix, &pattern);
         let fw = match method.as_str() {
+            "POST" | "Any" if framework == ECHO => Some(ECHO),
             "POST" | "Any" => Some(GIN),
             "Post" | "Method" | "MethodFunc" => Some(CHI),
             _ => Some(framework),
@@ -203,6 +206,7 @@ pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts 
                 path: Some(route),
                 framework: fw,
                 target: RegTarget::Inline(idx),
+                line,
             });
         } else if let Some(name) = target_name(target) {
             regs.push(Registration {
@@ -210,6 +214,7 @@ pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts 
                 path: Some(route),
                 framework: fw,
                 target: RegTarget::Named(name),
+                line,
             });
         }
     }

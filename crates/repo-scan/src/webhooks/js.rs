@@ -6,10 +6,11 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::ast::AstFacts;
 use super::{
-    ASTRO, CONVEX, Cand, CodeFacts, EXPRESS, FASTIFY, FileCtx, FsKind, HONO, Lang, Mount, MountTarget, NEXT_APP,
-    NEXT_PAGES, NUXT, REACT_ROUTER, REMIX, RegTarget, Registration, SVELTEKIT, SecretExpr, UnitKind, Verifiers,
-    evaluate, global_assigns, interest, is_inline_fn, nuxt_env, re, string_literal, target_name,
+    ASTRO, CONVEX, Cand, CodeFacts, EXPRESS, FASTIFY, FileCtx, FsKind, HONO, Lang, Mount, MountTarget, NESTJS,
+    NEXT_APP, NEXT_PAGES, NUXT, REACT_ROUTER, REMIX, RegTarget, Registration, SVELTEKIT, SecretExpr, UnitKind,
+    Verifiers, evaluate, global_assigns, interest, is_inline_fn, nuxt_env, re, string_literal, target_name,
 };
 use crate::text::{Brackets, LazyLines, LineIndex, Syntax, split_args};
 
@@ -241,13 +242,14 @@ fn def_line(text: &str, lines: &LineIndex, name: &str) -> Option<u32> {
         .map(|m| lines.line_of(m.start()))
 }
 
-pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts {
+pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>, tree: Option<&AstFacts>) -> CodeFacts {
     let interest = interest(raw, path);
     let interesting = interest.units;
     let name = path.rsplit('/').next().unwrap_or(path);
     let routes_config =
         matches!(name, "routes.ts" | "routes.js" | "routes.mts") && raw.contains("@react-router/dev/routes");
-    if !interest.assigns && !routes_config && !ROUTERISH.is_match(raw) {
+    let nest = tree.map_or(&[][..], |t| t.nest_routes.as_slice());
+    if !interest.assigns && !routes_config && nest.is_empty() && !ROUTERISH.is_match(raw) {
         return CodeFacts::default();
     }
     let lines = lazy.get();
@@ -325,12 +327,12 @@ pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts 
                     handler_like: true,
                 });
                 regs.push((
-                    Registration { obj: obj.clone(), path, framework: fw, target: RegTarget::Inline(idx) },
+                    Registration { obj: obj.clone(), path, framework: fw, target: RegTarget::Inline(idx), line },
                     Some(idx),
                 ));
             } else if let Some(name) = target_name(target) {
                 regs.push((
-                    Registration { obj: obj.clone(), path, framework: fw, target: RegTarget::Named(name) },
+                    Registration { obj: obj.clone(), path, framework: fw, target: RegTarget::Named(name), line },
                     None,
                 ));
             }
@@ -418,6 +420,27 @@ pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts 
 
     if interesting {
         named_cands(text, lines, &brackets, &mut cands);
+        // NestJS: each `@Post()` method of a `@Controller()` class is a routed body.
+        for n in nest {
+            let idx = cands.len();
+            cands.push(Cand {
+                start: n.start,
+                end: n.end,
+                line: n.line,
+                name: Some(n.name.clone()),
+                kind: UnitKind::Inline,
+                framework: Some(NESTJS),
+                handler_like: true,
+            });
+            let reg = Registration {
+                obj: String::new(),
+                path: Some(n.route.clone()),
+                framework: Some(NESTJS),
+                target: RegTarget::Inline(idx),
+                line: n.decorator_line,
+            };
+            regs.push((reg, Some(idx)));
+        }
     }
     // Keep innermost inline bodies; drop named functions that hold a router call with an inline body.
     let inline_spans: Vec<(usize, usize)> =
@@ -464,6 +487,8 @@ pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts 
         }
         facts.registrations.push(reg);
     }
+    facts.imports =
+        super::registered_imports(&facts.registrations, imports.iter().map(|i| (i.local.as_str(), i.source.as_str())));
     facts
 }
 
@@ -587,7 +612,7 @@ mod tests {
     use crate::artifact::Verification;
 
     fn run(path: &str, text: &str) -> CodeFacts {
-        analyze(path, text, &LazyLines::new(text))
+        analyze(path, text, &LazyLines::new(text), None)
     }
 
     #[test]

@@ -56,6 +56,7 @@
 //! Fastify `register(p, { prefix })`, Hono `app.route('/x', sub)`). Dynamic segments are written
 //! `:name`, catch-alls `*name`. Null when unknown.
 
+pub(crate) mod ast;
 pub mod go;
 pub mod js;
 pub mod py;
@@ -74,6 +75,7 @@ pub(crate) const NEXT_APP: &str = "nextjs-app-router";
 pub(crate) const NEXT_PAGES: &str = "nextjs-pages-router";
 pub(crate) const EXPRESS: &str = "express";
 pub(crate) const FASTIFY: &str = "fastify";
+pub(crate) const NESTJS: &str = "nestjs";
 pub(crate) const HONO: &str = "hono";
 pub(crate) const REMIX: &str = "remix";
 pub(crate) const REACT_ROUTER: &str = "react-router";
@@ -87,6 +89,7 @@ pub(crate) const DJANGO: &str = "django";
 pub(crate) const GO_NET_HTTP: &str = "go-net-http";
 pub(crate) const CHI: &str = "go-chi";
 pub(crate) const GIN: &str = "go-gin";
+pub(crate) const ECHO: &str = "go-echo";
 
 /// The env var `verifyWebhook` reads when no `signingSecret` is passed.
 pub(crate) const CLERK_DEFAULT_SECRET_ENV: &str = "CLERK_WEBHOOK_SIGNING_SECRET";
@@ -122,6 +125,9 @@ static ENV_READ: LazyLock<Regex> = LazyLock::new(|| {
         r#"|os\.LookupEnv\(\s*"([A-Za-z_]\w*)""#,
         r#"|\bconfig\(\s*["']([A-Z_][A-Z0-9_]*)["']"#,
         r#"|\benv(?:\.str)?\(\s*["']([A-Z_][A-Z0-9_]*)["']"#,
+        // Config loaders and config services reading an env-style name: `mustGet("X")`,
+        // `config.getOrThrow<string>('X')`, `viper.GetString("X")`.
+        r#"|\b(?:mustGet|mustGetenv|MustGetenv|mustEnv|requireEnv|getEnv|GetEnv|getenvOrDie|GetString|getOrThrow|get)(?:<[^>()]*>)?\(\s*["']([A-Z][A-Z0-9]*_[A-Z0-9_]*)["']"#,
     ))
 });
 static RUNTIME_CONFIG: LazyLock<Regex> = LazyLock::new(|| re(r"useRuntimeConfig\([^)]*\)\.([A-Za-z_]\w*)"));
@@ -177,6 +183,12 @@ pub(crate) struct UnitDraft {
     pub handler_like: bool,
     /// Functions called in the candidate's own span.
     pub calls: Vec<String>,
+    /// Byte span the candidate reads as its own (the whole file when it is the file's only one).
+    pub span: (usize, usize),
+    /// From the parse tree: the check runs over a re-serialised body.
+    pub reserialized: bool,
+    /// From the parse tree: the failed-check branch answers 2xx.
+    pub acks_failure: bool,
 }
 
 /// A router call: a literal path served by an inline body or a named function.
@@ -188,6 +200,8 @@ pub(crate) struct Registration {
     pub path: Option<String>,
     pub framework: Option<&'static str>,
     pub target: RegTarget,
+    /// Line of the router call.
+    pub line: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -230,6 +244,28 @@ pub(crate) struct CodeFacts {
     pub assigns: Vec<(String, SecretExpr)>,
     /// React Router `routes.ts`: (path, route module file relative to the config's folder).
     pub rr_routes: Vec<(String, String)>,
+    /// NestJS `app.setGlobalPrefix('api')`: applies to every controller of the project.
+    pub global_prefix: Option<String>,
+    /// From the parse tree: constructor parameters fed to a verifier, calls passing values, Go router
+    /// parameters and the group prefixes passed to them (see [`ast`]).
+    pub ctor_params: Vec<(String, usize, String)>,
+    pub calls: Vec<ast::Call>,
+    pub param_routes: Vec<ast::ParamRoute>,
+    pub group_args: Vec<ast::GroupArg>,
+    /// Imports of the names this file registers as handlers: (local name, module as written), so a
+    /// registration resolves to the function in the imported module rather than to a namesake.
+    pub imports: Vec<(String, String)>,
+}
+
+/// The imports (local name, module) of the names `registrations` register.
+pub(crate) fn registered_imports<'a>(
+    registrations: &[Registration],
+    imports: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<(String, String)> {
+    imports
+        .filter(|(local, _)| registrations.iter().any(|r| matches!(&r.target, RegTarget::Named(n) if n == local)))
+        .map(|(l, m)| (l.to_owned(), m.to_owned()))
+        .collect()
 }
 
 pub(crate) fn lang_of(path: &str) -> Option<Lang> {
@@ -246,20 +282,88 @@ pub(crate) fn lang_of(path: &str) -> Option<Lang> {
     }
 }
 
-/// Analyses one source file.
+/// Analyses one source file: the parse tree where the file can hold what it adds, then the
+/// line-level pass of the language, then the tree's facts joined to the candidates.
 pub(crate) fn analyze(path: &str, text: &str, lines: &LazyLines<'_>) -> Option<CodeFacts> {
     let lang = lang_of(path)?;
-    let facts = match lang {
-        Lang::Js => js::analyze(path, text, lines),
+    let tree = tree_facts(path, text, lang);
+    let mut facts = match lang {
+        Lang::Js => js::analyze(path, text, lines, tree.as_ref()),
         Lang::Py => py::analyze(path, text, lines),
         Lang::Go => go::analyze(path, text, lines),
     };
+    if lang == Lang::Js && text.contains("setGlobalPrefix") {
+        facts.global_prefix = GLOBAL_PREFIX.captures(text).and_then(|c| c.get(1)).map(|m| join_route("", m.as_str()));
+    }
+    if let Some(t) = tree {
+        join_tree_facts(&mut facts, t);
+    }
     let empty = facts.units.is_empty()
         && facts.registrations.is_empty()
         && facts.mounts.is_empty()
         && facts.assigns.is_empty()
-        && facts.rr_routes.is_empty();
+        && facts.rr_routes.is_empty()
+        && facts.global_prefix.is_none()
+        && facts.ctor_params.is_empty()
+        && facts.calls.is_empty()
+        && facts.param_routes.is_empty()
+        && facts.group_args.is_empty();
     (!empty).then_some(CodeFacts { lang: Some(lang), ..facts })
+}
+
+static GLOBAL_PREFIX: LazyLock<Regex> = LazyLock::new(|| re(r#"setGlobalPrefix\(\s*["'`]([^"'`]*)["'`]"#));
+/// Files that can hold a secret handed through a constructor or a config field.
+static SECRET_HINT: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?i)webhook_?secret|signing_?secret|whsec_|BaseSettings|\.Group\(|\.Mount\("));
+
+/// Parses the file when it can contribute: a handler candidate (`webhook`, `svix`, a Clerk event),
+/// a settings class, a Go router group, a webhook secret handed around. Other files (components,
+/// pages, utilities) are never parsed: the cost stays with the few files that matter.
+fn tree_facts(path: &str, text: &str, lang: Lang) -> Option<ast::AstFacts> {
+    let grammar = crate::syntax::Grammar::of(path)?;
+    if minified(path, text) {
+        return None;
+    }
+    if !(interest(text, path).units || SECRET_HINT.is_match(text) || (lang == Lang::Js && text.contains("@Controller")))
+    {
+        return None;
+    }
+    let tree = crate::syntax::parse(grammar, text)?;
+    Some(ast::facts(grammar, &tree, text))
+}
+
+/// Longest line a hand-written source file is taken to have; a file with a longer one is generated or
+/// minified and is left to the line-level pass (its own caps bound that work).
+const MAX_SOURCE_LINE: usize = 4096;
+
+/// A minified bundle (`*.min.js`, or any line longer than [`MAX_SOURCE_LINE`]): never parsed.
+pub(crate) fn minified(path: &str, text: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.contains(".min.") || text.len() > MAX_SOURCE_LINE && text.split('\n').any(|l| l.len() > MAX_SOURCE_LINE)
+}
+
+/// Marks candidates with the verification sites inside them and keeps the cross-file facts.
+fn join_tree_facts(facts: &mut CodeFacts, t: ast::AstFacts) {
+    for u in &mut facts.units {
+        let (us, ue) = u.span;
+        for site in &t.verify_sites {
+            // The site's function lies in the candidate, or the candidate (an inline body) in it.
+            let overlaps = (us <= site.start && site.end <= ue) || (site.start <= us && ue <= site.end);
+            if overlaps {
+                u.reserialized |= site.reserialized;
+                u.acks_failure |= site.acks_failure;
+            }
+        }
+    }
+    for (name, v) in t.assigns {
+        if !facts.assigns.iter().any(|(n, _)| *n == name) {
+            facts.assigns.push((name, v));
+        }
+    }
+    facts.ctor_params = t.ctor_params;
+    facts.calls = t.calls;
+    facts.param_routes = t.param_routes;
+    facts.group_args = t.group_args;
 }
 
 /// The signature-verification libraries a file imports, by local name.
@@ -355,6 +459,9 @@ pub(crate) fn evaluate(ctx: &FileCtx<'_>, cands: &[Cand]) -> Vec<UnitDraft> {
                 svix_headers: SVIX_HEADERS.is_match(own_text),
                 handler_like: c.handler_like,
                 calls: called_names(own_text, ctx.verifiers),
+                span: own,
+                reserialized: false,
+                acks_failure: false,
             }
         })
         .collect()
@@ -619,7 +726,11 @@ fn classify_at(expr: &str, depth: usize) -> SecretExpr {
 
 /// Classifies a secret expression, following same-file names (a few hops).
 pub(crate) fn resolve(ctx: &FileCtx<'_>, expr: &str, depth: usize) -> SecretExpr {
-    let e = expr.trim();
+    let mut e = expr.trim();
+    // Secret wrappers give the value they hold: pydantic `SecretStr.get_secret_value()`.
+    for unwrap in [".get_secret_value()", ".reveal()"] {
+        e = e.strip_suffix(unwrap).unwrap_or(e);
+    }
     // `obj.field`: Nuxt runtime config object, else look the field up by name.
     if let Some((obj, field)) = e.split_once('.') {
         let simple = |s: &str| !s.is_empty() && s.bytes().all(is_ident_byte);
@@ -799,6 +910,18 @@ mod tests {
         assert_eq!(string_literal("r\"^x/$\"").as_deref(), Some("^x/$"));
         assert_eq!(string_literal("`/x/${a}`"), None);
         assert_eq!(nuxt_env("clerkWebhookSecret"), "NUXT_CLERK_WEBHOOK_SECRET");
+    }
+
+    #[test]
+    fn minified_bundles_are_not_parsed() {
+        let handler =
+            "import { Webhook } from 'svix';\nexport function h(req, res) { new Webhook(s).verify(req.body, h) }\n";
+        assert!(tree_facts("src/webhooks.ts", handler, Lang::Js).is_some_and(|t| t.verify_sites.len() == 1));
+        assert!(tree_facts("public/webhooks.min.js", handler, Lang::Js).is_none());
+        let bundle = handler.replace('\n', ";").repeat(200);
+        assert!(bundle.len() > MAX_SOURCE_LINE && minified("dist/app.js", &bundle));
+        assert!(tree_facts("dist/app.js", &bundle, Lang::Js).is_none());
+        assert!(!minified("src/webhooks.ts", &handler.repeat(200)), "many ordinary lines");
     }
 
     #[test]

@@ -181,7 +181,13 @@ pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts 
             framework: fw,
             handler_like: true,
         });
-        regs.push(Registration { obj: obj_name, path: Some(route), framework: fw, target: RegTarget::Inline(idx) });
+        regs.push(Registration {
+            obj: obj_name,
+            path: Some(route),
+            framework: fw,
+            target: RegTarget::Inline(idx),
+            line: lines.line_of(whole.start()),
+        });
     }
 
     // Django URL confs.
@@ -208,6 +214,7 @@ pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts 
                     path: route.map(|r| join_route("", &r)),
                     framework: Some(DJANGO),
                     target: RegTarget::Named(name),
+                    line: lines.line_of(whole.start()),
                 });
             }
         }
@@ -280,6 +287,8 @@ pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts 
     if interest.assigns {
         facts.assigns = global_assigns(&locals, &local_env);
     }
+    facts.imports =
+        super::registered_imports(&facts.registrations, imports.iter().map(|(l, m)| (l.as_str(), m.as_str())));
     facts
 }
 

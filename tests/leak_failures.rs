@@ -44,6 +44,7 @@ fn webhook_artifact() -> RepoArtifact {
         repo: Some("github.com/acme/web".into()),
         commit: Some("3f2a9c1".into()),
         scanned_at: None,
+        committed_secrets: vec![],
         key_references: vec![],
         webhook_handlers: vec![WebhookHandler {
             file: "app/api/webhooks/clerk/route.ts".into(),
@@ -55,6 +56,9 @@ fn webhook_artifact() -> RepoArtifact {
                 literal_fingerprint: fingerprint(WEBHOOK_SECRET_MATCHING),
             }),
             events: vec!["user.created".into()],
+            registration: None,
+            reserialized_body: false,
+            acks_failed_verification: false,
         }],
     }
 }

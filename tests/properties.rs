@@ -14,7 +14,7 @@ use clerk_audit::fetch::clerk::{
 use clerk_audit::fetch::http::{CallError, decode_json};
 use clerk_audit::fetch::svix::{EndpointPage, parse_svix_url};
 use clerk_audit::intake::job::{self, InstanceName, ProjectId, ScanJob};
-use clerk_audit::store::artifacts::judge;
+use clerk_audit::store::artifacts::{ListLengths, judge};
 use proptest::prelude::*;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -169,9 +169,10 @@ proptest! {
             shaped(&["schema", "repo", "commit", "scanned_at", "key_references", "webhook_handlers"])
                 .prop_map(|v| v.to_string()),
         ],
-        counts in (0i64..20_000, 0i64..2_000),
+        counts in (0i64..20_000, 0i64..2_000, 0i64..2_000),
     ) {
-        let stored = judge(text.len() as i64, counts.0, counts.1, Some(&text));
+        let lengths = ListLengths { key_references: counts.0, webhook_handlers: counts.1, committed_secrets: counts.2 };
+        let stored = judge(text.len() as i64, lengths, Some(&text));
         prop_assert!(stored != StoredArtifact::Absent);
     }
 
@@ -183,12 +184,14 @@ proptest! {
             repo: Some("github.com/acme/web".into()),
             commit: None,
             scanned_at: None,
+            committed_secrets: vec![],
             key_references: references,
             webhook_handlers: vec![],
         };
         let text = serde_json::to_string(&artifact).unwrap();
         let count = artifact.key_references.len() as i64;
-        prop_assert_eq!(judge(text.len() as i64, count, 0, Some(&text)), StoredArtifact::Present(artifact));
+        let lengths = ListLengths { key_references: count, ..ListLengths::default() };
+        prop_assert_eq!(judge(text.len() as i64, lengths, Some(&text)), StoredArtifact::Present(artifact));
     }
 
     /// Any string: access or a reason, never a panic, and the reason never repeats the input.

@@ -67,7 +67,9 @@ fn rand_key() -> i64 {
 async fn stored_artifacts_over_a_cap_are_unreadable() {
     use clerk_audit::audit::artifact::{ArtifactUnreadable, StoredArtifact};
     use clerk_audit::intake::job::ProjectId;
-    use clerk_audit::store::artifacts::{self, MAX_ARTIFACT_BYTES, MAX_KEY_REFERENCES, MAX_WEBHOOK_HANDLERS};
+    use clerk_audit::store::artifacts::{
+        self, MAX_ARTIFACT_BYTES, MAX_COMMITTED_SECRETS, MAX_KEY_REFERENCES, MAX_WEBHOOK_HANDLERS,
+    };
     use tokio_postgres::types::Json;
 
     let url = crate::harness::fresh_database().await;
@@ -111,6 +113,13 @@ async fn stored_artifacts_over_a_cap_are_unreadable() {
         base(("webhook_handlers", serde_json::Value::Array(vec![handler; MAX_WEBHOOK_HANDLERS as usize + 1]))),
     )
     .await;
+    let secret = serde_json::json!({"file": ".env", "line": 1, "variable": "CLERK_WEBHOOK_SECRET",
+        "fingerprint": "sha256:00"});
+    insert(
+        "secrets",
+        base(("committed_secrets", serde_json::Value::Array(vec![secret; MAX_COMMITTED_SECRETS as usize + 1]))),
+    )
+    .await;
     insert("bad", serde_json::json!({"schema": "clerk-repo-artifact/v1", "key_references": "not a list"})).await;
 
     let load = |id: &'static str| artifacts::load(&client, &project, Some(id));
@@ -127,6 +136,13 @@ async fn stored_artifacts_over_a_cap_are_unreadable() {
         StoredArtifact::Unreadable(ArtifactUnreadable::TooManyEntries {
             field: "webhook_handlers",
             limit: MAX_WEBHOOK_HANDLERS as usize
+        })
+    );
+    assert_eq!(
+        load("secrets").await.unwrap(),
+        StoredArtifact::Unreadable(ArtifactUnreadable::TooManyEntries {
+            field: "committed_secrets",
+            limit: MAX_COMMITTED_SECRETS as usize
         })
     );
     assert_eq!(load("bad").await.unwrap(), StoredArtifact::Unreadable(ArtifactUnreadable::Malformed));

@@ -13,8 +13,8 @@ use deadpool_postgres::Pool;
 use tokio::sync::Notify;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::audit::artifact::RepoArtifact;
-use crate::audit::checks::{CheckInput, CheckSettings};
+use crate::audit::artifact::StoredArtifact;
+use crate::audit::checks::{CheckInput, CheckSettings, RepoEvidence};
 use crate::audit::evaluate::{Evaluation, evaluate};
 use crate::audit::facts::{CallTally, ClerkFacts};
 use crate::credentials::Kms;
@@ -69,12 +69,12 @@ pub struct InstanceAudit {
 pub async fn audit_instance(
     calls: &mut ScanCalls<'_>,
     dns: &DnsLookup,
-    artifact: Option<&RepoArtifact>,
+    artifact: RepoEvidence<'_>,
     checks: &CheckSettings,
     names: (&str, &str),
 ) -> Result<InstanceAudit, JobError> {
     let started = Instant::now();
-    let facts = tokio::time::timeout(FETCH_DEADLINE, gather(calls, dns, artifact))
+    let facts = tokio::time::timeout(FETCH_DEADLINE, gather(calls, dns, artifact.artifact()))
         .await
         .map_err(|_| JobError::transient(FailureReason::ClerkUnavailable, "fetching Clerk facts took too long"))??;
     calls.observe_stage(Stage::Clerk, started.elapsed());
@@ -206,7 +206,7 @@ impl Pipeline {
                 let started = Instant::now();
                 let client = self.pool.get().await?;
                 if scans::begin(&client, job).await? == ScanStart::Finished {
-                    return Ok((ScanStart::Finished, None, None));
+                    return Ok((ScanStart::Finished, None, StoredArtifact::Absent));
                 }
                 let credential = credentials::load(&client, job.key_ref, &job.project_id).await?;
                 self.metrics.stage(Stage::LoadCredential, started.elapsed());
@@ -229,7 +229,7 @@ impl Pipeline {
             self.metrics.stage(Stage::Decrypt, started.elapsed());
             let mut calls = self.http.session(format!("{}/{}", job.project_id, job.instance_name), &key);
             let names = (job.project_id.as_str(), job.instance_name.as_str());
-            audit_instance(&mut calls, &self.dns, artifact.as_ref(), &self.checks, names).await?
+            audit_instance(&mut calls, &self.dns, RepoEvidence::of(&artifact), &self.checks, names).await?
         };
         let instance = facts.summary();
         let span = info_span!("persist", status = "completed");

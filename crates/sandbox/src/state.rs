@@ -113,6 +113,10 @@ pub enum Fault {
     /// Refuse a random share of requests, drawn per request: `rate_limited_permille` of them with 429 and
     /// `Retry-After: <retry_after_secs>`, `server_error_permille` with 500. Stays until cleared.
     Flaky { rate_limited_permille: u32, server_error_permille: u32, retry_after_secs: u64 },
+    /// 200 with a JSON body that follows no API shape and quotes the request's `Authorization` header, as a
+    /// value and as a map key, the way a broken or hostile server could: the client's decoder errors must not
+    /// repeat it.
+    MalformedBody,
     /// Never answer DNS queries for `host` (or, without `host`, for every name of the instance).
     DnsNoAnswer { host: Option<String> },
     /// Answer SERVFAIL for `host` (or every name of the instance).
@@ -178,6 +182,7 @@ pub(crate) enum Rejection {
     RateLimited { retry_after_secs: u64 },
     ServerError,
     Revoked,
+    MalformedBody,
 }
 
 /// What the active faults do to one HTTP request.
@@ -434,6 +439,7 @@ impl Shared {
                             Rejection::RateLimited { retry_after_secs: *retry_after_secs }
                         }
                         Fault::ServerError { .. } => Rejection::ServerError,
+                        Fault::MalformedBody => Rejection::MalformedBody,
                         _ => Rejection::Revoked,
                     });
                     if let Some(remaining) = active.remaining.as_mut() {

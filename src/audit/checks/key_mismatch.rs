@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
+use super::{CheckInput, CheckMeta, Evidence, FailureDraft, Severity, Verdict};
 use crate::audit::artifact::{KeyEnvironment, KeyKind, KeyReference, ReferenceContext};
 
 pub const META: CheckMeta = CheckMeta {
@@ -37,8 +37,9 @@ fn live_host(reference: &KeyReference) -> Option<String> {
 }
 
 pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
-    let Some(artifact) = input.artifact else {
-        return Verdict::Skipped(NO_REPO_SCAN.into());
+    let artifact = match input.artifact.require() {
+        Ok(artifact) => artifact,
+        Err(verdict) => return verdict,
     };
     if !input.facts.is_production() {
         return Verdict::Pass;
@@ -88,9 +89,11 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::artifact::{KeyEnvironment::*, KeyKind::*, ReferenceContext as Ctx, RepoArtifact};
-    use crate::audit::checks::CheckSettings;
+    use crate::audit::artifact::ArtifactUnreadable;
+    use crate::audit::artifact::{KeyEnvironment::*, KeyKind::*, ReferenceContext as Ctx};
+    use crate::audit::checks::fixtures::run_with_repo;
     use crate::audit::checks::fixtures::{artifact, facts, key};
+    use crate::audit::checks::{CheckSettings, NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
     use crate::audit::facts::{ClerkFacts, InstanceEnvironment::*};
 
     fn production() -> ClerkFacts {
@@ -106,10 +109,6 @@ mod tests {
         reference
     }
 
-    fn run(facts: &ClerkFacts, artifact: Option<&RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
-    }
-
     #[test]
     fn meta_is_a_warning() {
         assert_eq!(META.id, "CLERK-KEY-MISMATCH-001");
@@ -118,19 +117,30 @@ mod tests {
 
     #[test]
     fn skipped_without_repo_scan() {
-        assert_eq!(run(&production(), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+        assert_eq!(run_with_repo(evaluate, &production(), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+    }
+
+    #[test]
+    fn error_when_the_stored_repo_scan_is_unreadable() {
+        let facts = production();
+        let artifact = RepoEvidence::Unreadable(ArtifactUnreadable::Malformed);
+        let verdict = evaluate(&CheckInput { facts: &facts, artifact, settings: &CheckSettings::default() });
+        assert_eq!(
+            verdict,
+            Verdict::Error(format!("{REPO_ARTIFACT_UNREADABLE}: it does not follow the artifact schema"))
+        );
     }
 
     #[test]
     fn passes_on_a_development_instance() {
         let repo = artifact(vec![live("clerk.other.com", ".env.production", Ctx::Production)]);
-        assert_eq!(run(&facts(Development), Some(&repo)), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(Development), Some(&repo)), Verdict::Pass);
     }
 
     #[test]
     fn error_when_the_instance_host_is_unknown() {
         let repo = artifact(vec![]);
-        assert!(matches!(run(&facts(Production), Some(&repo)), Verdict::Error(_)));
+        assert!(matches!(run_with_repo(evaluate, &facts(Production), Some(&repo)), Verdict::Error(_)));
     }
 
     #[test]
@@ -144,7 +154,7 @@ mod tests {
             malformed,
             key(Publishable, Test, Ctx::Production),
         ]);
-        assert_eq!(run(&production(), Some(&repo)), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &production(), Some(&repo)), Verdict::Pass);
     }
 
     #[test]
@@ -154,7 +164,9 @@ mod tests {
             live("clerk.other.com", ".env.production", Ctx::Production),
             live("clerk.acme.com", "app/.env.production", Ctx::Production),
         ]);
-        let Verdict::Fail(findings) = run(&production(), Some(&repo)) else { panic!("expected a failure") };
+        let Verdict::Fail(findings) = run_with_repo(evaluate, &production(), Some(&repo)) else {
+            panic!("expected a failure")
+        };
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].identity, vec!["clerk.other.com"]);
         assert_eq!(

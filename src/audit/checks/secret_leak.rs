@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
+use super::{CheckInput, CheckMeta, Evidence, FailureDraft, Severity, Verdict};
 use crate::audit::artifact::{KeyEnvironment, KeyKind, KeyReference};
 
 pub const META: CheckMeta = CheckMeta {
@@ -31,8 +31,9 @@ fn is_connected_key(reference: &KeyReference, fingerprint: &str) -> bool {
 }
 
 pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
-    let Some(artifact) = input.artifact else {
-        return Verdict::Skipped(NO_REPO_SCAN.into());
+    let artifact = match input.artifact.require() {
+        Ok(artifact) => artifact,
+        Err(verdict) => return verdict,
     };
     let Some(fingerprint) = input.facts.secret_key_fingerprint.as_deref() else {
         return Verdict::Error("the connected secret key's fingerprint is unknown".into());
@@ -66,9 +67,11 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::artifact::{KeyEnvironment::*, KeyKind::*, ReferenceContext as Ctx, RepoArtifact};
-    use crate::audit::checks::CheckSettings;
+    use crate::audit::artifact::ArtifactUnreadable;
+    use crate::audit::artifact::{KeyEnvironment::*, KeyKind::*, ReferenceContext as Ctx};
+    use crate::audit::checks::fixtures::run_with_repo;
     use crate::audit::checks::fixtures::{artifact, facts, key};
+    use crate::audit::checks::{CheckSettings, NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
     use crate::audit::facts::{ClerkFacts, InstanceEnvironment::*};
 
     const CONNECTED: &str = "sha256:c0ffee";
@@ -88,10 +91,6 @@ mod tests {
         reference
     }
 
-    fn run(facts: &ClerkFacts, artifact: Option<&RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
-    }
-
     #[test]
     fn meta_is_a_blocker() {
         assert_eq!(META.id, "CLERK-SECRET-LEAK-001");
@@ -100,13 +99,24 @@ mod tests {
 
     #[test]
     fn skipped_without_repo_scan() {
-        assert_eq!(run(&connected(), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+        assert_eq!(run_with_repo(evaluate, &connected(), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+    }
+
+    #[test]
+    fn error_when_the_stored_repo_scan_is_unreadable() {
+        let facts = connected();
+        let artifact = RepoEvidence::Unreadable(ArtifactUnreadable::Malformed);
+        let verdict = evaluate(&CheckInput { facts: &facts, artifact, settings: &CheckSettings::default() });
+        assert_eq!(
+            verdict,
+            Verdict::Error(format!("{REPO_ARTIFACT_UNREADABLE}: it does not follow the artifact schema"))
+        );
     }
 
     #[test]
     fn error_without_the_connected_fingerprint() {
         let repo = artifact(vec![]);
-        let verdict = run(&facts(Production), Some(&repo));
+        let verdict = run_with_repo(evaluate, &facts(Production), Some(&repo));
         assert_eq!(verdict, Verdict::Error("the connected secret key's fingerprint is unknown".into()));
     }
 
@@ -118,7 +128,7 @@ mod tests {
             secret(Test, ".env", 1, CONNECTED),
             key(Publishable, Live, Ctx::Production),
         ]);
-        assert_eq!(run(&connected(), Some(&repo)), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &connected(), Some(&repo)), Verdict::Pass);
     }
 
     #[test]
@@ -128,7 +138,9 @@ mod tests {
             secret(Live, ".env.production", 2, CONNECTED),
             secret(Live, ".env.local", 1, "sha256:other"),
         ]);
-        let Verdict::Fail(findings) = run(&connected(), Some(&repo)) else { panic!("expected a failure") };
+        let Verdict::Fail(findings) = run_with_repo(evaluate, &connected(), Some(&repo)) else {
+            panic!("expected a failure")
+        };
         assert_eq!(findings.len(), 1);
         assert!(findings[0].identity.is_empty());
         assert_eq!(

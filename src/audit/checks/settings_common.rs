@@ -76,20 +76,18 @@ pub(crate) mod tests {
         facts
     }
 
-    pub fn run(evaluate: fn(&CheckInput<'_>) -> Verdict, facts: &ClerkFacts) -> Verdict {
-        evaluate(&CheckInput { facts, artifact: None, settings: &CheckSettings::default() })
-    }
-
     #[test]
     fn guard_passes_other_kinds_and_errors_without_settings() {
         let settings = CheckSettings::default();
         for environment in [InstanceEnvironment::Development, InstanceEnvironment::Staging] {
             let facts = facts(environment);
-            let input = CheckInput { facts: &facts, artifact: None, settings: &settings };
+            let input =
+                CheckInput { facts: &facts, artifact: crate::audit::checks::RepoEvidence::Absent, settings: &settings };
             assert_eq!(production_settings(&input), Err(Verdict::Pass));
         }
         let facts = production(Fact::Unavailable("timeout".into()));
-        let input = CheckInput { facts: &facts, artifact: None, settings: &settings };
+        let input =
+            CheckInput { facts: &facts, artifact: crate::audit::checks::RepoEvidence::Absent, settings: &settings };
         assert_eq!(production_settings(&input), Err(Verdict::Error("timeout".into())));
         assert_eq!(
             required::<bool>(&None, "x.y"),

@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use super::webhook_common::{distinct_handlers, handler_details, handler_identity, handler_label};
-use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
+use super::{CheckInput, CheckMeta, Evidence, FailureDraft, Severity, Verdict};
 
 pub const META: CheckMeta = CheckMeta {
     id: "CLERK-WEBHOOK-006",
@@ -23,8 +23,9 @@ pub const META: CheckMeta = CheckMeta {
 };
 
 pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
-    let Some(artifact) = input.artifact else {
-        return Verdict::Skipped(NO_REPO_SCAN.into());
+    let artifact = match input.artifact.require() {
+        Ok(artifact) => artifact,
+        Err(verdict) => return verdict,
     };
     let findings: Vec<FailureDraft> = distinct_handlers(&artifact.webhook_handlers)
         .into_iter()
@@ -47,14 +48,11 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::artifact::{RepoArtifact, Verification};
-    use crate::audit::checks::CheckSettings;
+    use crate::audit::artifact::ArtifactUnreadable;
+    use crate::audit::artifact::Verification;
+    use crate::audit::checks::fixtures::run_with_repo;
     use crate::audit::checks::fixtures::webhooks::*;
-    use crate::audit::facts::ClerkFacts;
-
-    fn run(facts: &ClerkFacts, artifact: Option<&RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
-    }
+    use crate::audit::checks::{CheckSettings, NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
 
     fn reserialized() -> crate::audit::artifact::WebhookHandler {
         let mut handler = handler();
@@ -71,18 +69,31 @@ mod tests {
 
     #[test]
     fn skipped_without_a_repo_scan() {
-        assert_eq!(run(&facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+        assert_eq!(run_with_repo(evaluate, &facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+    }
+
+    #[test]
+    fn error_when_the_stored_repo_scan_is_unreadable() {
+        let facts = facts(no_app());
+        let artifact = RepoEvidence::Unreadable(ArtifactUnreadable::Malformed);
+        let verdict = evaluate(&CheckInput { facts: &facts, artifact, settings: &CheckSettings::default() });
+        assert_eq!(
+            verdict,
+            Verdict::Error(format!("{REPO_ARTIFACT_UNREADABLE}: it does not follow the artifact schema"))
+        );
     }
 
     #[test]
     fn passes_when_no_handler_verifies_a_reserialised_body() {
-        assert_eq!(run(&facts(no_app()), Some(&artifact(vec![]))), Verdict::Pass);
-        assert_eq!(run(&facts(no_app()), Some(&artifact(vec![handler()]))), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(no_app()), Some(&artifact(vec![]))), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(no_app()), Some(&artifact(vec![handler()]))), Verdict::Pass);
     }
 
     #[test]
     fn fails_naming_each_handler_that_does() {
-        let Verdict::Fail(findings) = run(&facts(no_app()), Some(&artifact(vec![reserialized(), handler()]))) else {
+        let Verdict::Fail(findings) =
+            run_with_repo(evaluate, &facts(no_app()), Some(&artifact(vec![reserialized(), handler()])))
+        else {
             panic!("expected a failure")
         };
         assert_eq!(findings.len(), 1);

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::webhook_common::{
     distinct_handlers, endpoints_details, handler_details, handler_identity, handler_label, list_urls,
 };
-use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
+use super::{CheckInput, CheckMeta, Evidence, FailureDraft, Severity, Verdict};
 use crate::audit::artifact::Verification;
 use crate::audit::facts::{Fact, WebhookEndpoint};
 
@@ -25,8 +25,9 @@ pub const META: CheckMeta = CheckMeta {
 };
 
 pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
-    let Some(artifact) = input.artifact else {
-        return Verdict::Skipped(NO_REPO_SCAN.into());
+    let artifact = match input.artifact.require() {
+        Ok(artifact) => artifact,
+        Err(verdict) => return verdict,
     };
     let findings: Vec<FailureDraft> = distinct_handlers(&artifact.webhook_handlers)
         .into_iter()
@@ -63,13 +64,11 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::artifact::ArtifactUnreadable;
     use crate::audit::checks::CheckSettings;
+    use crate::audit::checks::fixtures::run_with_repo;
     use crate::audit::checks::fixtures::webhooks::*;
-    use crate::audit::facts::ClerkFacts;
-
-    fn run(facts: &ClerkFacts, artifact: Option<&crate::audit::artifact::RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
-    }
+    use crate::audit::checks::{NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
 
     fn unverified() -> crate::audit::artifact::WebhookHandler {
         let mut handler = handler();
@@ -86,23 +85,28 @@ mod tests {
 
     #[test]
     fn skipped_without_a_repo_scan() {
-        assert_eq!(run(&facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+        assert_eq!(run_with_repo(evaluate, &facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
     }
 
     #[test]
     fn passes_without_handlers_or_when_every_handler_verifies() {
-        assert_eq!(run(&facts(no_app()), Some(&artifact(vec![]))), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(no_app()), Some(&artifact(vec![]))), Verdict::Pass);
         let mut svix = handler();
         svix.verification = Verification::Svix;
         let mut standard = handler();
         standard.verification = Verification::Standardwebhooks;
-        assert_eq!(run(&facts(no_app()), Some(&artifact(vec![handler(), svix, standard]))), Verdict::Pass);
+        assert_eq!(
+            run_with_repo(evaluate, &facts(no_app()), Some(&artifact(vec![handler(), svix, standard]))),
+            Verdict::Pass
+        );
     }
 
     #[test]
     fn fails_naming_the_handler_and_the_endpoint_delivering_to_it() {
         let webhooks = app(vec![endpoint(1, ROUTE, false), endpoint(2, "/other", false)]);
-        let Verdict::Fail(findings) = run(&facts(webhooks), Some(&artifact(vec![unverified(), handler()]))) else {
+        let Verdict::Fail(findings) =
+            run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![unverified(), handler()])))
+        else {
             panic!("expected a failure")
         };
         assert_eq!(findings.len(), 1);
@@ -128,17 +132,32 @@ mod tests {
 
     #[test]
     fn fails_without_any_endpoint_and_even_when_webhooks_are_unavailable() {
-        let Verdict::Fail(findings) = run(&facts(no_app()), Some(&artifact(vec![unverified()]))) else { panic!() };
+        let Verdict::Fail(findings) = run_with_repo(evaluate, &facts(no_app()), Some(&artifact(vec![unverified()])))
+        else {
+            panic!()
+        };
         assert_eq!(
             findings[0].evidence.clerk.as_deref(),
             Some("no enabled webhook endpoint delivers to it at the moment")
         );
         let Verdict::Fail(findings) =
-            run(&facts(Fact::Unavailable("down".into())), Some(&artifact(vec![unverified()])))
+            run_with_repo(evaluate, &facts(Fact::Unavailable("down".into())), Some(&artifact(vec![unverified()])))
         else {
             panic!()
         };
         assert_eq!(findings[0].evidence.clerk, None);
         assert_eq!(findings[0].evidence.details["endpoints"], Value::Null);
+    }
+
+    #[test]
+    fn error_when_the_stored_repo_scan_is_unreadable() {
+        let facts = facts(no_app());
+        let unreadable = RepoEvidence::Unreadable(ArtifactUnreadable::TooLarge(10));
+        let verdict =
+            evaluate(&CheckInput { facts: &facts, artifact: unreadable, settings: &CheckSettings::default() });
+        assert_eq!(
+            verdict,
+            Verdict::Error(format!("{REPO_ARTIFACT_UNREADABLE}: the stored document is over the 10-byte cap"))
+        );
     }
 }

@@ -230,7 +230,17 @@ impl Settings {
             );
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
+        settings.validate_for_environment(environment)?;
         Ok(settings)
+    }
+
+    /// Rules tied to the environment name: production never allows loopback (the test-only allowance
+    /// would accept plain http and 127.0.0.0/8, so a hostile DNS answer could reach the worker's host).
+    pub fn validate_for_environment(&self, environment: &str) -> Result<(), ConfigError> {
+        if environment.eq_ignore_ascii_case("production") && self.http.allow_loopback {
+            return Err(invalid("http.allow_loopback", "must be false in the production environment"));
+        }
+        Ok(())
     }
 
     /// Checks what types alone cannot say.
@@ -308,6 +318,17 @@ mod tests {
         settings.worker.concurrency = 0;
         let err = settings.validate().unwrap_err().to_string();
         assert!(err.contains("worker.concurrency") && err.contains("CLERK_AUDIT_WORKER__CONCURRENCY"), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_allow_loopback() {
+        let mut settings = Settings::load_from(&config_dir(), "local").unwrap();
+        settings.http.allow_loopback = true;
+        settings.validate_for_environment("local").unwrap();
+        let err = settings.validate_for_environment("production").unwrap_err().to_string();
+        assert!(err.contains("http.allow_loopback") && err.contains("CLERK_AUDIT_HTTP__ALLOW_LOOPBACK"), "{err}");
+        settings.http.allow_loopback = false;
+        settings.validate_for_environment("production").unwrap();
     }
 
     #[test]

@@ -85,14 +85,69 @@ impl JobError {
     }
 }
 
+/// Whether a PostgreSQL error class is worth retrying, by SQLSTATE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbErrorClass {
+    /// The database or the connection was unavailable, or the transaction lost a race: a retry may pass.
+    Transient,
+    /// The statement or the data is wrong (a bug or a schema mismatch): every retry fails the same way.
+    Permanent,
+}
+
+/// Classifies a SQLSTATE: connection exceptions (`08`), serialization failure (`40001`), deadlock (`40P01`),
+/// transaction rollback (`40`), insufficient resources (`53`, e.g. too many connections `53300`), lock not
+/// available (`55P03`), operator intervention (`57`, admin/crash shutdown, query canceled), system errors
+/// (`58`) are transient; everything else (constraint violations `23`, syntax and undefined objects `42`,
+/// data exceptions `22`, ...) is permanent.
+pub fn classify_sqlstate(code: &str) -> DbErrorClass {
+    let transient = code.starts_with("08")
+        || code.starts_with("40")
+        || code.starts_with("53")
+        || code == "55P03"
+        || code == "55006"
+        || code.starts_with("57")
+        || code.starts_with("58");
+    if transient { DbErrorClass::Transient } else { DbErrorClass::Permanent }
+}
+
 impl From<tokio_postgres::Error> for JobError {
     fn from(error: tokio_postgres::Error) -> Self {
-        JobError::transient(FailureReason::Internal, format!("database: {error}"))
+        // No SQLSTATE: the connection broke or could not be made, which a retry may fix.
+        match error.code().map(|state| classify_sqlstate(state.code())) {
+            Some(DbErrorClass::Permanent) => {
+                JobError::permanent(FailureReason::Internal, format!("database (permanent): {error}"))
+            }
+            _ => JobError::transient(FailureReason::Internal, format!("database: {error}")),
+        }
     }
 }
 
 impl From<deadpool_postgres::PoolError> for JobError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
         JobError::transient(FailureReason::Internal, format!("database pool: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_that_a_retry_can_fix_are_transient() {
+        for code in [
+            "08000", "08003", "08006", "08001", "08004", "40001", "40P01", "40000", "53300", "53200", "55P03", "57P01",
+            "57P02", "57P03", "57014", "58000",
+        ] {
+            assert_eq!(classify_sqlstate(code), DbErrorClass::Transient, "{code}");
+        }
+    }
+
+    #[test]
+    fn sqlstates_of_bugs_are_permanent() {
+        for code in
+            ["23505", "23503", "23502", "23514", "42601", "42P01", "42703", "42883", "22P02", "22001", "0A000", "XX000"]
+        {
+            assert_eq!(classify_sqlstate(code), DbErrorClass::Permanent, "{code}");
+        }
     }
 }

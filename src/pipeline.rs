@@ -13,8 +13,8 @@ use deadpool_postgres::Pool;
 use tokio::sync::Notify;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::audit::artifact::RepoArtifact;
-use crate::audit::checks::{CheckInput, CheckSettings};
+use crate::audit::artifact::StoredArtifact;
+use crate::audit::checks::{CheckInput, CheckSettings, RepoEvidence};
 use crate::audit::evaluate::{Evaluation, evaluate};
 use crate::audit::facts::{CallTally, ClerkFacts};
 use crate::credentials::Kms;
@@ -69,11 +69,11 @@ pub struct InstanceAudit {
 pub async fn audit_instance(
     calls: &mut ScanCalls<'_>,
     dns: &DnsLookup,
-    artifact: Option<&RepoArtifact>,
+    artifact: RepoEvidence<'_>,
     checks: &CheckSettings,
     names: (&str, &str),
 ) -> Result<InstanceAudit, JobError> {
-    let facts = tokio::time::timeout(FETCH_DEADLINE, gather(calls, dns, artifact))
+    let facts = tokio::time::timeout(FETCH_DEADLINE, gather(calls, dns, artifact.artifact()))
         .await
         .map_err(|_| JobError::transient(FailureReason::ClerkUnavailable, "fetching Clerk facts took too long"))??;
     let input = CheckInput { facts: &facts, artifact, settings: checks };
@@ -198,7 +198,7 @@ impl Pipeline {
             .bounded(async {
                 let client = self.pool.get().await?;
                 if scans::begin(&client, job).await? == ScanStart::Finished {
-                    return Ok((ScanStart::Finished, None, None));
+                    return Ok((ScanStart::Finished, None, StoredArtifact::Absent));
                 }
                 let credential = credentials::load(&client, job.key_ref, &job.project_id).await?;
                 // Loaded before the fetch: a `whsec_` written in the repo is what allows reading a signing
@@ -216,7 +216,7 @@ impl Pipeline {
             let key = self.kms.decrypt(&credential).await?;
             let mut calls = self.http.session(format!("{}/{}", job.project_id, job.instance_name), &key);
             let names = (job.project_id.as_str(), job.instance_name.as_str());
-            audit_instance(&mut calls, &self.dns, artifact.as_ref(), &self.checks, names).await?
+            audit_instance(&mut calls, &self.dns, RepoEvidence::of(&artifact), &self.checks, names).await?
         };
         let instance = facts.summary();
         let span = info_span!("persist", status = "completed");

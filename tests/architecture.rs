@@ -2,7 +2,8 @@
 //!
 //! - `src/audit/` (facts, checks, evaluation) is pure: no broker, HTTP, database, AWS or socket crate;
 //! - lapin only in `src/intake/` and `src/outbox/`; reqwest only in `src/fetch/http.rs`; SQL only in
-//!   `src/store/`; the secret key type only in `src/credentials/` and `src/fetch/http.rs`;
+//!   `src/store/`; the secret key type only in `src/credentials/` and `src/fetch/http.rs`, its plaintext
+//!   (`expose_*`) never public;
 //! - the top-level modules form an acyclic graph (printed by `module_graph_is_acyclic` with `--nocapture`);
 //! - the product binary carries no sandbox: no subcommand, none of its strings, no dependency on its crate.
 
@@ -116,6 +117,13 @@ fn sql_only_in_the_store() {
 fn the_secret_key_type_stays_in_credentials_and_the_http_layer() {
     let found = offenders(r"\bClerkSecretKey\b", &["src/credentials/", "src/fetch/http.rs"]);
     assert!(found.is_empty(), "ClerkSecretKey named outside credentials/ and fetch/http.rs: {found:?}");
+}
+
+#[test]
+fn the_secret_key_plaintext_is_exposed_inside_the_crate_only() {
+    // `expose_*` methods hand out the plaintext: `pub(crate)` at most, never part of the library's API.
+    let found = matches_where(r"\bpub\s+fn\s+expose_", |_| true);
+    assert!(found.is_empty(), "a public expose_* method: {found:?}");
 }
 
 /// The top-level module of each `crate::<module>` path a file uses.

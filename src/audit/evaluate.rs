@@ -165,7 +165,7 @@ mod tests {
         let facts = fixtures::facts(InstanceEnvironment::Development);
         let artifact = fixtures::artifact(vec![]);
         let settings = CheckSettings::default();
-        let input = CheckInput { facts: &facts, artifact: Some(&artifact), settings: &settings };
+        let input = CheckInput { facts: &facts, artifact: Some(&artifact).into(), settings: &settings };
         let first = evaluate(&input, "prj_1", "acme-dev");
         let second = evaluate(&input, "prj_1", "acme-dev");
         assert_eq!(first.results.len(), checks::ALL.len());

@@ -183,7 +183,8 @@ impl WebhookFacts {
 pub struct WebhookEndpoint {
     /// Svix's endpoint id (`ep_...`).
     pub id: String,
-    /// The URL deliveries go to.
+    /// The URL deliveries go to, as shown in evidence, tables and events: without userinfo, query string
+    /// or fragment (see [`shown_endpoint_url`]), which often carry a credential of the receiver.
     pub url: String,
     /// The URL's path, percent-decoded, without trailing slashes (`/` for the root); `None` when the URL
     /// does not parse.
@@ -234,6 +235,30 @@ pub fn endpoint_path(url: &str) -> Option<String> {
     }
     let decoded = percent_decode(parsed.path());
     Some(normalize_path(&decoded))
+}
+
+/// An endpoint URL fit to show: scheme, host, port and path only. Userinfo, query string and fragment are
+/// dropped (receivers put tokens there: `https://user:pass@host/hook?token=...`). A URL that does not parse
+/// as one with a host is cut the same way by hand: at the first `?` or `#`, and everything up to the last `@` of the authority.
+pub fn shown_endpoint_url(raw: &str) -> String {
+    if let Ok(mut url) = url::Url::parse(raw.trim())
+        && url.has_host()
+    {
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        url.set_query(None);
+        url.set_fragment(None);
+        return url.to_string();
+    }
+    let cut = raw.find(['?', '#']).map_or(raw, |at| &raw[..at]);
+    let (scheme, rest) = match cut.find("://") {
+        Some(at) => cut.split_at(at + 3),
+        None => ("", cut),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    format!("{scheme}{host}{path}")
 }
 
 /// Without trailing slashes, with a leading one: `api/hook/` -> `/api/hook`, `` and `/` -> `/`.
@@ -296,6 +321,22 @@ mod tests {
             disabled,
             event_types: None,
             secret_fingerprint: None,
+        }
+    }
+
+    #[test]
+    fn shown_endpoint_urls_lose_userinfo_query_and_fragment() {
+        for (raw, shown) in [
+            ("https://acme.com/api/webhooks/clerk", "https://acme.com/api/webhooks/clerk"),
+            ("https://user:pa55@acme.com:8443/hook?token=t0k#frag", "https://acme.com:8443/hook"),
+            ("https://user@acme.com/hook?", "https://acme.com/hook"),
+            ("https://acme.com?token=t0k", "https://acme.com/"),
+            // Does not parse (bad port): cut by hand.
+            ("https://user:pa55@acme.com:99999/hook?token=t0k", "https://acme.com:99999/hook"),
+            ("user:pa55@acme.com/hook#t0k", "acme.com/hook"),
+            ("https://a@b@acme.com/x?y", "https://acme.com/x"),
+        ] {
+            assert_eq!(shown_endpoint_url(raw), shown, "{raw}");
         }
     }
 

@@ -163,7 +163,7 @@ async fn audit(args: AuditArgs) -> anyhow::Result<u8> {
     // The key lives only inside this block.
     let InstanceAudit { facts, calls, evaluation } = {
         let mut calls = http.session(format!("{LOCAL_PROJECT}/{LOCAL_INSTANCE}"), &key);
-        audit_instance(&mut calls, &dns, artifact.as_ref(), &settings.checks, (LOCAL_PROJECT, LOCAL_INSTANCE))
+        audit_instance(&mut calls, &dns, artifact.as_ref().into(), &settings.checks, (LOCAL_PROJECT, LOCAL_INSTANCE))
             .await
             .map_err(fetch_error)?
     };

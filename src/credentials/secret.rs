@@ -52,12 +52,16 @@ impl ClerkSecretKey {
         if self.0.expose_secret().starts_with("sk_live_") { KeyMode::Live } else { KeyMode::Test }
     }
 
-    /// The `Authorization` header value. Only the HTTP layer calls this, for the Backend API host.
-    pub(crate) fn expose_bearer(&self) -> String {
-        format!("Bearer {}", self.0.expose_secret())
+    /// The `Authorization` header value, in a buffer zeroized on drop. Only the HTTP layer calls this, for
+    /// the Backend API host.
+    pub(crate) fn expose_bearer(&self) -> zeroize::Zeroizing<String> {
+        let secret = self.0.expose_secret();
+        let mut bearer = zeroize::Zeroizing::new(String::with_capacity("Bearer ".len() + secret.len()));
+        bearer.push_str("Bearer ");
+        bearer.push_str(secret);
+        bearer
     }
 
-    /// The plaintext, for the one place that must encrypt it (`credentials put`) and for leak tests.
     /// `sha256:<hex>` of the key: how the repo artifact names a secret key it found, so the two can be
     /// compared without either side holding the other's key.
     pub fn fingerprint(&self) -> String {
@@ -65,6 +69,7 @@ impl ClerkSecretKey {
         format!("sha256:{}", hex::encode(Sha256::digest(self.0.expose_secret().as_bytes())))
     }
 
+    /// The plaintext, for the one place that must encrypt it (`credentials put`).
     pub(crate) fn expose_for_encryption(&self) -> &str {
         self.0.expose_secret()
     }
@@ -121,7 +126,7 @@ mod tests {
     #[test]
     fn trims_the_newline_a_paste_leaves() {
         let key = ClerkSecretKey::from_plaintext(b"sk_test_abc\n".to_vec()).unwrap();
-        assert_eq!(key.expose_bearer(), "Bearer sk_test_abc");
+        assert_eq!(key.expose_bearer().as_str(), "Bearer sk_test_abc");
         assert_eq!(key.mode(), KeyMode::Test);
     }
 }

@@ -52,8 +52,10 @@ impl DnsLookup {
         Ok(Self { resolver: builder.build()? })
     }
 
-    /// Looks up one CNAME target and compares it with what Clerk expects.
-    pub async fn observe(&self, target: &CnameTarget) -> DnsRecordStatus {
+    /// Looks up one CNAME target and compares it with what Clerk expects. A mismatching answer outside the
+    /// customer's `domain` and the expected target's zone is not echoed (the resolver's view may include
+    /// internal names); a failed lookup says so without the resolver's message (it may name a nameserver).
+    pub async fn observe(&self, target: &CnameTarget, domain: &str) -> DnsRecordStatus {
         let expected = normalize(&target.value);
         let name = format!("{}.", normalize(&target.host));
         let observation = match self.resolver.lookup(name.as_str(), RecordType::CNAME).await {
@@ -71,19 +73,56 @@ impl DnsLookup {
                 } else if found.is_empty() {
                     DnsObservation::Missing
                 } else {
-                    DnsObservation::Mismatch { found }
+                    DnsObservation::Mismatch { found: shown_targets(found, domain, &expected) }
                 }
             }
             Err(error) if error.is_nx_domain() || error.is_no_records_found() => DnsObservation::Missing,
-            Err(error) => DnsObservation::LookupFailed { reason: format!("{}: {error}", normalize(&target.host)) },
+            Err(error) => {
+                let what = if error.to_string().contains("timed out") { "timed out" } else { "lookup failed" };
+                DnsObservation::LookupFailed { reason: format!("{}: {what}", normalize(&target.host)) }
+            }
         };
         DnsRecordStatus { host: normalize(&target.host), expected, observation }
     }
 }
 
+/// The placeholder for a CNAME answer outside the customer's domain and Clerk's zone.
+pub const HIDDEN_TARGET: &str = "(a host outside the customer's domain)";
+
+/// The found CNAME targets as evidence may show them: names under the customer's `domain` or under the
+/// zone of the `expected` target (its last two labels, e.g. `clerk.services`) as they are, others replaced
+/// by [`HIDDEN_TARGET`] (once).
+pub fn shown_targets(found: Vec<String>, domain: &str, expected: &str) -> Vec<String> {
+    let labels: Vec<&str> = expected.trim_end_matches('.').rsplitn(3, '.').collect();
+    let expected_zone = if labels.len() >= 2 { format!("{}.{}", labels[1], labels[0]) } else { String::new() };
+    let mut shown: Vec<String> = Vec::new();
+    for name in found {
+        let visible = super::is_within(&name, domain) || super::is_within(&name, &expected_zone);
+        let entry = if visible { name } else { HIDDEN_TARGET.to_owned() };
+        if !shown.contains(&entry) {
+            shown.push(entry);
+        }
+    }
+    shown
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mismatching_answers_outside_the_domain_are_not_echoed() {
+        let found = vec![
+            "old.acme.com".to_owned(),
+            "mail.x1.clerk.services".to_owned(),
+            "db.corp.internal".to_owned(),
+            "10-0-0-5.svc.cluster.local".to_owned(),
+        ];
+        assert_eq!(
+            shown_targets(found, "acme.com", "mail.abc.clerk.services"),
+            vec!["old.acme.com", "mail.x1.clerk.services", HIDDEN_TARGET]
+        );
+    }
 
     #[test]
     fn recognises_email_records() {

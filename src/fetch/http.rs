@@ -10,6 +10,7 @@
 //! 5. retries 429 (honouring `Retry-After`, bounded), 5xx and timeouts with backoff, through [`crate::retry`].
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing::{Instrument, debug, info_span};
 use url::Url;
 
-use super::address::is_refused;
+use super::address::{REFUSED_ADDRESS, is_refused, is_refused_name, literal_ip};
 use super::allowlist::{AllowedCall, CallAuth, CallMethod, HostKind, NotAllowed, match_request};
 pub use crate::audit::facts::CallTally;
 use crate::configuration::HttpSettings;
@@ -67,18 +68,76 @@ impl CallError {
     }
 }
 
-/// A successful answer: status 2xx and the (capped) body.
-#[derive(Debug)]
+/// A successful answer: status 2xx and the (capped) body. `Debug` shows the body's length, never its
+/// content (it may hold an app-portal token or a signing secret).
 pub struct CallResponse {
     pub status: u16,
     pub body: Vec<u8>,
 }
 
-impl CallResponse {
-    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, CallError> {
-        serde_json::from_slice(&self.body).map_err(|e| CallError::Decode(e.to_string()))
+impl fmt::Debug for CallResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallResponse")
+            .field("status", &self.status)
+            .field("body", &format_args!("[{} bytes REDACTED]", self.body.len()))
+            .finish()
     }
 }
+
+impl CallResponse {
+    /// Decodes the body. An error names the category (syntax, data, EOF) and the field path where decoding
+    /// stopped, never a value of the body: serde's own messages quote the offending value.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, CallError> {
+        decode_json(&self.body)
+    }
+}
+
+/// Decodes `body` as `T`; an error says the category and the field path only (see [`CallResponse::json`]).
+pub fn decode_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, CallError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
+    let value = result.map_err(|error| {
+        let category = match error.inner().classify() {
+            serde_json::error::Category::Io => "unreadable",
+            serde_json::error::Category::Syntax => "not JSON",
+            serde_json::error::Category::Data => "unexpected field type or missing field",
+            serde_json::error::Category::Eof => "truncated JSON",
+        };
+        CallError::Decode(format!("{category} at {}", safe_path(error.path())))
+    })?;
+    deserializer.end().map_err(|_| CallError::Decode("trailing data after the JSON value".into()))?;
+    Ok(value)
+}
+
+/// A field path as serde_path_to_error gives it (`data[3].url`). Struct fields and map keys look alike
+/// there, and a map key is data of the body, so a segment is shown only when it looks like a schema field
+/// name (letters and `_`, at most 40, not a key or secret prefix); anything else becomes `<key>`.
+fn safe_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let field_like = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 40
+            && name.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_')
+            && !["sk_", "pk_", "whsec_", "whsk_", "whpk_"].iter().any(|prefix| name.starts_with(prefix))
+    };
+    let mut out = String::new();
+    for segment in path.iter().take(20) {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(if field_like(key) { key } else { "<key>" });
+            }
+            Segment::Unknown => out.push_str(".?"),
+        }
+    }
+    if out.is_empty() { ".".into() } else { out }
+}
+
+/// The per-instance rate limiter map is pruned when it holds more keys than this.
+pub const LIMITER_PRUNE_ABOVE: usize = 256;
 
 /// Shared by all scans of the process: the HTTP client, the settings and the per-instance rate limiter.
 #[derive(Clone)]
@@ -94,28 +153,74 @@ pub struct HttpLayer {
     metrics: Arc<crate::ops::metrics::Metrics>,
 }
 
-/// Resolves host names, refusing any host with an address outside what [`is_refused`] allows.
+/// Answers the addresses of a host name. The worker uses the system resolver ([`SystemResolver`]); tests
+/// substitute a table to prove what the layer does with each answer.
+pub trait NameResolver: Send + Sync + 'static {
+    fn lookup(&self, host: String) -> futures::future::BoxFuture<'static, std::io::Result<Vec<IpAddr>>>;
+}
+
+/// The operating system's resolver.
+pub struct SystemResolver;
+
+impl NameResolver for SystemResolver {
+    fn lookup(&self, host: String) -> futures::future::BoxFuture<'static, std::io::Result<Vec<IpAddr>>> {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host.as_str(), 0)).await?.map(|a| a.ip()).collect()) })
+    }
+}
+
+/// Marks a refusal by the resolver, so [`transport_error`] can tell it from a network failure.
+#[derive(Debug)]
+struct Refused(&'static str);
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Resolves host names, refusing special-use names before any lookup and any host with an address
+/// outside what [`is_refused`] allows. Errors never name the addresses.
 struct GuardedResolver {
     allow_loopback: bool,
+    inner: Arc<dyn NameResolver>,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let allow_loopback = self.allow_loopback;
+        let host = name.as_str().to_owned();
+        let lookup = (!is_refused_name(&host)).then(|| self.inner.lookup(host));
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let Some(lookup) = lookup else {
+                return Err(Box::new(Refused("the host name is reserved for internal use")) as _);
+            };
+            let addrs = lookup.await?;
             // One refused address refuses the host: a name that mixes public and internal addresses is
             // the shape of a DNS-rebinding attempt.
-            if let Some(bad) = addrs.iter().find(|addr| is_refused(addr.ip(), allow_loopback)) {
-                return Err(format!("{host} resolves to refused address {}", bad.ip()).into());
+            if addrs.iter().any(|ip| is_refused(*ip, allow_loopback)) {
+                return Err(Box::new(Refused(REFUSED_ADDRESS)) as _);
             }
             if addrs.is_empty() {
-                return Err(format!("{host} has no address").into());
+                return Err("the host name has no address".into());
             }
+            let addrs: Vec<SocketAddr> = addrs.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect();
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
+}
+
+fn build_client(settings: &HttpSettings, resolver: Arc<dyn NameResolver>) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
+        .timeout(Duration::from_millis(settings.request_timeout_ms))
+        .no_proxy()
+        .user_agent(concat!("clerk-audit/", env!("CARGO_PKG_VERSION")))
+        .dns_resolver(Arc::new(GuardedResolver { allow_loopback: settings.allow_loopback, inner: resolver }))
+        .https_only(!settings.allow_loopback)
+        .build()?)
 }
 
 impl HttpLayer {
@@ -126,15 +231,7 @@ impl HttpLayer {
         rate_limit_per_10s: u32,
         policy: RetryPolicy,
     ) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
-            .timeout(Duration::from_millis(settings.request_timeout_ms))
-            .no_proxy()
-            .user_agent(concat!("clerk-audit/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(Arc::new(GuardedResolver { allow_loopback: settings.allow_loopback }))
-            .https_only(!settings.allow_loopback)
-            .build()?;
+        let client = build_client(settings, Arc::new(SystemResolver))?;
         let per_10s = NonZeroU32::new(rate_limit_per_10s).unwrap_or(NonZeroU32::MIN);
         let quota =
             Quota::with_period(Duration::from_millis(10_000 / u64::from(per_10s.get())).max(Duration::from_millis(1)))
@@ -150,6 +247,13 @@ impl HttpLayer {
             policy,
             metrics: Arc::default(),
         })
+    }
+
+    /// Resolves host names through `resolver` instead of the system's (tests: a table of answers). The
+    /// address rules apply to its answers as to the system's.
+    pub fn with_name_resolver(mut self, resolver: Arc<dyn NameResolver>) -> anyhow::Result<Self> {
+        self.client = build_client(&self.settings, resolver)?;
+        Ok(self)
     }
 
     /// Counts every call attempt in `metrics` (`clerk_audit_outbound_calls_total`).
@@ -180,8 +284,20 @@ impl HttpLayer {
         Ok(self)
     }
 
+    /// Forgets rate-limit state of instances whose quota is full again (indistinguishable from a fresh key),
+    /// once the map holds more than [`LIMITER_PRUNE_ABOVE`] keys: a long-lived worker sees many instances and
+    /// must not keep one entry per instance forever. Answers the number of keys kept.
+    pub fn prune_rate_limits(&self) -> usize {
+        if self.limiter.len() > LIMITER_PRUNE_ABOVE {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+        self.limiter.len()
+    }
+
     /// Starts one scan's session of calls, keyed for the rate limit by `instance_key`.
     pub fn session<'a>(&'a self, instance_key: String, secret_key: &'a ClerkSecretKey) -> ScanCalls<'a> {
+        self.prune_rate_limits();
         ScanCalls {
             http: self,
             secret_key,
@@ -222,6 +338,11 @@ impl ScanCalls<'_> {
     /// Sets the Svix host and the app-portal token for the Svix rows.
     pub fn set_svix(&mut self, url: Url, token: SecretString) {
         self.svix = Some((url, token));
+    }
+
+    /// Whether the test-only loopback allowance is on.
+    pub fn allow_loopback(&self) -> bool {
+        self.http.settings.allow_loopback
     }
 
     /// URL of `path` on the Backend API.
@@ -301,18 +422,19 @@ impl ScanCalls<'_> {
         )?;
         let allow_loopback = self.http.settings.allow_loopback;
         let host = url.host_str().unwrap_or_default();
-        let literal_ip = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok();
+        let literal_ip = literal_ip(host);
         match url.scheme() {
             "https" => {}
             "http" if allow_loopback && literal_ip.is_some_and(|ip| ip.is_loopback()) => {}
-            scheme => return Err(CallError::AddressRefused(format!("scheme {scheme} is not allowed for {host}"))),
+            _ => return Err(CallError::AddressRefused("only https is allowed".into())),
         }
-        if let Some(ip) = literal_ip
-            && is_refused(ip, allow_loopback)
-        {
-            return Err(CallError::AddressRefused(format!("{ip} is not a public address")));
+        match literal_ip {
+            Some(ip) if is_refused(ip, allow_loopback) => Err(CallError::AddressRefused(REFUSED_ADDRESS.into())),
+            None if is_refused_name(host) => {
+                Err(CallError::AddressRefused("the host name is reserved for internal use".into()))
+            }
+            _ => Ok(call),
         }
-        Ok(call)
     }
 
     /// Sends one allowlisted request, with retries; answers a 2xx response or the error.
@@ -359,7 +481,8 @@ impl ScanCalls<'_> {
         let mut headers = HeaderMap::new();
         match call.auth {
             CallAuth::SecretKey => {
-                let mut value = HeaderValue::from_str(&self.secret_key.expose_bearer())
+                let bearer = self.secret_key.expose_bearer();
+                let mut value = HeaderValue::from_str(bearer.as_str())
                     .map_err(|_| CallError::Transport("secret key is not a valid header value".into()))?;
                 value.set_sensitive(true);
                 headers.insert(reqwest::header::AUTHORIZATION, value);
@@ -367,7 +490,11 @@ impl ScanCalls<'_> {
             }
             CallAuth::SvixToken => {
                 let (_, token) = self.svix.as_ref().ok_or_else(|| CallError::Transport("no Svix token".into()))?;
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                let exposed = token.expose_secret();
+                let mut bearer = zeroize::Zeroizing::new(String::with_capacity("Bearer ".len() + exposed.len()));
+                bearer.push_str("Bearer ");
+                bearer.push_str(exposed);
+                let mut value = HeaderValue::from_str(bearer.as_str())
                     .map_err(|_| CallError::Transport("Svix token is not a valid header value".into()))?;
                 value.set_sensitive(true);
                 headers.insert(reqwest::header::AUTHORIZATION, value);
@@ -427,12 +554,100 @@ fn transport_error(error: reqwest::Error) -> CallError {
     let mut message = error.to_string();
     let mut source = std::error::Error::source(&error);
     while let Some(inner) = source {
+        if let Some(refused) = inner.downcast_ref::<Refused>() {
+            return CallError::AddressRefused(refused.0.to_owned());
+        }
         message.push_str(": ");
         message.push_str(&inner.to_string());
         source = inner.source();
     }
-    if message.contains("refused address") {
-        return CallError::AddressRefused(message);
-    }
     CallError::Transport(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer() -> HttpLayer {
+        let settings = HttpSettings {
+            allow_loopback: true,
+            connect_timeout_ms: 1_000,
+            request_timeout_ms: 1_000,
+            max_body_bytes: 1_024,
+            max_attempts: 1,
+            max_retry_after_secs: 1,
+        };
+        // 10 000 per 10 s: a key used once is fresh again after about a millisecond.
+        HttpLayer::new(
+            &settings,
+            "http://127.0.0.1:1".parse().unwrap(),
+            "2026-05-12",
+            10_000,
+            RetryPolicy::immediate(1),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_rate_limiter_map_is_pruned_of_idle_instances() {
+        let http = layer();
+        for n in 0..(LIMITER_PRUNE_ABOVE + 50) {
+            assert!(http.limiter.check_key(&format!("prj/{n}")).is_ok());
+        }
+        assert_eq!(http.limiter.len(), LIMITER_PRUNE_ABOVE + 50);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while http.prune_rate_limits() > LIMITER_PRUNE_ABOVE {
+            assert!(std::time::Instant::now() < deadline, "idle keys were never pruned");
+            std::thread::yield_now();
+        }
+        assert!(http.limiter.len() <= LIMITER_PRUNE_ABOVE);
+    }
+
+    #[test]
+    fn a_small_map_is_left_alone() {
+        let http = layer();
+        assert!(http.limiter.check_key(&"prj/a".to_owned()).is_ok());
+        assert_eq!(http.prune_rate_limits(), 1);
+    }
+
+    #[test]
+    fn call_response_debug_redacts_the_body() {
+        let response =
+            CallResponse { status: 200, body: br#"{"svix_url":"https://app.svix.com/#key=SECRET"}"#.to_vec() };
+        let shown = format!("{response:?}");
+        assert!(!shown.contains("SECRET") && !shown.contains("svix_url"), "{shown}");
+        assert!(shown.contains("200"), "{shown}");
+    }
+
+    #[test]
+    fn decode_errors_name_the_category_and_path_never_the_value() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Page {
+            data: Vec<Item>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Item {
+            id: String,
+            count: u32,
+        }
+        let body = br#"{"data": [{"id": "a", "count": 1}, {"id": "whsec_LEAKME", "count": "sk_live_LEAKME"}]}"#;
+        let CallError::Decode(detail) = decode_json::<Page>(body).unwrap_err() else { panic!("a decode error") };
+        assert_eq!(detail, "unexpected field type or missing field at data[1].count");
+        let CallError::Decode(detail) = decode_json::<Page>(br#"{"data": [{"id": "whsec_LEAKME""#).unwrap_err() else {
+            panic!("a decode error")
+        };
+        assert!(detail.starts_with("truncated JSON at data[0]"), "{detail}");
+        assert!(!detail.contains("LEAKME"));
+        let CallError::Decode(detail) = decode_json::<Page>(b"whsec_LEAKME").unwrap_err() else { panic!() };
+        assert!(!detail.contains("LEAKME") && detail.starts_with("not JSON"), "{detail}");
+        // A map key of the body is data: never echoed.
+        let CallError::Decode(detail) =
+            decode_json::<BTreeMap<String, u32>>(br#"{"sk_live_LEAKME": "x"}"#).unwrap_err()
+        else {
+            panic!()
+        };
+        assert!(!detail.contains("LEAKME"), "{detail}");
+    }
 }

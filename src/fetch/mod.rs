@@ -107,15 +107,11 @@ pub async fn gather(
     let secret_wants = svix::secret_wants(artifact);
 
     let production = instance.environment == crate::audit::facts::InstanceEnvironment::Production;
-    let frontend_base = if production {
-        primary_domain
-            .as_ref()
-            .and_then(|domain| url::Url::parse(&domain.frontend_api_url).ok())
-            .filter(|url| url.host_str().is_some())
-    } else {
-        None
+    let frontend_base = match (&primary_domain, production) {
+        (Some(domain), true) => frontend_api_base(&domain.frontend_api_url, calls.allow_loopback()),
+        _ => Err("not looked up"),
     };
-    if let Some(base) = &frontend_base {
+    if let Ok(base) = &frontend_base {
         calls.set_frontend_api(base.clone());
     }
     let calls = &*calls;
@@ -126,7 +122,7 @@ pub async fn gather(
         }
         match &primary_domain {
             Some(domain) => {
-                tokio::join!(frontend_settings(calls, frontend_base.is_some()), email_records(calls, dns, domain))
+                tokio::join!(frontend_settings(calls, frontend_base.err()), email_records(calls, dns, domain))
             }
             None => (
                 Fact::Unavailable("the instance has no primary domain".into()),
@@ -153,10 +149,43 @@ pub async fn gather(
     })
 }
 
+/// The Frontend API base from the domain's `frontend_api_url`, or which rule it breaks. Clerk answers a
+/// host root (`https://clerk.acme.com`); anything else could steer row 5 elsewhere: it must be https on
+/// the default port, name a DNS host (no IP literal), and carry no path, query, fragment or userinfo.
+/// Tests (`allow_loopback`) may use a plain-http loopback literal with a port, where the sandbox listens.
+pub fn frontend_api_base(raw: &str, allow_loopback: bool) -> Result<url::Url, &'static str> {
+    let url = url::Url::parse(raw.trim()).map_err(|_| "it is not a URL")?;
+    let host = url.host_str().ok_or("it has no host")?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("it carries userinfo");
+    }
+    // Everything after the path: `?query` and `#fragment`.
+    if !url[url::Position::AfterPath..].is_empty() {
+        return Err("it carries a query or fragment");
+    }
+    if !matches!(url.path(), "" | "/") {
+        return Err("it has a path");
+    }
+    let literal = address::literal_ip(host);
+    if allow_loopback && literal.is_some_and(|ip| ip.is_loopback()) && matches!(url.scheme(), "http" | "https") {
+        return Ok(url);
+    }
+    if url.scheme() != "https" {
+        return Err("it is not https");
+    }
+    if url.port().is_some() {
+        return Err("it names a port");
+    }
+    if literal.is_some() {
+        return Err("it names an IP address, not a DNS name");
+    }
+    Ok(url)
+}
+
 /// Row 5 against the Frontend API host named by `GET /v1/domains`.
-async fn frontend_settings(calls: &ScanCalls<'_>, has_frontend_url: bool) -> Fact<AuthSettings> {
-    if !has_frontend_url {
-        return Fact::Unavailable("the domain's frontend_api_url is not a URL".into());
+async fn frontend_settings(calls: &ScanCalls<'_>, unusable: Option<&'static str>) -> Fact<AuthSettings> {
+    if let Some(why) = unusable {
+        return Fact::Unavailable(format!("the domain's frontend_api_url is unusable: {why}"));
     }
     let Some(url) = calls.frontend_url("/v1/environment") else {
         return Fact::Unavailable("no Frontend API host".into());
@@ -173,10 +202,27 @@ async fn frontend_settings(calls: &ScanCalls<'_>, has_frontend_url: bool) -> Fac
     }
 }
 
-/// Row 8: the email sender records among the domain's CNAME targets.
+/// The most email sender records looked up per scan (Clerk asks for three).
+pub const MAX_DNS_LOOKUPS: usize = 10;
+
+/// Whether `host` is `domain` or a name under it (both compared without a trailing dot, case-blind).
+pub fn is_within(host: &str, domain: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    !domain.is_empty() && (host == domain || host.ends_with(&format!(".{domain}")))
+}
+
+/// Row 8: the email sender records among the domain's CNAME targets. Only names equal to or under the
+/// primary domain are looked up (a Clerk answer cannot make the worker query arbitrary names), at most
+/// [`MAX_DNS_LOOKUPS`].
 async fn email_records(calls: &ScanCalls<'_>, dns: &DnsLookup, domain: &PrimaryDomain) -> Fact<Vec<DnsRecordStatus>> {
-    let lookups = domain.cname_targets.iter().filter(|target| is_email_record(&target.host)).map(|target| async move {
-        let status = dns.observe(target).await;
+    let targets = domain
+        .cname_targets
+        .iter()
+        .filter(|target| is_email_record(&target.host) && is_within(&target.host, &domain.name))
+        .take(MAX_DNS_LOOKUPS);
+    let lookups = targets.map(|target| async move {
+        let status = dns.observe(target, &domain.name).await;
         let outcome = match &status.observation {
             crate::audit::facts::DnsObservation::LookupFailed { .. } => "error",
             crate::audit::facts::DnsObservation::Missing => "nxdomain",
@@ -191,3 +237,45 @@ async fn email_records(calls: &ScanCalls<'_>, dns: &DnsLookup, domain: &PrimaryD
 
 /// Upper bound for a whole fetch, so a scan cannot hang on a misbehaving peer.
 pub const FETCH_DEADLINE: Duration = Duration::from_secs(120);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frontend_api_url_must_be_an_https_dns_host_root() {
+        let ok = frontend_api_base("https://clerk.acme.com", false).unwrap();
+        assert_eq!(ok.host_str(), Some("clerk.acme.com"));
+        frontend_api_base("https://clerk.acme.com/", false).unwrap();
+        for (raw, why) in [
+            ("clerk.acme.com", "it is not a URL"),
+            ("http://clerk.acme.com", "it is not https"),
+            ("https://clerk.acme.com:8443", "it names a port"),
+            ("https://clerk.acme.com/v1", "it has a path"),
+            ("https://clerk.acme.com?x=1", "it carries a query or fragment"),
+            ("https://clerk.acme.com#f", "it carries a query or fragment"),
+            ("https://user:pw@clerk.acme.com", "it carries userinfo"),
+            ("https://api.clerk.com@169.254.169.254", "it carries userinfo"),
+            ("https://169.254.169.254", "it names an IP address, not a DNS name"),
+            ("https://[fd00:ec2::254]", "it names an IP address, not a DNS name"),
+            ("https://2130706433", "it names an IP address, not a DNS name"),
+            ("file:///etc/passwd", "it has no host"),
+        ] {
+            assert_eq!(frontend_api_base(raw, false).unwrap_err(), why, "{raw}");
+        }
+        // Tests: the sandbox's plain-http loopback listener, and nothing else.
+        frontend_api_base("http://127.0.0.1:4000", true).unwrap();
+        assert_eq!(frontend_api_base("http://10.0.0.1:4000", true).unwrap_err(), "it is not https");
+    }
+
+    #[test]
+    fn only_names_within_the_primary_domain_are_looked_up() {
+        assert!(is_within("clkmail.acme.com", "acme.com"));
+        assert!(is_within("CLK._domainkey.Acme.com.", "acme.com"));
+        assert!(is_within("acme.com", "acme.com."));
+        assert!(!is_within("clkmail.evil.com", "acme.com"));
+        assert!(!is_within("clkmail.notacme.com", "acme.com"));
+        assert!(!is_within("clkmail.acme.com.evil.com", "acme.com"));
+        assert!(!is_within("acme.com", ""));
+    }
+}

@@ -173,6 +173,10 @@ pub struct EndpointOut {
     pub url: String,
     #[serde(default)]
     pub disabled: Option<bool>,
+    /// The event filter under the live API's name (Svix's SDK models: `filterTypes`). Read first.
+    #[serde(default)]
+    pub filter_types: Option<Vec<String>>,
+    /// The same filter under the trimmed reference schema's name, read when `filterTypes` is absent.
     #[serde(default)]
     pub event_types: Option<Vec<String>>,
 }
@@ -310,10 +314,10 @@ async fn read_secret_fingerprint(calls: &ScanCalls<'_>, app_id: &str, endpoint_i
 fn to_endpoint(out: EndpointOut) -> WebhookEndpoint {
     WebhookEndpoint {
         path: endpoint_path(&out.url),
+        event_types: out.filter_types.or(out.event_types),
         id: out.id,
-        url: out.url,
+        url: crate::audit::facts::shown_endpoint_url(&out.url),
         disabled: out.disabled.unwrap_or(false),
-        event_types: out.event_types,
         secret_fingerprint: None,
     }
 }
@@ -465,7 +469,13 @@ mod tests {
     }
 
     fn out(id: &str) -> EndpointOut {
-        EndpointOut { id: id.into(), url: format!("https://acme.com/{id}"), disabled: None, event_types: None }
+        EndpointOut {
+            id: id.into(),
+            url: format!("https://acme.com/{id}"),
+            disabled: None,
+            filter_types: None,
+            event_types: None,
+        }
     }
 
     #[tokio::test]
@@ -555,6 +565,27 @@ mod tests {
         assert!(endpoints[1].disabled);
         assert_eq!(endpoints[1].event_types, Some(vec!["user.created".to_owned()]));
         assert_eq!(endpoints[1].secret_fingerprint, None);
+    }
+
+    #[test]
+    fn the_live_filter_types_name_is_read_first() {
+        let page: EndpointPage = serde_json::from_value(serde_json::json!({
+            "data": [
+                {"id": "ep_1", "url": "https://acme.com/a", "filterTypes": ["user.created"]},
+                {"id": "ep_2", "url": "https://acme.com/b", "filterTypes": ["user.deleted"],
+                 "eventTypes": ["user.created"]},
+                {"id": "ep_3", "url": "https://acme.com/c", "eventTypes": ["session.created"]},
+                {"id": "ep_4", "url": "https://acme.com/d", "filterTypes": null}
+            ],
+            "iterator": null, "done": true
+        }))
+        .unwrap();
+        let endpoints: Vec<WebhookEndpoint> = page.data.into_iter().map(to_endpoint).collect();
+        assert_eq!(endpoints[0].event_types, Some(vec!["user.created".to_owned()]));
+        assert_eq!(endpoints[1].event_types, Some(vec!["user.deleted".to_owned()]));
+        assert_eq!(endpoints[2].event_types, Some(vec!["session.created".to_owned()]));
+        assert_eq!(endpoints[3].event_types, None);
+        assert!(!endpoints[0].receives("user.deleted"));
     }
 
     /// No Svix call outside `svix.list_endpoints` and `svix.endpoint_secret` can be made: refused by `send` before any connection.

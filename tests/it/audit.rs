@@ -182,14 +182,15 @@ async fn sarif_validates_against_the_sarif_2_1_0_schema_and_locates_repo_finding
 #[tokio::test]
 async fn fail_on_sets_the_exit_code_and_the_key_may_come_on_stdin() {
     let sandbox = clerk_audit_sandbox::start(Default::default()).await.unwrap();
-    // development-near-cap: one warning (CLERK-DEVCAP-001), nothing in error.
+    // development-near-cap: one warning (CLERK-DEVCAP-001) and, with no repo scan to say the instance serves
+    // production, the info finding CLERK-INSTANCE-001; nothing in error.
     for (fail_on, expected) in [("blocker", 0), ("warning", 1), ("info", 1), ("never", 0)] {
         let mut command = with_key(clerk_audit(&sandbox), &sandbox, Scenario::DevelopmentNearCap);
         command.args(["--format", "json", "--fail-on", fail_on]);
         let output = run(command).await;
         assert_eq!(code(&output), expected, "--fail-on {fail_on}: {}", stderr(&output));
         let data: Value = serde_json::from_slice(&output.stdout).unwrap();
-        assert_eq!(finding_ids(&data), vec!["CLERK-DEVCAP-001"], "{data}");
+        assert_eq!(finding_ids(&data), vec!["CLERK-INSTANCE-001", "CLERK-DEVCAP-001"], "{data}");
     }
 
     let mut command = clerk_audit(&sandbox);

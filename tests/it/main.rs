@@ -10,4 +10,6 @@ mod lifecycle;
 mod ops;
 mod poison;
 mod scenarios;
+mod ssrf_corpus;
+mod store;
 mod webhooks;

@@ -149,18 +149,58 @@ async fn development_instance_with_live_key_is_a_blocker() {
 }
 
 #[tokio::test]
-async fn development_instance_without_repo_scan_skips_repo_checks() {
+async fn development_instance_without_repo_scan_reports_the_instance_kind() {
     let mut app = spawn_app().await;
     let event = scan(&mut app, Scenario::Development, false).await;
     let checks = event["data"]["checks"].as_array().unwrap();
     for check in checks {
         let id = check["check_id"].as_str().unwrap();
-        if ["CLERK-DEV-IN-PROD-001", "CLERK-DEV-KEY-001", "CLERK-INSTANCE-001"].contains(&id) {
+        if ["CLERK-DEV-IN-PROD-001", "CLERK-DEV-KEY-001"].contains(&id) {
             assert_eq!(check["status"], "skipped", "{id}");
             assert_eq!(check["reason"], "no repo scan stored for this project");
         }
     }
-    assert!(finding_ids(&event).is_empty());
+    // Nothing in a repo says this instance serves production: the info finding exists for this case.
+    assert_eq!(check_statuses(&event)["CLERK-INSTANCE-001"], "fail");
+    assert_eq!(finding_ids(&event), vec!["CLERK-INSTANCE-001"]);
+    let info = finding(&event, "CLERK-INSTANCE-001");
+    assert_finding_shape(info, "info");
+    assert_eq!(info["evidence"]["repo"], "no repo scan stored for this project");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unreadable_repo_artifact_is_an_error_not_a_missing_scan() {
+    let mut app = spawn_app().await;
+    let project = project();
+    let key_ref = app.connect_scenario(&project, Scenario::Development).await;
+    // Parses as JSON (the column is jsonb) but is not the artifact schema.
+    let client = app.pool.get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO repo_scan_artifacts (project_id, repo_scan_id, artifact) VALUES ($1, 'rs_bad', $2)",
+            &[
+                &project.as_str(),
+                &tokio_postgres::types::Json(serde_json::json!({"schema": "clerk-repo-artifact/v1",
+                "key_references": [{"kind": "publishable", "environment": "live", "file": "pk_live_Y2xlcmsu"}]})),
+            ],
+        )
+        .await
+        .unwrap();
+    let instance = app.sandbox.instance(Scenario::Development).name.clone();
+    let job = app.job(&project, &instance, key_ref);
+    app.enqueue(&job).await;
+    let (routing_key, event) = app.event_for(job.scan_id).await;
+    assert_eq!(routing_key, "clerk.audit.completed", "{event:#}");
+    for check in event["data"]["checks"].as_array().unwrap() {
+        let id = check["check_id"].as_str().unwrap();
+        if ["CLERK-DEV-IN-PROD-001", "CLERK-DEV-KEY-001", "CLERK-INSTANCE-001", "CLERK-WEBHOOK-001"].contains(&id) {
+            assert_eq!(check["status"], "error", "{id}");
+            assert_eq!(check["reason"], "repo artifact unreadable: it does not follow the artifact schema", "{id}");
+        }
+    }
+    // The reason names the rule broken, never the stored content.
+    assert!(!event.to_string().contains("pk_live_Y2xlcmsu"));
     app.stop().await;
 }
 

@@ -294,6 +294,15 @@ async fn endpoints_at_other_paths_feed_no_handler_and_the_fingerprint_ignores_th
     assert_eq!(endpoints[2]["event_types"], json!(["user.created"]));
     // 005 does not judge a handler nothing delivers to.
     assert_eq!(check(&event, "CLERK-WEBHOOK-005")["status"], "pass");
+    // The stripe endpoint's URL carries userinfo and a query string (credentials of the receiver): shown
+    // without them in the event, and stored without them.
+    let tables = crate::harness::all_table_text(&app.pool).await;
+    for secret in
+        [clerk_audit_sandbox::ENDPOINT_USERINFO, "hook-pa55w0rd", clerk_audit_sandbox::ENDPOINT_QUERY, "qs-t0ken"]
+    {
+        assert!(!event.to_string().contains(secret), "{secret} in the event");
+        assert!(!tables.contains(secret), "{secret} in the tables");
+    }
 
     // The handler moved down the file: same problem, same fingerprint.
     let mut moved = handler(Verification::ClerkVerifyWebhook, env_secret());

@@ -417,4 +417,45 @@ mod tests {
         let text = "pk_test_\u{e9}\u{e9}sk_live_\npk_live_====\n".repeat(3);
         let _ = find(&text, &LazyLines::new(&text));
     }
+
+    mod properties {
+        use base64::Engine as _;
+        use proptest::prelude::*;
+
+        use super::super::decode_publishable;
+
+        fn host() -> impl Strategy<Value = String> {
+            proptest::collection::vec("[a-zA-Z0-9]([a-zA-Z0-9-]{0,20}[a-zA-Z0-9])?", 2..5)
+                .prop_map(|labels| labels.join("."))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            /// Any text: an answer or `None`, never a panic; an answer is always a valid lowercase host.
+            #[test]
+            fn any_payload_decodes_to_a_host_or_nothing(payload in ".{0,300}") {
+                if let Some(host) = decode_publishable(&payload) {
+                    prop_assert!(host.contains('.') && host.len() <= 253);
+                    prop_assert!(host.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'));
+                }
+            }
+
+            /// Arbitrary bytes behind the `$`, base64-encoded: no panic (non-UTF-8 included).
+            #[test]
+            fn any_encoded_bytes_decode_to_a_host_or_nothing(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let payload = base64::engine::general_purpose::STANDARD.encode(&bytes);
+                let _ = decode_publishable(&payload);
+                let _ = decode_publishable(payload.trim_end_matches('='));
+            }
+
+            /// A key made the way Clerk makes them decodes to its host, padded or not.
+            #[test]
+            fn real_keys_round_trip(host in host()) {
+                let payload = base64::engine::general_purpose::STANDARD.encode(format!("{host}$"));
+                prop_assert_eq!(decode_publishable(&payload), Some(host.to_ascii_lowercase()));
+                prop_assert_eq!(decode_publishable(payload.trim_end_matches('=')), Some(host.to_ascii_lowercase()));
+            }
+        }
+    }
 }

@@ -61,6 +61,7 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
                 Some(Rejection::Revoked) => respond::clerk_unauthenticated(),
                 Some(Rejection::RateLimited { retry_after_secs }) => respond::clerk_rate_limited(retry_after_secs),
                 Some(Rejection::ServerError) => respond::clerk_server_error(),
+                Some(Rejection::MalformedBody) => respond::malformed_echo(&headers),
                 None => route(&shared, index, &method, &uri),
             };
             (answer, plan)

@@ -35,6 +35,7 @@ async fn handle(State(state): State<FrontendState>, method: Method, uri: Uri, he
         Some(Rejection::Revoked) => respond::clerk_unauthenticated(),
         Some(Rejection::RateLimited { retry_after_secs }) => respond::clerk_rate_limited(retry_after_secs),
         Some(Rejection::ServerError) => respond::clerk_server_error(),
+        Some(Rejection::MalformedBody) => respond::malformed_echo(&headers),
         None => match (method.as_str(), uri.path()) {
             ("GET", "/v1/environment") => environment(&shared.instances[instance].spec, uri.query()),
             _ => respond::clerk_not_found(),

@@ -104,6 +104,20 @@ pub(crate) fn clerk_server_error() -> Answer {
     )
 }
 
+/// 200 with a body of no API's shape that quotes the request's `Authorization` header (value and map key).
+pub(crate) fn malformed_echo(headers: &axum::http::HeaderMap) -> Answer {
+    let echoed = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("no authorization header")
+        .to_owned();
+    let bare = echoed.strip_prefix("Bearer ").unwrap_or(&echoed).to_owned();
+    Answer::json(
+        StatusCode::OK,
+        json!({ bare.clone(): { "id": 42, "data": echoed, "object": [bare] }, "data": bare, "done": "yes" }),
+    )
+}
+
 /// An `HttpErrorOut` answer of the Svix API.
 pub(crate) fn svix_error(status: StatusCode, code: &str, detail: &str) -> Answer {
     Answer::json(status, json!({ "code": code, "detail": detail }))

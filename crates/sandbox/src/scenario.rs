@@ -405,6 +405,11 @@ fn app(scenario: Scenario, region: &'static str, endpoints: Vec<EndpointSpec>) -
     Some(SvixAppSpec { app_id: format!("app_{}", id_code(scenario)), region, endpoints })
 }
 
+/// The userinfo and query string of one `webhooks-other-path` endpoint URL: credentials of the receiver that
+/// must never appear in evidence, tables or events.
+pub const ENDPOINT_USERINFO: &str = "hook-user:hook-pa55w0rd";
+pub const ENDPOINT_QUERY: &str = "token=qs-t0ken-of-the-receiver";
+
 fn hook_url(scenario: Scenario, path: &str) -> String {
     format!("https://{}{}", domain_name(scenario), path)
 }
@@ -554,7 +559,17 @@ fn spec_of(scenario: Scenario) -> ScenarioSpec {
                 scenario,
                 "us",
                 vec![
-                    endpoint(scenario, 1, hook_url(scenario, "/api/webhooks/stripe"), false, None),
+                    // Receivers put credentials in userinfo and the query string; the worker must not show them.
+                    endpoint(
+                        scenario,
+                        1,
+                        format!(
+                            "https://{ENDPOINT_USERINFO}@{}/api/webhooks/stripe?{ENDPOINT_QUERY}",
+                            domain_name(scenario)
+                        ),
+                        false,
+                        None,
+                    ),
                     endpoint(scenario, 2, hook_url(scenario, "/webhooks/clerk-old"), false, Some(&["user.created"])),
                     // Same path as the handler, but disabled: must not count.
                     endpoint(scenario, 3, hook_url(scenario, WEBHOOK_ROUTE), true, None),

@@ -108,6 +108,10 @@ pub enum Fault {
     Revoked,
     /// Wait `ms` before answering anything.
     Latency { ms: u64 },
+    /// 200 with a JSON body that follows no API shape and quotes the request's `Authorization` header, as a
+    /// value and as a map key, the way a broken or hostile server could: the client's decoder errors must not
+    /// repeat it.
+    MalformedBody,
     /// Never answer DNS queries for `host` (or, without `host`, for every name of the instance).
     DnsNoAnswer { host: Option<String> },
     /// Answer SERVFAIL for `host` (or every name of the instance).
@@ -173,6 +177,7 @@ pub(crate) enum Rejection {
     RateLimited { retry_after_secs: u64 },
     ServerError,
     Revoked,
+    MalformedBody,
 }
 
 /// What the active faults do to one HTTP request.
@@ -397,6 +402,7 @@ impl Shared {
                             Rejection::RateLimited { retry_after_secs: *retry_after_secs }
                         }
                         Fault::ServerError { .. } => Rejection::ServerError,
+                        Fault::MalformedBody => Rejection::MalformedBody,
                         _ => Rejection::Revoked,
                     });
                     if let Some(remaining) = active.remaining.as_mut() {

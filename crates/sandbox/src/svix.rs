@@ -50,6 +50,7 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
                 Some(Rejection::ServerError) => {
                     respond::svix_error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error")
                 }
+                Some(Rejection::MalformedBody) => respond::malformed_echo(&headers),
                 None => route(&shared, index, &method, &uri),
             };
             (answer, plan)
@@ -181,9 +182,11 @@ fn endpoint_out(endpoint: &EndpointSpec) -> Value {
         "createdAt": endpoint.created_at,
         "updatedAt": endpoint.created_at,
     });
-    // Svix omits `eventTypes` for an endpoint that receives every event type.
+    // The live API (and Svix's own SDK models) name the event filter `filterTypes`; the trimmed reference
+    // schema calls it `eventTypes`. Serve the live name, and omit it for an endpoint that receives every
+    // event type, as Svix does.
     if let Some(types) = &endpoint.event_types {
-        out["eventTypes"] = json!(types);
+        out["filterTypes"] = json!(types);
     }
     out
 }

@@ -412,6 +412,7 @@ async fn svix_webhook_scenarios_hold_what_the_checks_need() {
     let matching = list(Scenario::WebhooksMatching).await;
     assert_eq!(matching["data"][0]["url"], json!("https://acme-webhooks-matching.example/api/webhooks/clerk"));
     assert_eq!(matching["data"][0]["disabled"], json!(false));
+    assert!(matching["data"][0].get("filterTypes").is_none(), "unfiltered");
     assert!(matching["data"][0].get("eventTypes").is_none(), "unfiltered");
     let (app, token, region) = h.svix_login(Scenario::WebhooksMatching).await;
     assert_eq!(region, "eu");
@@ -420,7 +421,9 @@ async fn svix_webhook_scenarios_hold_what_the_checks_need() {
     assert_eq!(secret["key"], json!(WEBHOOK_SECRET_MATCHING));
 
     let filtered = list(Scenario::WebhooksFilterMissingEvent).await;
-    assert_eq!(filtered["data"][0]["eventTypes"], json!(["user.created"]));
+    // The live API's field name, not the trimmed schema's.
+    assert_eq!(filtered["data"][0]["filterTypes"], json!(["user.created"]));
+    assert!(filtered["data"][0].get("eventTypes").is_none());
     let disabled = list(Scenario::WebhooksAllDisabled).await;
     assert!(disabled["data"].as_array().unwrap().iter().all(|e| e["disabled"] == json!(true)));
     let empty = list(Scenario::WebhooksNoEndpoints).await;
@@ -577,6 +580,21 @@ async fn fault_targets_choose_the_host() {
     h.sandbox.set_fault_on(name, FaultTarget::Any, Fault::Revoked);
     assert_eq!(h.bapi("GET", "/v1/instance", Some(SECRET_KEY_PRODUCTION_OPTIONAL_MFA)).await.status, 401);
     assert_eq!(h.fapi(Scenario::ProductionOptionalMfa, "/v1/environment").await.status, 401);
+}
+
+#[tokio::test]
+async fn malformed_body_answers_200_quoting_the_credential() {
+    let h = harness().await;
+    let name = Scenario::ProductionOptionalMfa.as_str();
+    h.sandbox.set_fault_on(name, FaultTarget::BackendApi, Fault::MalformedBody);
+    let reply = h.bapi("GET", "/v1/instance", Some(SECRET_KEY_PRODUCTION_OPTIONAL_MFA)).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.get("id").is_none(), "not an Instance: {}", reply.body);
+    assert_eq!(reply.body["data"], json!(SECRET_KEY_PRODUCTION_OPTIONAL_MFA));
+    assert!(reply.body.get(SECRET_KEY_PRODUCTION_OPTIONAL_MFA).is_some(), "the key is a map key too");
+    assert_eq!(h.fapi(Scenario::ProductionOptionalMfa, "/v1/environment").await.status, 200, "other hosts answer");
+    h.sandbox.clear_faults();
+    assert_eq!(h.bapi("GET", "/v1/instance", Some(SECRET_KEY_PRODUCTION_OPTIONAL_MFA)).await.status, 200);
 }
 
 #[tokio::test]

@@ -74,7 +74,11 @@ mod tests {
     fn run(environment: InstanceEnvironment, origins: Option<&[&str]>) -> Verdict {
         let mut facts = facts(environment);
         facts.instance.allowed_origins = origins.map(|o| o.iter().map(|s| s.to_string()).collect());
-        evaluate(&CheckInput { facts: &facts, artifact: None, settings: &CheckSettings::default() })
+        evaluate(&CheckInput {
+            facts: &facts,
+            artifact: crate::audit::checks::RepoEvidence::Absent,
+            settings: &CheckSettings::default(),
+        })
     }
 
     #[test]

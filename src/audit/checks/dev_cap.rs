@@ -54,7 +54,11 @@ mod tests {
     fn run(environment: InstanceEnvironment, users: u64) -> Verdict {
         let mut facts = facts(environment);
         facts.user_count = users;
-        evaluate(&CheckInput { facts: &facts, artifact: None, settings: &CheckSettings::default() })
+        evaluate(&CheckInput {
+            facts: &facts,
+            artifact: crate::audit::checks::RepoEvidence::Absent,
+            settings: &CheckSettings::default(),
+        })
     }
 
     #[test]

@@ -6,8 +6,8 @@
 
 use serde_json::json;
 
-use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
-use crate::audit::artifact::{KeyEnvironment, KeyKind, KeyReference};
+use super::{CheckInput, CheckMeta, Evidence, FailureDraft, Severity, Verdict};
+use crate::audit::artifact::{KeyEnvironment, KeyKind, KeyReference, ReferenceContext};
 use crate::audit::facts::InstanceEnvironment;
 
 pub const META: CheckMeta = CheckMeta {
@@ -24,14 +24,19 @@ pub const META: CheckMeta = CheckMeta {
           instance, connect that instance's secret key in PulseLight instead of this development one.",
 };
 
-/// A usable production publishable key: `pk_live_` that decodes to a Frontend API host.
+/// A usable production publishable key: `pk_live_` that decodes to a Frontend API host, outside an example
+/// (a commented-out line or documentation shows a key, it does not deploy one).
 fn is_live_publishable(reference: &KeyReference) -> bool {
-    reference.kind == KeyKind::Publishable && reference.environment == KeyEnvironment::Live && !reference.malformed
+    reference.kind == KeyKind::Publishable
+        && reference.environment == KeyEnvironment::Live
+        && !reference.malformed
+        && reference.context != ReferenceContext::Example
 }
 
 pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
-    let Some(artifact) = input.artifact else {
-        return Verdict::Skipped(NO_REPO_SCAN.into());
+    let artifact = match input.artifact.require() {
+        Ok(artifact) => artifact,
+        Err(verdict) => return verdict,
     };
     if input.facts.instance.environment != InstanceEnvironment::Development {
         return Verdict::Pass;
@@ -75,13 +80,15 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::artifact::{KeyEnvironment::*, KeyKind::*, ReferenceContext};
+    use crate::audit::artifact::ArtifactUnreadable;
+    use crate::audit::artifact::{KeyEnvironment::*, KeyKind::*};
     use crate::audit::checks::CheckSettings;
     use crate::audit::checks::fixtures::{artifact, facts, key};
+    use crate::audit::checks::{NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
     use crate::audit::facts::{ClerkFacts, InstanceEnvironment::*};
 
     fn run(facts: &ClerkFacts, artifact: Option<&crate::audit::artifact::RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
+        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
     }
 
     #[test]
@@ -111,6 +118,14 @@ mod tests {
             key(Secret, Live, ReferenceContext::Production),
             malformed,
         ]);
+        assert_eq!(run(&facts(Development), Some(&repo)), Verdict::Pass);
+    }
+
+    #[test]
+    fn passes_on_development_when_pk_live_appears_only_in_examples() {
+        let mut documented = key(Publishable, Live, ReferenceContext::Example);
+        documented.file = "README.md".into();
+        let repo = artifact(vec![documented, key(Publishable, Test, ReferenceContext::Development)]);
         assert_eq!(run(&facts(Development), Some(&repo)), Verdict::Pass);
     }
 
@@ -151,6 +166,18 @@ mod tests {
                     {"file": "app/config.ts", "line": 7, "variable": null, "context": "unknown"},
                 ],
             })
+        );
+    }
+
+    #[test]
+    fn error_when_the_stored_repo_scan_is_unreadable() {
+        let facts = facts(Development);
+        let unreadable = RepoEvidence::Unreadable(ArtifactUnreadable::TooLarge(10));
+        let verdict =
+            evaluate(&CheckInput { facts: &facts, artifact: unreadable, settings: &CheckSettings::default() });
+        assert_eq!(
+            verdict,
+            Verdict::Error(format!("{REPO_ARTIFACT_UNREADABLE}: the stored document is over the 10-byte cap"))
         );
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
+use super::{CheckInput, CheckMeta, Evidence, FailureDraft, Severity, Verdict};
 use crate::audit::artifact::{Confidence, KeyEnvironment, KeyKind, KeyReference, ReferenceContext};
 
 pub const META: CheckMeta = CheckMeta {
@@ -42,8 +42,9 @@ fn kind_str(kind: KeyKind) -> &'static str {
 }
 
 pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
-    let Some(artifact) = input.artifact else {
-        return Verdict::Skipped(NO_REPO_SCAN.into());
+    let artifact = match input.artifact.require() {
+        Ok(artifact) => artifact,
+        Err(verdict) => return verdict,
     };
 
     // identity -> references, in a stable order.
@@ -94,14 +95,16 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::artifact::ArtifactUnreadable;
     use crate::audit::artifact::{KeyEnvironment::*, KeyKind::*, ReferenceContext as Ctx, RepoArtifact};
     use crate::audit::checks::CheckSettings;
     use crate::audit::checks::fixtures::{artifact, facts, key};
+    use crate::audit::checks::{NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
     use crate::audit::facts::InstanceEnvironment::*;
 
     fn run(artifact: Option<&RepoArtifact>) -> Verdict {
         let facts = facts(Production);
-        evaluate(&CheckInput { facts: &facts, artifact, settings: &CheckSettings::default() })
+        evaluate(&CheckInput { facts: &facts, artifact: artifact.into(), settings: &CheckSettings::default() })
     }
 
     fn secret(environment: KeyEnvironment, context: Ctx, confidence: Option<Confidence>) -> KeyReference {
@@ -215,9 +218,24 @@ mod tests {
         let production = run(Some(&repo));
         for environment in [Development, Staging] {
             let facts = facts(environment);
-            let verdict =
-                evaluate(&CheckInput { facts: &facts, artifact: Some(&repo), settings: &CheckSettings::default() });
+            let verdict = evaluate(&CheckInput {
+                facts: &facts,
+                artifact: RepoEvidence::Present(&repo),
+                settings: &CheckSettings::default(),
+            });
             assert_eq!(verdict, production);
         }
+    }
+
+    #[test]
+    fn error_when_the_stored_repo_scan_is_unreadable() {
+        let facts = facts(Production);
+        let unreadable = RepoEvidence::Unreadable(ArtifactUnreadable::TooLarge(10));
+        let verdict =
+            evaluate(&CheckInput { facts: &facts, artifact: unreadable, settings: &CheckSettings::default() });
+        assert_eq!(
+            verdict,
+            Verdict::Error(format!("{REPO_ARTIFACT_UNREADABLE}: the stored document is over the 10-byte cap"))
+        );
     }
 }

@@ -144,7 +144,11 @@ mod tests {
     }
 
     fn run(facts: &ClerkFacts) -> Verdict {
-        evaluate(&CheckInput { facts, artifact: None, settings: &CheckSettings::default() })
+        evaluate(&CheckInput {
+            facts,
+            artifact: crate::audit::checks::RepoEvidence::Absent,
+            settings: &CheckSettings::default(),
+        })
     }
 
     fn all_good() -> Vec<DnsRecordStatus> {

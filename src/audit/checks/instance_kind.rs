@@ -6,7 +6,10 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
+use super::{
+    CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence, Severity,
+    Verdict,
+};
 use crate::audit::artifact::{KeyEnvironment, KeyKind, KeyReference, ReferenceContext};
 use crate::audit::facts::InstanceEnvironment;
 
@@ -21,10 +24,13 @@ pub const META: CheckMeta = CheckMeta {
           Clerk settings. If auditing this development instance is what you meant, no action is needed.",
 };
 
-/// A reference that says the repo is deployed to production: a `pk_live_` key, or any key in a production
+/// A reference that says the repo is deployed to production: a `pk_live_` key outside an example (a
+/// commented-out line or documentation shows a key, it does not deploy one), or any key in a production
 /// context.
 fn is_production_evidence(reference: &KeyReference) -> bool {
-    (reference.kind == KeyKind::Publishable && reference.environment == KeyEnvironment::Live)
+    (reference.kind == KeyKind::Publishable
+        && reference.environment == KeyEnvironment::Live
+        && reference.context != ReferenceContext::Example)
         || reference.context == ReferenceContext::Production
 }
 
@@ -32,8 +38,12 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
     if input.facts.instance.environment != InstanceEnvironment::Development {
         return Verdict::Pass;
     }
-    let Some(artifact) = input.artifact else {
-        return Verdict::Skipped(NO_REPO_SCAN.into());
+    let artifact = match input.artifact {
+        RepoEvidence::Present(artifact) => artifact,
+        // No repo scan: nothing says this instance serves production, which is exactly what this finding
+        // tells the customer.
+        RepoEvidence::Absent => return no_repo_scan(input),
+        RepoEvidence::Unreadable(why) => return Verdict::Error(format!("{REPO_ARTIFACT_UNREADABLE}: {why}")),
     };
     if artifact.key_references.iter().any(is_production_evidence) {
         return Verdict::Pass;
@@ -64,16 +74,35 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
     }])
 }
 
+/// The finding for a development instance whose project has no repo scan stored.
+fn no_repo_scan(input: &CheckInput<'_>) -> Verdict {
+    let details = json!({
+        "instance_id": input.facts.instance.id,
+        "instance_environment": input.facts.instance.environment.as_str(),
+        "repo_scan": null,
+    });
+    Verdict::Fail(vec![FailureDraft {
+        evidence: Evidence {
+            repo: Some(NO_REPO_SCAN.into()),
+            clerk: Some(format!("instance kind = '{}'", input.facts.instance.environment.as_str())),
+            details,
+        },
+        identity: vec![],
+    }])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::artifact::ArtifactUnreadable;
     use crate::audit::artifact::{KeyEnvironment::*, KeyKind::*, ReferenceContext as Ctx, RepoArtifact};
     use crate::audit::checks::CheckSettings;
     use crate::audit::checks::fixtures::{artifact, facts, key};
+    use crate::audit::checks::{REPO_ARTIFACT_UNREADABLE, RepoEvidence};
     use crate::audit::facts::{ClerkFacts, InstanceEnvironment::*};
 
     fn run(facts: &ClerkFacts, artifact: Option<&RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
+        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
     }
 
     #[test]
@@ -92,8 +121,24 @@ mod tests {
     }
 
     #[test]
-    fn skipped_on_development_without_repo_scan() {
-        assert_eq!(run(&facts(Development), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+    fn reported_on_development_without_repo_scan() {
+        let Verdict::Fail(findings) = run(&facts(Development), None) else {
+            panic!("expected the info finding");
+        };
+        assert_eq!(findings.len(), 1);
+        assert!(findings[0].identity.is_empty());
+        assert_eq!(findings[0].evidence.repo.as_deref(), Some("no repo scan stored for this project"));
+        assert_eq!(findings[0].evidence.clerk.as_deref(), Some("instance kind = 'development'"));
+        assert_eq!(
+            findings[0].evidence.details,
+            json!({"instance_id": "ins_test", "instance_environment": "development", "repo_scan": null})
+        );
+    }
+
+    #[test]
+    fn a_live_publishable_key_in_an_example_is_not_production_evidence() {
+        let repo = artifact(vec![key(Publishable, Live, Ctx::Example)]);
+        assert!(matches!(run(&facts(Development), Some(&repo)), Verdict::Fail(_)));
     }
 
     #[test]
@@ -147,5 +192,17 @@ mod tests {
             Some("references no Clerk key, so nothing shows this instance serving production")
         );
         assert_eq!(findings[0].evidence.details["key_references"], json!(0));
+    }
+
+    #[test]
+    fn error_when_the_stored_repo_scan_is_unreadable() {
+        let facts = facts(Development);
+        let unreadable = RepoEvidence::Unreadable(ArtifactUnreadable::TooLarge(10));
+        let verdict =
+            evaluate(&CheckInput { facts: &facts, artifact: unreadable, settings: &CheckSettings::default() });
+        assert_eq!(
+            verdict,
+            Verdict::Error(format!("{REPO_ARTIFACT_UNREADABLE}: the stored document is over the 10-byte cap"))
+        );
     }
 }

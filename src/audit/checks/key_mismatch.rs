@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
+use super::{CheckInput, CheckMeta, Evidence, FailureDraft, Severity, Verdict};
 use crate::audit::artifact::{KeyEnvironment, KeyKind, KeyReference, ReferenceContext};
 
 pub const META: CheckMeta = CheckMeta {
@@ -37,8 +37,9 @@ fn live_host(reference: &KeyReference) -> Option<String> {
 }
 
 pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
-    let Some(artifact) = input.artifact else {
-        return Verdict::Skipped(NO_REPO_SCAN.into());
+    let artifact = match input.artifact.require() {
+        Ok(artifact) => artifact,
+        Err(verdict) => return verdict,
     };
     if !input.facts.is_production() {
         return Verdict::Pass;
@@ -88,9 +89,10 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::artifact::ArtifactUnreadable;
     use crate::audit::artifact::{KeyEnvironment::*, KeyKind::*, ReferenceContext as Ctx, RepoArtifact};
-    use crate::audit::checks::CheckSettings;
     use crate::audit::checks::fixtures::{artifact, facts, key};
+    use crate::audit::checks::{CheckSettings, NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
     use crate::audit::facts::{ClerkFacts, InstanceEnvironment::*};
 
     fn production() -> ClerkFacts {
@@ -107,7 +109,7 @@ mod tests {
     }
 
     fn run(facts: &ClerkFacts, artifact: Option<&RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
+        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
     }
 
     #[test]
@@ -119,6 +121,17 @@ mod tests {
     #[test]
     fn skipped_without_repo_scan() {
         assert_eq!(run(&production(), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+    }
+
+    #[test]
+    fn error_when_the_stored_repo_scan_is_unreadable() {
+        let facts = production();
+        let artifact = RepoEvidence::Unreadable(ArtifactUnreadable::Malformed);
+        let verdict = evaluate(&CheckInput { facts: &facts, artifact, settings: &CheckSettings::default() });
+        assert_eq!(
+            verdict,
+            Verdict::Error(format!("{REPO_ARTIFACT_UNREADABLE}: it does not follow the artifact schema"))
+        );
     }
 
     #[test]

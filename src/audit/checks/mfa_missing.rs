@@ -64,7 +64,11 @@ mod tests {
     }
 
     fn run(facts: &ClerkFacts) -> Verdict {
-        evaluate(&CheckInput { facts, artifact: None, settings: &CheckSettings::default() })
+        evaluate(&CheckInput {
+            facts,
+            artifact: crate::audit::checks::RepoEvidence::Absent,
+            settings: &CheckSettings::default(),
+        })
     }
 
     #[test]
@@ -134,7 +138,11 @@ mod tests {
         use crate::audit::checks::mfa_optional;
         for available in [&[][..], &["totp"][..]] {
             let facts = production(5000, settings(false, available));
-            let input = CheckInput { facts: &facts, artifact: None, settings: &CheckSettings::default() };
+            let input = CheckInput {
+                facts: &facts,
+                artifact: crate::audit::checks::RepoEvidence::Absent,
+                settings: &CheckSettings::default(),
+            };
             let fails = [evaluate(&input), mfa_optional::evaluate(&input)]
                 .iter()
                 .filter(|v| matches!(v, Verdict::Fail(_)))

@@ -97,7 +97,11 @@ mod tests {
     }
 
     fn run(facts: &ClerkFacts) -> Verdict {
-        evaluate(&CheckInput { facts, artifact: None, settings: &CheckSettings::default() })
+        evaluate(&CheckInput {
+            facts,
+            artifact: crate::audit::checks::RepoEvidence::Absent,
+            settings: &CheckSettings::default(),
+        })
     }
 
     #[test]
@@ -119,7 +123,14 @@ mod tests {
         assert_eq!(run(&production(100, Fact::Unavailable("timeout".into()))), Verdict::Pass);
         let custom = CheckSettings { mfa_user_threshold: 500 };
         let facts = production(400, settings(false, &["totp"]));
-        assert_eq!(evaluate(&CheckInput { facts: &facts, artifact: None, settings: &custom }), Verdict::Pass);
+        assert_eq!(
+            evaluate(&CheckInput {
+                facts: &facts,
+                artifact: crate::audit::checks::RepoEvidence::Absent,
+                settings: &custom
+            }),
+            Verdict::Pass
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::audit::artifact::RepoArtifact;
+use crate::audit::artifact::{ArtifactUnreadable, RepoArtifact, StoredArtifact};
 use crate::audit::facts::ClerkFacts;
 
 pub mod allowed_origins;
@@ -77,11 +77,58 @@ impl Default for CheckSettings {
     }
 }
 
+/// What the store holds of the project's repo scan, as a check sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RepoEvidence<'a> {
+    /// No repo scan is stored for the project: the repo-dependent checks are skipped by design.
+    Absent,
+    Present(&'a RepoArtifact),
+    /// A repo scan is stored but could not be read (over a size cap, or not the artifact schema): the
+    /// repo-dependent checks report `error`, since the repo may well show a problem.
+    Unreadable(ArtifactUnreadable),
+}
+
+impl<'a> RepoEvidence<'a> {
+    pub fn of(stored: &'a StoredArtifact) -> Self {
+        match stored {
+            StoredArtifact::Absent => RepoEvidence::Absent,
+            StoredArtifact::Present(artifact) => RepoEvidence::Present(artifact),
+            StoredArtifact::Unreadable(why) => RepoEvidence::Unreadable(*why),
+        }
+    }
+
+    /// The artifact, when one was read.
+    pub fn artifact(self) -> Option<&'a RepoArtifact> {
+        match self {
+            RepoEvidence::Present(artifact) => Some(artifact),
+            _ => None,
+        }
+    }
+
+    /// The artifact, or the verdict of a check that needs it: `Skipped` without a repo scan, `Error` when
+    /// the stored one is unreadable.
+    pub fn require(self) -> Result<&'a RepoArtifact, Verdict> {
+        match self {
+            RepoEvidence::Present(artifact) => Ok(artifact),
+            RepoEvidence::Absent => Err(Verdict::Skipped(NO_REPO_SCAN.into())),
+            RepoEvidence::Unreadable(why) => Err(Verdict::Error(format!("{REPO_ARTIFACT_UNREADABLE}: {why}"))),
+        }
+    }
+}
+
+impl<'a> From<Option<&'a RepoArtifact>> for RepoEvidence<'a> {
+    fn from(artifact: Option<&'a RepoArtifact>) -> Self {
+        artifact.map_or(RepoEvidence::Absent, RepoEvidence::Present)
+    }
+}
+
 /// Everything a check may read.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckInput<'a> {
     pub facts: &'a ClerkFacts,
-    pub artifact: Option<&'a RepoArtifact>,
+    /// The repo scan: absent, present or unreadable. Checks that need it start with
+    /// `let artifact = match input.artifact.require() { Ok(a) => a, Err(verdict) => return verdict };`.
+    pub artifact: RepoEvidence<'a>,
     pub settings: &'a CheckSettings,
 }
 
@@ -149,6 +196,9 @@ pub const ALL: &[Check] = &[
 
 /// The reason a repo-dependent check gives when no repo scan is stored.
 pub const NO_REPO_SCAN: &str = "no repo scan stored for this project";
+
+/// The start of the reason a repo-dependent check gives when the stored repo scan cannot be read.
+pub const REPO_ARTIFACT_UNREADABLE: &str = "repo artifact unreadable";
 
 #[cfg(test)]
 pub(crate) mod fixtures;

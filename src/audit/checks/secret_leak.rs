@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
+use super::{CheckInput, CheckMeta, Evidence, FailureDraft, Severity, Verdict};
 use crate::audit::artifact::{KeyEnvironment, KeyKind, KeyReference};
 
 pub const META: CheckMeta = CheckMeta {
@@ -31,8 +31,9 @@ fn is_connected_key(reference: &KeyReference, fingerprint: &str) -> bool {
 }
 
 pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
-    let Some(artifact) = input.artifact else {
-        return Verdict::Skipped(NO_REPO_SCAN.into());
+    let artifact = match input.artifact.require() {
+        Ok(artifact) => artifact,
+        Err(verdict) => return verdict,
     };
     let Some(fingerprint) = input.facts.secret_key_fingerprint.as_deref() else {
         return Verdict::Error("the connected secret key's fingerprint is unknown".into());
@@ -66,9 +67,10 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::artifact::ArtifactUnreadable;
     use crate::audit::artifact::{KeyEnvironment::*, KeyKind::*, ReferenceContext as Ctx, RepoArtifact};
-    use crate::audit::checks::CheckSettings;
     use crate::audit::checks::fixtures::{artifact, facts, key};
+    use crate::audit::checks::{CheckSettings, NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
     use crate::audit::facts::{ClerkFacts, InstanceEnvironment::*};
 
     const CONNECTED: &str = "sha256:c0ffee";
@@ -89,7 +91,7 @@ mod tests {
     }
 
     fn run(facts: &ClerkFacts, artifact: Option<&RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
+        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
     }
 
     #[test]
@@ -101,6 +103,17 @@ mod tests {
     #[test]
     fn skipped_without_repo_scan() {
         assert_eq!(run(&connected(), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+    }
+
+    #[test]
+    fn error_when_the_stored_repo_scan_is_unreadable() {
+        let facts = connected();
+        let artifact = RepoEvidence::Unreadable(ArtifactUnreadable::Malformed);
+        let verdict = evaluate(&CheckInput { facts: &facts, artifact, settings: &CheckSettings::default() });
+        assert_eq!(
+            verdict,
+            Verdict::Error(format!("{REPO_ARTIFACT_UNREADABLE}: it does not follow the artifact schema"))
+        );
     }
 
     #[test]

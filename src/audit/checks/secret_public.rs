@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
+use super::{CheckInput, CheckMeta, Evidence, FailureDraft, Severity, Verdict};
 use crate::audit::artifact::{Confidence, KeyKind, KeyReference, ReferenceContext};
 
 /// Variable prefixes that bundlers inline into client-side code.
@@ -45,8 +45,9 @@ fn is_exposed_secret(reference: &KeyReference) -> Option<&'static str> {
 }
 
 pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
-    let Some(artifact) = input.artifact else {
-        return Verdict::Skipped(NO_REPO_SCAN.into());
+    let artifact = match input.artifact.require() {
+        Ok(artifact) => artifact,
+        Err(verdict) => return verdict,
     };
     let mut groups: BTreeMap<[String; 2], (Vec<&KeyReference>, &'static str)> = BTreeMap::new();
     for reference in &artifact.key_references {
@@ -85,14 +86,15 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::artifact::ArtifactUnreadable;
     use crate::audit::artifact::{KeyEnvironment::*, KeyKind::*, ReferenceContext as Ctx, RepoArtifact};
-    use crate::audit::checks::CheckSettings;
     use crate::audit::checks::fixtures::{artifact, facts, key};
+    use crate::audit::checks::{CheckSettings, NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
     use crate::audit::facts::InstanceEnvironment::*;
 
     fn run(artifact: Option<&RepoArtifact>) -> Verdict {
         let facts = facts(Production);
-        evaluate(&CheckInput { facts: &facts, artifact, settings: &CheckSettings::default() })
+        evaluate(&CheckInput { facts: &facts, artifact: artifact.into(), settings: &CheckSettings::default() })
     }
 
     fn secret(variable: &str, context: Ctx, confidence: Option<Confidence>) -> KeyReference {
@@ -111,6 +113,17 @@ mod tests {
     #[test]
     fn skipped_without_repo_scan() {
         assert_eq!(run(None), Verdict::Skipped(NO_REPO_SCAN.into()));
+    }
+
+    #[test]
+    fn error_when_the_stored_repo_scan_is_unreadable() {
+        let facts = facts(Production);
+        let artifact = RepoEvidence::Unreadable(ArtifactUnreadable::Malformed);
+        let verdict = evaluate(&CheckInput { facts: &facts, artifact, settings: &CheckSettings::default() });
+        assert_eq!(
+            verdict,
+            Verdict::Error(format!("{REPO_ARTIFACT_UNREADABLE}: it does not follow the artifact schema"))
+        );
     }
 
     #[test]

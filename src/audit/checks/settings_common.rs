@@ -77,7 +77,11 @@ pub(crate) mod tests {
     }
 
     pub fn run(evaluate: fn(&CheckInput<'_>) -> Verdict, facts: &ClerkFacts) -> Verdict {
-        evaluate(&CheckInput { facts, artifact: None, settings: &CheckSettings::default() })
+        evaluate(&CheckInput {
+            facts,
+            artifact: crate::audit::checks::RepoEvidence::Absent,
+            settings: &CheckSettings::default(),
+        })
     }
 
     #[test]
@@ -85,11 +89,13 @@ pub(crate) mod tests {
         let settings = CheckSettings::default();
         for environment in [InstanceEnvironment::Development, InstanceEnvironment::Staging] {
             let facts = facts(environment);
-            let input = CheckInput { facts: &facts, artifact: None, settings: &settings };
+            let input =
+                CheckInput { facts: &facts, artifact: crate::audit::checks::RepoEvidence::Absent, settings: &settings };
             assert_eq!(production_settings(&input), Err(Verdict::Pass));
         }
         let facts = production(Fact::Unavailable("timeout".into()));
-        let input = CheckInput { facts: &facts, artifact: None, settings: &settings };
+        let input =
+            CheckInput { facts: &facts, artifact: crate::audit::checks::RepoEvidence::Absent, settings: &settings };
         assert_eq!(production_settings(&input), Err(Verdict::Error("timeout".into())));
         assert_eq!(
             required::<bool>(&None, "x.y"),

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::webhook_common::{distinct_handlers, handler_details, handler_identity, handler_label};
-use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
+use super::{CheckInput, CheckMeta, Evidence, FailureDraft, Severity, Verdict};
 
 pub const META: CheckMeta = CheckMeta {
     id: "CLERK-WEBHOOK-007",
@@ -22,8 +22,9 @@ pub const META: CheckMeta = CheckMeta {
 };
 
 pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
-    let Some(artifact) = input.artifact else {
-        return Verdict::Skipped(NO_REPO_SCAN.into());
+    let artifact = match input.artifact.require() {
+        Ok(artifact) => artifact,
+        Err(verdict) => return verdict,
     };
     let findings: Vec<FailureDraft> = distinct_handlers(&artifact.webhook_handlers)
         .into_iter()
@@ -43,13 +44,14 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::artifact::ArtifactUnreadable;
     use crate::audit::artifact::RepoArtifact;
-    use crate::audit::checks::CheckSettings;
     use crate::audit::checks::fixtures::webhooks::*;
+    use crate::audit::checks::{CheckSettings, NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
     use crate::audit::facts::ClerkFacts;
 
     fn run(facts: &ClerkFacts, artifact: Option<&RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
+        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
     }
 
     fn acking() -> crate::audit::artifact::WebhookHandler {
@@ -67,6 +69,17 @@ mod tests {
     #[test]
     fn skipped_without_a_repo_scan() {
         assert_eq!(run(&facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+    }
+
+    #[test]
+    fn error_when_the_stored_repo_scan_is_unreadable() {
+        let facts = facts(no_app());
+        let artifact = RepoEvidence::Unreadable(ArtifactUnreadable::Malformed);
+        let verdict = evaluate(&CheckInput { facts: &facts, artifact, settings: &CheckSettings::default() });
+        assert_eq!(
+            verdict,
+            Verdict::Error(format!("{REPO_ARTIFACT_UNREADABLE}: it does not follow the artifact schema"))
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::webhook_common::{
     distinct_handlers, endpoints_details, handler_details, handler_identity, handler_label, list_urls, webhook_facts,
 };
-use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
+use super::{CheckInput, CheckMeta, Evidence, FailureDraft, Severity, Verdict};
 use crate::audit::facts::WebhookEndpoint;
 
 pub const META: CheckMeta = CheckMeta {
@@ -24,8 +24,9 @@ pub const META: CheckMeta = CheckMeta {
 };
 
 pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
-    let Some(artifact) = input.artifact else {
-        return Verdict::Skipped(NO_REPO_SCAN.into());
+    let artifact = match input.artifact.require() {
+        Ok(artifact) => artifact,
+        Err(verdict) => return verdict,
     };
     if artifact.webhook_handlers.is_empty() {
         return Verdict::Pass;
@@ -76,12 +77,14 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::artifact::ArtifactUnreadable;
     use crate::audit::checks::CheckSettings;
     use crate::audit::checks::fixtures::webhooks::*;
+    use crate::audit::checks::{NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
     use crate::audit::facts::{ClerkFacts, Fact};
 
     fn run(facts: &ClerkFacts, artifact: Option<&crate::audit::artifact::RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
+        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
     }
 
     fn filtered(mut endpoint: WebhookEndpoint, types: &[&str]) -> WebhookEndpoint {
@@ -167,5 +170,17 @@ mod tests {
         silent.events.clear();
         let webhooks = app(vec![filtered(endpoint(1, ROUTE, false), &["user.created"])]);
         assert_eq!(run(&facts(webhooks), Some(&artifact(vec![silent]))), Verdict::Pass);
+    }
+
+    #[test]
+    fn error_when_the_stored_repo_scan_is_unreadable() {
+        let facts = facts(no_app());
+        let unreadable = RepoEvidence::Unreadable(ArtifactUnreadable::TooLarge(10));
+        let verdict =
+            evaluate(&CheckInput { facts: &facts, artifact: unreadable, settings: &CheckSettings::default() });
+        assert_eq!(
+            verdict,
+            Verdict::Error(format!("{REPO_ARTIFACT_UNREADABLE}: the stored document is over the 10-byte cap"))
+        );
     }
 }

@@ -12,7 +12,7 @@ use super::webhook_common::{
     WrittenSecret, distinct_handlers, endpoint_details, handler_details, handler_label, route_key, webhook_facts,
     written_secrets,
 };
-use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
+use super::{CheckInput, CheckMeta, Evidence, FailureDraft, Severity, Verdict};
 
 pub const META: CheckMeta = CheckMeta {
     id: "CLERK-WEBHOOK-003",
@@ -33,8 +33,9 @@ pub const SECRETS_NOT_READ: &str =
     "the signing secrets of some endpoints delivering to a handler with a written secret were not read";
 
 pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
-    let Some(artifact) = input.artifact else {
-        return Verdict::Skipped(NO_REPO_SCAN.into());
+    let artifact = match input.artifact.require() {
+        Ok(artifact) => artifact,
+        Err(verdict) => return verdict,
     };
     // Only handlers with a written secret, each with the fingerprints of the values the repo holds.
     let handlers: Vec<_> = distinct_handlers(&artifact.webhook_handlers)
@@ -98,15 +99,17 @@ fn where_written(found: &WrittenSecret<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::artifact::ArtifactUnreadable;
     use crate::audit::checks::CheckSettings;
     use crate::audit::checks::fixtures::webhooks::*;
+    use crate::audit::checks::{NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
     use crate::audit::facts::{ClerkFacts, Fact};
 
     const LIVE: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const OTHER: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
     fn run(facts: &ClerkFacts, artifact: Option<&crate::audit::artifact::RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
+        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
     }
 
     fn read(
@@ -216,6 +219,18 @@ mod tests {
         assert_eq!(
             run(&facts(webhooks), Some(&artifact(vec![with_literal(handler(), LIVE)]))),
             Verdict::Error(SECRETS_NOT_READ.into())
+        );
+    }
+
+    #[test]
+    fn error_when_the_stored_repo_scan_is_unreadable() {
+        let facts = facts(no_app());
+        let unreadable = RepoEvidence::Unreadable(ArtifactUnreadable::TooLarge(10));
+        let verdict =
+            evaluate(&CheckInput { facts: &facts, artifact: unreadable, settings: &CheckSettings::default() });
+        assert_eq!(
+            verdict,
+            Verdict::Error(format!("{REPO_ARTIFACT_UNREADABLE}: the stored document is over the 10-byte cap"))
         );
     }
 }

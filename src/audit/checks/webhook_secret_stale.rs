@@ -10,7 +10,7 @@ use super::webhook_common::{
     distinct_handlers, endpoints_details, handler_details, handler_identity, handler_label, list_urls,
     literal_fingerprint, webhook_facts,
 };
-use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
+use super::{CheckInput, CheckMeta, Evidence, FailureDraft, Severity, Verdict};
 use crate::audit::facts::WebhookEndpoint;
 
 pub const META: CheckMeta = CheckMeta {
@@ -35,8 +35,9 @@ pub const SECRETS_NOT_READ: &str =
     "the signing secrets of some endpoints delivering to a handler with a written secret were not read";
 
 pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
-    let Some(artifact) = input.artifact else {
-        return Verdict::Skipped(NO_REPO_SCAN.into());
+    let artifact = match input.artifact.require() {
+        Ok(artifact) => artifact,
+        Err(verdict) => return verdict,
     };
     // Only handlers with a written secret, each with that secret's fingerprint.
     let handlers: Vec<_> = distinct_handlers(&artifact.webhook_handlers)
@@ -95,15 +96,17 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::artifact::ArtifactUnreadable;
     use crate::audit::checks::CheckSettings;
     use crate::audit::checks::fixtures::webhooks::*;
+    use crate::audit::checks::{NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
     use crate::audit::facts::{ClerkFacts, Fact};
 
     const STALE: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const CURRENT: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
     fn run(facts: &ClerkFacts, artifact: Option<&crate::audit::artifact::RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
+        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
     }
 
     fn read(mut endpoint: WebhookEndpoint, fingerprint: &str) -> WebhookEndpoint {
@@ -187,6 +190,18 @@ mod tests {
         assert_eq!(
             run(&facts(webhooks), Some(&artifact(vec![with_literal(handler(), STALE)]))),
             Verdict::Error(SECRETS_NOT_READ.into())
+        );
+    }
+
+    #[test]
+    fn error_when_the_stored_repo_scan_is_unreadable() {
+        let facts = facts(no_app());
+        let unreadable = RepoEvidence::Unreadable(ArtifactUnreadable::TooLarge(10));
+        let verdict =
+            evaluate(&CheckInput { facts: &facts, artifact: unreadable, settings: &CheckSettings::default() });
+        assert_eq!(
+            verdict,
+            Verdict::Error(format!("{REPO_ARTIFACT_UNREADABLE}: the stored document is over the 10-byte cap"))
         );
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::webhook_common::{
     distinct_handlers, endpoints_details, handler_details, handler_identity, handler_label, list_urls,
 };
-use super::{CheckInput, CheckMeta, Evidence, FailureDraft, NO_REPO_SCAN, Severity, Verdict};
+use super::{CheckInput, CheckMeta, Evidence, FailureDraft, Severity, Verdict};
 use crate::audit::artifact::Verification;
 use crate::audit::facts::{Fact, WebhookEndpoint};
 
@@ -25,8 +25,9 @@ pub const META: CheckMeta = CheckMeta {
 };
 
 pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
-    let Some(artifact) = input.artifact else {
-        return Verdict::Skipped(NO_REPO_SCAN.into());
+    let artifact = match input.artifact.require() {
+        Ok(artifact) => artifact,
+        Err(verdict) => return verdict,
     };
     let findings: Vec<FailureDraft> = distinct_handlers(&artifact.webhook_handlers)
         .into_iter()
@@ -63,12 +64,14 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::artifact::ArtifactUnreadable;
     use crate::audit::checks::CheckSettings;
     use crate::audit::checks::fixtures::webhooks::*;
+    use crate::audit::checks::{NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
     use crate::audit::facts::ClerkFacts;
 
     fn run(facts: &ClerkFacts, artifact: Option<&crate::audit::artifact::RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact, settings: &CheckSettings::default() })
+        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
     }
 
     fn unverified() -> crate::audit::artifact::WebhookHandler {
@@ -140,5 +143,17 @@ mod tests {
         };
         assert_eq!(findings[0].evidence.clerk, None);
         assert_eq!(findings[0].evidence.details["endpoints"], Value::Null);
+    }
+
+    #[test]
+    fn error_when_the_stored_repo_scan_is_unreadable() {
+        let facts = facts(no_app());
+        let unreadable = RepoEvidence::Unreadable(ArtifactUnreadable::TooLarge(10));
+        let verdict =
+            evaluate(&CheckInput { facts: &facts, artifact: unreadable, settings: &CheckSettings::default() });
+        assert_eq!(
+            verdict,
+            Verdict::Error(format!("{REPO_ARTIFACT_UNREADABLE}: the stored document is over the 10-byte cap"))
+        );
     }
 }

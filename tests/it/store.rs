@@ -1,0 +1,158 @@
+//! The store against a real PostgreSQL: errors become typed job errors by SQLSTATE (a retry can fix an
+//! unavailable database, never a broken statement or a constraint violation), and stored artifacts over a
+//! cap are unreadable.
+
+use clerk_audit::error::JobError;
+
+use crate::harness::admin_database_url;
+
+async fn client() -> tokio_postgres::Client {
+    let (client, connection) =
+        tokio_postgres::connect(&admin_database_url(), tokio_postgres::NoTls).await.expect("connect to PostgreSQL");
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test]
+async fn syntax_and_constraint_errors_are_permanent() {
+    let client = client().await;
+    let syntax = client.batch_execute("SELEC 1").await.unwrap_err();
+    assert_eq!(syntax.code().map(|c| c.code()), Some("42601"));
+    assert!(!JobError::from(syntax).is_transient());
+
+    let undefined = client.batch_execute("SELECT * FROM no_such_table_for_this_test").await.unwrap_err();
+    assert!(!JobError::from(undefined).is_transient());
+
+    client.batch_execute("CREATE TEMP TABLE t (id int PRIMARY KEY)").await.unwrap();
+    client.batch_execute("INSERT INTO t VALUES (1)").await.unwrap();
+    let unique = client.batch_execute("INSERT INTO t VALUES (1)").await.unwrap_err();
+    assert_eq!(unique.code().map(|c| c.code()), Some("23505"));
+    assert!(!JobError::from(unique).is_transient());
+}
+
+#[tokio::test]
+async fn lock_timeouts_and_lost_connections_are_transient() {
+    let holder = client().await;
+    let client = client().await;
+    let key: i64 = rand_key();
+    holder.execute("SELECT pg_advisory_lock($1)", &[&key]).await.unwrap();
+    let lock =
+        client.batch_execute(&format!("SET lock_timeout = '10ms'; SELECT pg_advisory_lock({key})")).await.unwrap_err();
+    assert_eq!(lock.code().map(|c| c.code()), Some("55P03"));
+    assert!(JobError::from(lock).is_transient());
+    holder.execute("SELECT pg_advisory_unlock($1)", &[&key]).await.unwrap();
+    client.batch_execute("SET lock_timeout = 0").await.unwrap();
+
+    // A statement canceled by the server (57014, query_canceled) is transient.
+    let canceled = client.batch_execute("SET statement_timeout = '1ms'; SELECT pg_sleep(1)").await.unwrap_err();
+    assert_eq!(canceled.code().map(|c| c.code()), Some("57014"));
+    assert!(JobError::from(canceled).is_transient());
+
+    // No SQLSTATE at all: the connection could not be made.
+    let refused = tokio_postgres::connect("postgres://postgres@127.0.0.1:1/postgres", tokio_postgres::NoTls)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(refused.code().is_none());
+    assert!(JobError::from(refused).is_transient());
+}
+
+fn rand_key() -> i64 {
+    i64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap())
+}
+
+/// The artifact caps are enforced by the query: an oversized document is judged from its size alone, a
+/// list over its cap from its length, and neither is a "no repo scan".
+#[tokio::test]
+async fn stored_artifacts_over_a_cap_are_unreadable() {
+    use clerk_audit::audit::artifact::{ArtifactUnreadable, StoredArtifact};
+    use clerk_audit::intake::job::ProjectId;
+    use clerk_audit::store::artifacts::{
+        self, MAX_ARTIFACT_BYTES, MAX_COMMITTED_SECRETS, MAX_KEY_REFERENCES, MAX_WEBHOOK_HANDLERS,
+    };
+    use tokio_postgres::types::Json;
+
+    let url = crate::harness::fresh_database().await;
+    let settings = clerk_audit::configuration::DatabaseSettings {
+        url: secrecy::SecretString::from(url.clone()),
+        pool_size: 2,
+        timeout_ms: 10_000,
+    };
+    let pool = clerk_audit::store::pool(&settings).unwrap();
+    clerk_audit::store::migrate(&pool).await.unwrap();
+    let client = pool.get().await.unwrap();
+    let project = ProjectId::parse("prj_caps").unwrap();
+    let insert = |id: &'static str, document: serde_json::Value| {
+        let client = &client;
+        let project = &project;
+        async move {
+            client
+                .execute(
+                    "INSERT INTO repo_scan_artifacts (project_id, repo_scan_id, artifact) VALUES ($1, $2, $3)",
+                    &[&project.as_str(), &id, &Json(document)],
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let base = |extra: (&str, serde_json::Value)| {
+        let mut document = serde_json::json!({"schema": "clerk-repo-artifact/v1"});
+        document[extra.0] = extra.1;
+        document
+    };
+    let reference = serde_json::json!({"kind": "publishable", "environment": "live", "file": ".env"});
+    insert("big", base(("pad", serde_json::Value::String("x".repeat(MAX_ARTIFACT_BYTES as usize))))).await;
+    insert(
+        "keys",
+        base(("key_references", serde_json::Value::Array(vec![reference; MAX_KEY_REFERENCES as usize + 1]))),
+    )
+    .await;
+    let handler = serde_json::json!({"file": "a.ts", "line": 1, "framework": "x", "verification": "none"});
+    insert(
+        "hooks",
+        base(("webhook_handlers", serde_json::Value::Array(vec![handler; MAX_WEBHOOK_HANDLERS as usize + 1]))),
+    )
+    .await;
+    let secret = serde_json::json!({"file": ".env", "line": 1, "variable": "CLERK_WEBHOOK_SECRET",
+        "fingerprint": "sha256:00"});
+    insert(
+        "secrets",
+        base(("committed_secrets", serde_json::Value::Array(vec![secret; MAX_COMMITTED_SECRETS as usize + 1]))),
+    )
+    .await;
+    insert("bad", serde_json::json!({"schema": "clerk-repo-artifact/v1", "key_references": "not a list"})).await;
+
+    let load = |id: &'static str| artifacts::load(&client, &project, Some(id));
+    assert!(matches!(load("big").await.unwrap(), StoredArtifact::Unreadable(ArtifactUnreadable::TooLarge(_))));
+    assert_eq!(
+        load("keys").await.unwrap(),
+        StoredArtifact::Unreadable(ArtifactUnreadable::TooManyEntries {
+            field: "key_references",
+            limit: MAX_KEY_REFERENCES as usize
+        })
+    );
+    assert_eq!(
+        load("hooks").await.unwrap(),
+        StoredArtifact::Unreadable(ArtifactUnreadable::TooManyEntries {
+            field: "webhook_handlers",
+            limit: MAX_WEBHOOK_HANDLERS as usize
+        })
+    );
+    assert_eq!(
+        load("secrets").await.unwrap(),
+        StoredArtifact::Unreadable(ArtifactUnreadable::TooManyEntries {
+            field: "committed_secrets",
+            limit: MAX_COMMITTED_SECRETS as usize
+        })
+    );
+    assert_eq!(load("bad").await.unwrap(), StoredArtifact::Unreadable(ArtifactUnreadable::Malformed));
+    assert_eq!(load("none").await.unwrap(), StoredArtifact::Absent);
+    drop(client);
+    pool.close();
+    let name = url::Url::parse(&url).unwrap().path().trim_start_matches('/').to_owned();
+    client_admin().await.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[]).await.unwrap();
+}
+
+async fn client_admin() -> tokio_postgres::Client {
+    client().await
+}

@@ -199,6 +199,8 @@ impl Prefixes {
     }
 }
 
+/// The handlers, registrations and module-level secrets of one Go file. A file that can hold none is
+/// dropped before masking; otherwise the file context is read once and each stage reads it.
 pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts {
     let interest = interest(raw, path);
     let interesting = interest.units;

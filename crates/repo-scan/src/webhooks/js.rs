@@ -357,6 +357,9 @@ impl Found {
     }
 }
 
+/// The handlers, registrations, mounts and module-level secrets of one JS/TS file. A file that can hold
+/// none is dropped before masking; otherwise the file context is read once and each stage reads it: a
+/// file-system routed module is one handler, other files are read for router calls and functions.
 pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>, tree: Option<&AstFacts>) -> CodeFacts {
     let interest = interest(raw, path);
     let interesting = interest.units;

@@ -157,6 +157,8 @@ struct Found {
     mounts: Vec<Mount>,
 }
 
+/// The handlers, registrations, mounts and module-level secrets of one Python file. A file that can hold
+/// none is dropped before masking; otherwise the file context is read once and each stage reads it.
 pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>) -> CodeFacts {
     let interest = interest(raw, path);
     let interesting = interest.units;
@@ -323,8 +325,9 @@ fn mount_calls(file: &PyFile<'_>, found: &mut Found) {
     }
 }
 
-/// Top-level functions and classes not already taken by a decorator: handlers registered by name
-/// elsewhere (Django views, `add_url_rule`, imports into a router module).
+/// Top-level functions and classes not taken by a decorator: the bodies that registrations by name
+/// (Django views, imported handlers) resolve to; a request parameter or a `View` / `Endpoint` base
+/// marks them handler-like.
 fn top_level_cands(file: &PyFile<'_>, cands: &mut Vec<Cand>) {
     let (text, lines) = (file.text(), file.lines);
     let decorated: Vec<u32> = cands.iter().map(|c| c.line).collect();

@@ -83,13 +83,10 @@ mod tests {
     use crate::audit::artifact::ArtifactUnreadable;
     use crate::audit::artifact::{KeyEnvironment::*, KeyKind::*};
     use crate::audit::checks::CheckSettings;
+    use crate::audit::checks::fixtures::run_with_repo;
     use crate::audit::checks::fixtures::{artifact, facts, key};
     use crate::audit::checks::{NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
-    use crate::audit::facts::{ClerkFacts, InstanceEnvironment::*};
-
-    fn run(facts: &ClerkFacts, artifact: Option<&crate::audit::artifact::RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
-    }
+    use crate::audit::facts::InstanceEnvironment::*;
 
     #[test]
     fn meta_is_the_blocker() {
@@ -99,14 +96,14 @@ mod tests {
 
     #[test]
     fn skipped_without_repo_scan() {
-        assert_eq!(run(&facts(Development), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+        assert_eq!(run_with_repo(evaluate, &facts(Development), None), Verdict::Skipped(NO_REPO_SCAN.into()));
     }
 
     #[test]
     fn passes_on_a_production_instance_even_with_pk_live() {
         let repo = artifact(vec![key(Publishable, Live, ReferenceContext::Production)]);
-        assert_eq!(run(&facts(Production), Some(&repo)), Verdict::Pass);
-        assert_eq!(run(&facts(Staging), Some(&repo)), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(Production), Some(&repo)), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(Staging), Some(&repo)), Verdict::Pass);
     }
 
     #[test]
@@ -118,7 +115,7 @@ mod tests {
             key(Secret, Live, ReferenceContext::Production),
             malformed,
         ]);
-        assert_eq!(run(&facts(Development), Some(&repo)), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(Development), Some(&repo)), Verdict::Pass);
     }
 
     #[test]
@@ -126,7 +123,7 @@ mod tests {
         let mut documented = key(Publishable, Live, ReferenceContext::Example);
         documented.file = "README.md".into();
         let repo = artifact(vec![documented, key(Publishable, Test, ReferenceContext::Development)]);
-        assert_eq!(run(&facts(Development), Some(&repo)), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(Development), Some(&repo)), Verdict::Pass);
     }
 
     #[test]
@@ -144,7 +141,7 @@ mod tests {
             second,
             malformed,
         ]);
-        let Verdict::Fail(findings) = run(&facts(Development), Some(&repo)) else {
+        let Verdict::Fail(findings) = run_with_repo(evaluate, &facts(Development), Some(&repo)) else {
             panic!("expected a failure");
         };
         assert_eq!(findings.len(), 1);

@@ -114,8 +114,9 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::checks::CheckSettings;
+
     use crate::audit::checks::fixtures::facts;
+    use crate::audit::checks::fixtures::run;
     use crate::audit::facts::{ClerkFacts, CnameTarget, InstanceEnvironment::*, PrimaryDomain};
 
     fn record(host: &str, observation: DnsObservation) -> DnsRecordStatus {
@@ -143,14 +144,6 @@ mod tests {
         facts
     }
 
-    fn run(facts: &ClerkFacts) -> Verdict {
-        evaluate(&CheckInput {
-            facts,
-            artifact: crate::audit::checks::RepoEvidence::Absent,
-            settings: &CheckSettings::default(),
-        })
-    }
-
     fn all_good() -> Vec<DnsRecordStatus> {
         vec![
             record("clerk.acme.com", DnsObservation::Matches),
@@ -168,22 +161,22 @@ mod tests {
 
     #[test]
     fn passes_on_a_non_production_instance() {
-        assert_eq!(run(&facts(Development)), Verdict::Pass);
+        assert_eq!(run(evaluate, &facts(Development)), Verdict::Pass);
         let mut staging = facts(Staging);
         staging.email_dns = Fact::Known(vec![record("clkmail.acme.com", DnsObservation::Missing)]);
-        assert_eq!(run(&staging), Verdict::Pass);
+        assert_eq!(run(evaluate, &staging), Verdict::Pass);
     }
 
     #[test]
     fn error_when_dns_facts_are_unavailable() {
         let facts = production(Fact::Unavailable("no resolver reachable".into()));
-        assert_eq!(run(&facts), Verdict::Error("no resolver reachable".into()));
+        assert_eq!(run(evaluate, &facts), Verdict::Error("no resolver reachable".into()));
     }
 
     #[test]
     fn error_when_dns_facts_were_not_looked_up_on_production() {
         let facts = production(Fact::NotApplicable("GET /v1/domains returned no primary domain".into()));
-        assert_eq!(run(&facts), Verdict::Error("GET /v1/domains returned no primary domain".into()));
+        assert_eq!(run(evaluate, &facts), Verdict::Error("GET /v1/domains returned no primary domain".into()));
     }
 
     #[test]
@@ -193,8 +186,8 @@ mod tests {
             record("accounts.acme.com", DnsObservation::Missing),
             record("clkmailer.acme.com", DnsObservation::Missing),
         ]));
-        assert_eq!(run(&facts), Verdict::Skipped(NO_SENDER_RECORDS.into()));
-        assert_eq!(run(&production(Fact::Known(vec![]))), Verdict::Skipped(NO_SENDER_RECORDS.into()));
+        assert_eq!(run(evaluate, &facts), Verdict::Skipped(NO_SENDER_RECORDS.into()));
+        assert_eq!(run(evaluate, &production(Fact::Known(vec![]))), Verdict::Skipped(NO_SENDER_RECORDS.into()));
     }
 
     #[test]
@@ -202,7 +195,7 @@ mod tests {
         // A missing non-sender record (the Frontend API CNAME) is not this check's business.
         let mut records = all_good();
         records[0].observation = DnsObservation::Missing;
-        assert_eq!(run(&production(Fact::Known(records))), Verdict::Pass);
+        assert_eq!(run(evaluate, &production(Fact::Known(records))), Verdict::Pass);
     }
 
     #[test]
@@ -214,7 +207,7 @@ mod tests {
             record("clk2._domainkey.acme.com", DnsObservation::Mismatch { found: vec!["old.sendgrid.net".into()] }),
             record("clk._domainkey.acme.com.", DnsObservation::LookupFailed { reason: "timeout".into() }),
         ]));
-        let Verdict::Fail(findings) = run(&facts) else { panic!("expected a failure") };
+        let Verdict::Fail(findings) = run(evaluate, &facts) else { panic!("expected a failure") };
         assert_eq!(findings.len(), 2);
 
         assert_eq!(findings[0].identity, vec!["clkmail.acme.com"]);
@@ -246,7 +239,7 @@ mod tests {
             record("clkmail.acme.com", DnsObservation::Missing),
             record("ClkMail.acme.com", DnsObservation::Mismatch { found: vec![] }),
         ]));
-        let Verdict::Fail(findings) = run(&facts) else { panic!("expected a failure") };
+        let Verdict::Fail(findings) = run(evaluate, &facts) else { panic!("expected a failure") };
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].identity, vec!["clkmail.acme.com"]);
     }
@@ -257,7 +250,7 @@ mod tests {
         records[1].observation = DnsObservation::LookupFailed { reason: "timeout".into() };
         records[3].observation = DnsObservation::LookupFailed { reason: "SERVFAIL".into() };
         assert_eq!(
-            run(&production(Fact::Known(records))),
+            run(evaluate, &production(Fact::Known(records))),
             Verdict::Error(
                 "DNS lookup failed for clkmail.acme.com (timeout); clk2._domainkey.acme.com (SERVFAIL)".into()
             )

@@ -1,6 +1,7 @@
 //! Builders for check inputs, shared by the checks' unit tests: [`facts`], [`artifact`] and [`key`] for every
 //! check, [`webhooks`] for the webhook checks.
 use crate::audit::artifact::*;
+use crate::audit::checks::{CheckInput, CheckSettings, RepoEvidence, Verdict};
 use crate::audit::facts::*;
 
 pub fn facts(environment: InstanceEnvironment) -> ClerkFacts {
@@ -41,6 +42,37 @@ pub fn key(kind: KeyKind, environment: KeyEnvironment, context: ReferenceContext
         malformed: false,
         confidence: None,
     }
+}
+
+/// A production instance with this many users and these auth settings.
+pub fn production_with_users(user_count: u64, auth_settings: Fact<AuthSettings>) -> ClerkFacts {
+    let mut facts = facts(InstanceEnvironment::Production);
+    facts.user_count = user_count;
+    facts.auth_settings = auth_settings;
+    facts
+}
+
+/// Auth settings with only the second-factor fields set.
+pub fn mfa_settings(required: bool, available: &[&str]) -> Fact<AuthSettings> {
+    Fact::Known(AuthSettings {
+        second_factor_required: required,
+        second_factors_available: available.iter().map(|s| s.to_string()).collect(),
+        ..AuthSettings::default()
+    })
+}
+
+/// Runs one check with default settings and no repo evidence.
+pub fn run(evaluate: fn(&CheckInput<'_>) -> Verdict, facts: &ClerkFacts) -> Verdict {
+    evaluate(&CheckInput { facts, artifact: RepoEvidence::Absent, settings: &CheckSettings::default() })
+}
+
+/// Runs one check with default settings and the repo artifact, if any.
+pub fn run_with_repo(
+    evaluate: fn(&CheckInput<'_>) -> Verdict,
+    facts: &ClerkFacts,
+    artifact: Option<&RepoArtifact>,
+) -> Verdict {
+    evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
 }
 
 pub mod webhooks {

@@ -43,7 +43,8 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 mod tests {
     use super::*;
     use crate::audit::checks::fixtures::facts;
-    use crate::audit::checks::settings_common::tests::{production, run, safe_settings};
+    use crate::audit::checks::fixtures::run;
+    use crate::audit::checks::settings_common::tests::{production, safe_settings};
     use crate::audit::facts::{AuthSettings, Fact, InstanceEnvironment};
 
     fn with(change: impl FnOnce(&mut AuthSettings)) -> Verdict {

@@ -95,15 +95,12 @@ fn no_repo_scan(input: &CheckInput<'_>) -> Verdict {
 mod tests {
     use super::*;
     use crate::audit::artifact::ArtifactUnreadable;
-    use crate::audit::artifact::{KeyEnvironment::*, KeyKind::*, ReferenceContext as Ctx, RepoArtifact};
+    use crate::audit::artifact::{KeyEnvironment::*, KeyKind::*, ReferenceContext as Ctx};
     use crate::audit::checks::CheckSettings;
+    use crate::audit::checks::fixtures::run_with_repo;
     use crate::audit::checks::fixtures::{artifact, facts, key};
     use crate::audit::checks::{REPO_ARTIFACT_UNREADABLE, RepoEvidence};
-    use crate::audit::facts::{ClerkFacts, InstanceEnvironment::*};
-
-    fn run(facts: &ClerkFacts, artifact: Option<&RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
-    }
+    use crate::audit::facts::InstanceEnvironment::*;
 
     #[test]
     fn meta_is_informational() {
@@ -115,14 +112,14 @@ mod tests {
     fn passes_on_a_non_development_instance_with_or_without_repo_scan() {
         let repo = artifact(vec![]);
         for environment in [Production, Staging, InstanceEnvironment::Other("preview".into())] {
-            assert_eq!(run(&facts(environment.clone()), None), Verdict::Pass);
-            assert_eq!(run(&facts(environment), Some(&repo)), Verdict::Pass);
+            assert_eq!(run_with_repo(evaluate, &facts(environment.clone()), None), Verdict::Pass);
+            assert_eq!(run_with_repo(evaluate, &facts(environment), Some(&repo)), Verdict::Pass);
         }
     }
 
     #[test]
     fn reported_on_development_without_repo_scan() {
-        let Verdict::Fail(findings) = run(&facts(Development), None) else {
+        let Verdict::Fail(findings) = run_with_repo(evaluate, &facts(Development), None) else {
             panic!("expected the info finding");
         };
         assert_eq!(findings.len(), 1);
@@ -138,19 +135,19 @@ mod tests {
     #[test]
     fn a_live_publishable_key_in_an_example_is_not_production_evidence() {
         let repo = artifact(vec![key(Publishable, Live, Ctx::Example)]);
-        assert!(matches!(run(&facts(Development), Some(&repo)), Verdict::Fail(_)));
+        assert!(matches!(run_with_repo(evaluate, &facts(Development), Some(&repo)), Verdict::Fail(_)));
     }
 
     #[test]
     fn passes_on_development_when_the_repo_has_a_live_publishable_key() {
         let repo = artifact(vec![key(Publishable, Live, Ctx::Unknown)]);
-        assert_eq!(run(&facts(Development), Some(&repo)), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(Development), Some(&repo)), Verdict::Pass);
     }
 
     #[test]
     fn passes_on_development_when_a_key_is_in_a_production_context() {
         let repo = artifact(vec![key(Secret, Test, Ctx::Production)]);
-        assert_eq!(run(&facts(Development), Some(&repo)), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(Development), Some(&repo)), Verdict::Pass);
     }
 
     #[test]
@@ -160,7 +157,7 @@ mod tests {
             key(Secret, Live, Ctx::Unknown),
             key(Publishable, Test, Ctx::Example),
         ]);
-        let Verdict::Fail(findings) = run(&facts(Development), Some(&repo)) else {
+        let Verdict::Fail(findings) = run_with_repo(evaluate, &facts(Development), Some(&repo)) else {
             panic!("expected a failure");
         };
         assert_eq!(findings.len(), 1);
@@ -182,7 +179,7 @@ mod tests {
     #[test]
     fn fails_on_development_when_the_repo_references_no_key() {
         let repo = artifact(vec![]);
-        let Verdict::Fail(findings) = run(&facts(Development), Some(&repo)) else {
+        let Verdict::Fail(findings) = run_with_repo(evaluate, &facts(Development), Some(&repo)) else {
             panic!("expected a failure");
         };
         assert_eq!(findings.len(), 1);

@@ -90,7 +90,8 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 mod tests {
     use super::*;
     use crate::audit::artifact::ArtifactUnreadable;
-    use crate::audit::artifact::{KeyEnvironment::*, KeyKind::*, ReferenceContext as Ctx, RepoArtifact};
+    use crate::audit::artifact::{KeyEnvironment::*, KeyKind::*, ReferenceContext as Ctx};
+    use crate::audit::checks::fixtures::run_with_repo;
     use crate::audit::checks::fixtures::{artifact, facts, key};
     use crate::audit::checks::{CheckSettings, NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
     use crate::audit::facts::{ClerkFacts, InstanceEnvironment::*};
@@ -108,10 +109,6 @@ mod tests {
         reference
     }
 
-    fn run(facts: &ClerkFacts, artifact: Option<&RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
-    }
-
     #[test]
     fn meta_is_a_warning() {
         assert_eq!(META.id, "CLERK-KEY-MISMATCH-001");
@@ -120,7 +117,7 @@ mod tests {
 
     #[test]
     fn skipped_without_repo_scan() {
-        assert_eq!(run(&production(), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+        assert_eq!(run_with_repo(evaluate, &production(), None), Verdict::Skipped(NO_REPO_SCAN.into()));
     }
 
     #[test]
@@ -137,13 +134,13 @@ mod tests {
     #[test]
     fn passes_on_a_development_instance() {
         let repo = artifact(vec![live("clerk.other.com", ".env.production", Ctx::Production)]);
-        assert_eq!(run(&facts(Development), Some(&repo)), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(Development), Some(&repo)), Verdict::Pass);
     }
 
     #[test]
     fn error_when_the_instance_host_is_unknown() {
         let repo = artifact(vec![]);
-        assert!(matches!(run(&facts(Production), Some(&repo)), Verdict::Error(_)));
+        assert!(matches!(run_with_repo(evaluate, &facts(Production), Some(&repo)), Verdict::Error(_)));
     }
 
     #[test]
@@ -157,7 +154,7 @@ mod tests {
             malformed,
             key(Publishable, Test, Ctx::Production),
         ]);
-        assert_eq!(run(&production(), Some(&repo)), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &production(), Some(&repo)), Verdict::Pass);
     }
 
     #[test]
@@ -167,7 +164,9 @@ mod tests {
             live("clerk.other.com", ".env.production", Ctx::Production),
             live("clerk.acme.com", "app/.env.production", Ctx::Production),
         ]);
-        let Verdict::Fail(findings) = run(&production(), Some(&repo)) else { panic!("expected a failure") };
+        let Verdict::Fail(findings) = run_with_repo(evaluate, &production(), Some(&repo)) else {
+            panic!("expected a failure")
+        };
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].identity, vec!["clerk.other.com"]);
         assert_eq!(

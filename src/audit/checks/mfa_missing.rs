@@ -46,30 +46,9 @@ mod tests {
     use super::*;
     use crate::audit::checks::CheckSettings;
     use crate::audit::checks::fixtures::facts;
-    use crate::audit::facts::{AuthSettings, ClerkFacts, Fact, InstanceEnvironment::*};
-
-    fn production(user_count: u64, auth_settings: Fact<AuthSettings>) -> ClerkFacts {
-        let mut facts = facts(Production);
-        facts.user_count = user_count;
-        facts.auth_settings = auth_settings;
-        facts
-    }
-
-    fn settings(required: bool, available: &[&str]) -> Fact<AuthSettings> {
-        Fact::Known(AuthSettings {
-            second_factor_required: required,
-            second_factors_available: available.iter().map(|s| s.to_string()).collect(),
-            ..AuthSettings::default()
-        })
-    }
-
-    fn run(facts: &ClerkFacts) -> Verdict {
-        evaluate(&CheckInput {
-            facts,
-            artifact: crate::audit::checks::RepoEvidence::Absent,
-            settings: &CheckSettings::default(),
-        })
-    }
+    use crate::audit::checks::fixtures::run;
+    use crate::audit::checks::fixtures::{mfa_settings as settings, production_with_users as production};
+    use crate::audit::facts::{Fact, InstanceEnvironment::*};
 
     #[test]
     fn meta_is_the_blocker() {
@@ -81,41 +60,41 @@ mod tests {
     fn passes_on_a_development_instance() {
         let mut facts = facts(Development);
         facts.user_count = 5000;
-        assert_eq!(run(&facts), Verdict::Pass);
+        assert_eq!(run(evaluate, &facts), Verdict::Pass);
     }
 
     #[test]
     fn passes_at_or_below_the_threshold() {
-        assert_eq!(run(&production(100, settings(false, &[]))), Verdict::Pass);
-        assert_eq!(run(&production(0, Fact::Unavailable("timeout".into()))), Verdict::Pass);
+        assert_eq!(run(evaluate, &production(100, settings(false, &[]))), Verdict::Pass);
+        assert_eq!(run(evaluate, &production(0, Fact::Unavailable("timeout".into()))), Verdict::Pass);
     }
 
     #[test]
     fn error_when_settings_are_unavailable() {
         let facts = production(101, Fact::Unavailable("GET /v1/environment timed out".into()));
-        assert_eq!(run(&facts), Verdict::Error("GET /v1/environment timed out".into()));
+        assert_eq!(run(evaluate, &facts), Verdict::Error("GET /v1/environment timed out".into()));
     }
 
     #[test]
     fn error_when_settings_were_not_looked_up_on_production() {
         let facts = production(101, Fact::NotApplicable("development instance".into()));
-        assert_eq!(run(&facts), Verdict::Error("development instance".into()));
+        assert_eq!(run(evaluate, &facts), Verdict::Error("development instance".into()));
     }
 
     #[test]
     fn passes_when_mfa_is_required() {
         // Required with no listed factor is odd, but required MFA never yields an MFA finding.
-        assert_eq!(run(&production(5000, settings(true, &[]))), Verdict::Pass);
+        assert_eq!(run(evaluate, &production(5000, settings(true, &[]))), Verdict::Pass);
     }
 
     #[test]
     fn passes_when_a_factor_is_available() {
-        assert_eq!(run(&production(5000, settings(false, &["phone_number"]))), Verdict::Pass);
+        assert_eq!(run(evaluate, &production(5000, settings(false, &["phone_number"]))), Verdict::Pass);
     }
 
     #[test]
     fn fails_when_no_factor_is_available() {
-        let Verdict::Fail(findings) = run(&production(101, settings(false, &[]))) else {
+        let Verdict::Fail(findings) = run(evaluate, &production(101, settings(false, &[]))) else {
             panic!("expected a failure");
         };
         assert_eq!(findings.len(), 1);

@@ -79,30 +79,9 @@ mod tests {
     use super::*;
     use crate::audit::checks::CheckSettings;
     use crate::audit::checks::fixtures::facts;
-    use crate::audit::facts::{ClerkFacts, InstanceEnvironment::*};
-
-    fn production(user_count: u64, auth_settings: Fact<AuthSettings>) -> ClerkFacts {
-        let mut facts = facts(Production);
-        facts.user_count = user_count;
-        facts.auth_settings = auth_settings;
-        facts
-    }
-
-    fn settings(required: bool, available: &[&str]) -> Fact<AuthSettings> {
-        Fact::Known(AuthSettings {
-            second_factor_required: required,
-            second_factors_available: available.iter().map(|s| s.to_string()).collect(),
-            ..AuthSettings::default()
-        })
-    }
-
-    fn run(facts: &ClerkFacts) -> Verdict {
-        evaluate(&CheckInput {
-            facts,
-            artifact: crate::audit::checks::RepoEvidence::Absent,
-            settings: &CheckSettings::default(),
-        })
-    }
+    use crate::audit::checks::fixtures::run;
+    use crate::audit::checks::fixtures::{mfa_settings as settings, production_with_users as production};
+    use crate::audit::facts::InstanceEnvironment::*;
 
     #[test]
     fn meta_is_a_warning() {
@@ -114,13 +93,13 @@ mod tests {
     fn passes_on_a_development_instance() {
         let mut facts = facts(Development);
         facts.user_count = 5000;
-        assert_eq!(run(&facts), Verdict::Pass);
+        assert_eq!(run(evaluate, &facts), Verdict::Pass);
     }
 
     #[test]
     fn passes_at_or_below_the_threshold_even_without_settings() {
-        assert_eq!(run(&production(100, settings(false, &["totp"]))), Verdict::Pass);
-        assert_eq!(run(&production(100, Fact::Unavailable("timeout".into()))), Verdict::Pass);
+        assert_eq!(run(evaluate, &production(100, settings(false, &["totp"]))), Verdict::Pass);
+        assert_eq!(run(evaluate, &production(100, Fact::Unavailable("timeout".into()))), Verdict::Pass);
         let custom = CheckSettings { mfa_user_threshold: 500 };
         let facts = production(400, settings(false, &["totp"]));
         assert_eq!(
@@ -136,29 +115,29 @@ mod tests {
     #[test]
     fn error_when_settings_are_unavailable() {
         let facts = production(101, Fact::Unavailable("Frontend API host refused: private address".into()));
-        assert_eq!(run(&facts), Verdict::Error("Frontend API host refused: private address".into()));
+        assert_eq!(run(evaluate, &facts), Verdict::Error("Frontend API host refused: private address".into()));
     }
 
     #[test]
     fn error_when_settings_were_not_looked_up_on_production() {
         let facts = production(101, Fact::NotApplicable("no primary domain".into()));
-        assert_eq!(run(&facts), Verdict::Error("no primary domain".into()));
+        assert_eq!(run(evaluate, &facts), Verdict::Error("no primary domain".into()));
     }
 
     #[test]
     fn passes_when_mfa_is_required() {
-        assert_eq!(run(&production(5000, settings(true, &["totp"]))), Verdict::Pass);
+        assert_eq!(run(evaluate, &production(5000, settings(true, &["totp"]))), Verdict::Pass);
     }
 
     #[test]
     fn passes_when_no_factor_is_available() {
-        assert_eq!(run(&production(5000, settings(false, &[]))), Verdict::Pass);
+        assert_eq!(run(evaluate, &production(5000, settings(false, &[]))), Verdict::Pass);
     }
 
     #[test]
     fn fails_when_a_factor_is_available_but_optional() {
         let facts = production(2350, settings(false, &["backup_code", "totp"]));
-        let Verdict::Fail(findings) = run(&facts) else { panic!("expected a failure") };
+        let Verdict::Fail(findings) = run(evaluate, &facts) else { panic!("expected a failure") };
         assert_eq!(findings.len(), 1);
         let finding = &findings[0];
         assert!(finding.identity.is_empty());

@@ -68,7 +68,8 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 mod tests {
     use super::*;
     use crate::audit::artifact::ArtifactUnreadable;
-    use crate::audit::artifact::{KeyEnvironment::*, KeyKind::*, ReferenceContext as Ctx, RepoArtifact};
+    use crate::audit::artifact::{KeyEnvironment::*, KeyKind::*, ReferenceContext as Ctx};
+    use crate::audit::checks::fixtures::run_with_repo;
     use crate::audit::checks::fixtures::{artifact, facts, key};
     use crate::audit::checks::{CheckSettings, NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
     use crate::audit::facts::{ClerkFacts, InstanceEnvironment::*};
@@ -90,10 +91,6 @@ mod tests {
         reference
     }
 
-    fn run(facts: &ClerkFacts, artifact: Option<&RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
-    }
-
     #[test]
     fn meta_is_a_blocker() {
         assert_eq!(META.id, "CLERK-SECRET-LEAK-001");
@@ -102,7 +99,7 @@ mod tests {
 
     #[test]
     fn skipped_without_repo_scan() {
-        assert_eq!(run(&connected(), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+        assert_eq!(run_with_repo(evaluate, &connected(), None), Verdict::Skipped(NO_REPO_SCAN.into()));
     }
 
     #[test]
@@ -119,7 +116,7 @@ mod tests {
     #[test]
     fn error_without_the_connected_fingerprint() {
         let repo = artifact(vec![]);
-        let verdict = run(&facts(Production), Some(&repo));
+        let verdict = run_with_repo(evaluate, &facts(Production), Some(&repo));
         assert_eq!(verdict, Verdict::Error("the connected secret key's fingerprint is unknown".into()));
     }
 
@@ -131,7 +128,7 @@ mod tests {
             secret(Test, ".env", 1, CONNECTED),
             key(Publishable, Live, Ctx::Production),
         ]);
-        assert_eq!(run(&connected(), Some(&repo)), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &connected(), Some(&repo)), Verdict::Pass);
     }
 
     #[test]
@@ -141,7 +138,9 @@ mod tests {
             secret(Live, ".env.production", 2, CONNECTED),
             secret(Live, ".env.local", 1, "sha256:other"),
         ]);
-        let Verdict::Fail(findings) = run(&connected(), Some(&repo)) else { panic!("expected a failure") };
+        let Verdict::Fail(findings) = run_with_repo(evaluate, &connected(), Some(&repo)) else {
+            panic!("expected a failure")
+        };
         assert_eq!(findings.len(), 1);
         assert!(findings[0].identity.is_empty());
         assert_eq!(

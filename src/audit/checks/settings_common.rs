@@ -76,14 +76,6 @@ pub(crate) mod tests {
         facts
     }
 
-    pub fn run(evaluate: fn(&CheckInput<'_>) -> Verdict, facts: &ClerkFacts) -> Verdict {
-        evaluate(&CheckInput {
-            facts,
-            artifact: crate::audit::checks::RepoEvidence::Absent,
-            settings: &CheckSettings::default(),
-        })
-    }
-
     #[test]
     fn guard_passes_other_kinds_and_errors_without_settings() {
         let settings = CheckSettings::default();

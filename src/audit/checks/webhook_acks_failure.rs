@@ -45,14 +45,10 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 mod tests {
     use super::*;
     use crate::audit::artifact::ArtifactUnreadable;
-    use crate::audit::artifact::RepoArtifact;
+
+    use crate::audit::checks::fixtures::run_with_repo;
     use crate::audit::checks::fixtures::webhooks::*;
     use crate::audit::checks::{CheckSettings, NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
-    use crate::audit::facts::ClerkFacts;
-
-    fn run(facts: &ClerkFacts, artifact: Option<&RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
-    }
 
     fn acking() -> crate::audit::artifact::WebhookHandler {
         let mut handler = handler();
@@ -68,7 +64,7 @@ mod tests {
 
     #[test]
     fn skipped_without_a_repo_scan() {
-        assert_eq!(run(&facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+        assert_eq!(run_with_repo(evaluate, &facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
     }
 
     #[test]
@@ -84,13 +80,15 @@ mod tests {
 
     #[test]
     fn passes_when_every_failed_verification_is_refused() {
-        assert_eq!(run(&facts(no_app()), Some(&artifact(vec![]))), Verdict::Pass);
-        assert_eq!(run(&facts(no_app()), Some(&artifact(vec![handler()]))), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(no_app()), Some(&artifact(vec![]))), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(no_app()), Some(&artifact(vec![handler()]))), Verdict::Pass);
     }
 
     #[test]
     fn fails_naming_each_handler_that_acknowledges_a_failed_check() {
-        let Verdict::Fail(findings) = run(&facts(no_app()), Some(&artifact(vec![acking(), handler()]))) else {
+        let Verdict::Fail(findings) =
+            run_with_repo(evaluate, &facts(no_app()), Some(&artifact(vec![acking(), handler()])))
+        else {
             panic!("expected a failure")
         };
         assert_eq!(findings.len(), 1);

@@ -79,13 +79,10 @@ mod tests {
     use super::*;
     use crate::audit::artifact::ArtifactUnreadable;
     use crate::audit::checks::CheckSettings;
+    use crate::audit::checks::fixtures::run_with_repo;
     use crate::audit::checks::fixtures::webhooks::*;
     use crate::audit::checks::{NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
-    use crate::audit::facts::{ClerkFacts, Fact};
-
-    fn run(facts: &ClerkFacts, artifact: Option<&crate::audit::artifact::RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
-    }
+    use crate::audit::facts::Fact;
 
     fn filtered(mut endpoint: WebhookEndpoint, types: &[&str]) -> WebhookEndpoint {
         endpoint.event_types = Some(types.iter().map(|t| (*t).to_owned()).collect());
@@ -100,24 +97,29 @@ mod tests {
 
     #[test]
     fn skipped_without_a_repo_scan() {
-        assert_eq!(run(&facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+        assert_eq!(run_with_repo(evaluate, &facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
     }
 
     #[test]
     fn passes_without_handlers() {
-        assert_eq!(run(&facts(Fact::Unavailable("down".into())), Some(&artifact(vec![]))), Verdict::Pass);
+        assert_eq!(
+            run_with_repo(evaluate, &facts(Fact::Unavailable("down".into())), Some(&artifact(vec![]))),
+            Verdict::Pass
+        );
     }
 
     #[test]
     fn error_when_webhooks_are_unavailable() {
-        let verdict = run(&facts(Fact::Unavailable("down".into())), Some(&artifact(vec![handler()])));
+        let verdict =
+            run_with_repo(evaluate, &facts(Fact::Unavailable("down".into())), Some(&artifact(vec![handler()])));
         assert_eq!(verdict, Verdict::Error("webhook configuration unavailable: down".into()));
     }
 
     #[test]
     fn fails_when_the_filter_leaves_out_a_handled_event() {
         let webhooks = app(vec![filtered(endpoint(1, ROUTE, false), &["user.created", "session.created"])]);
-        let Verdict::Fail(findings) = run(&facts(webhooks), Some(&artifact(vec![handler()]))) else {
+        let Verdict::Fail(findings) = run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![handler()])))
+        else {
             panic!("expected a failure")
         };
         assert_eq!(findings.len(), 1);
@@ -141,27 +143,30 @@ mod tests {
     fn passes_when_the_filter_covers_the_handled_events() {
         let webhooks =
             app(vec![filtered(endpoint(1, ROUTE, false), &["user.created", "user.updated", "user.deleted"])]);
-        assert_eq!(run(&facts(webhooks), Some(&artifact(vec![handler()]))), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![handler()]))), Verdict::Pass);
     }
 
     #[test]
     fn passes_when_another_delivering_endpoint_or_no_filter_covers_it() {
         let webhooks = app(vec![filtered(endpoint(1, ROUTE, false), &["user.created"]), endpoint(2, ROUTE, false)]);
-        assert_eq!(run(&facts(webhooks), Some(&artifact(vec![handler()]))), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![handler()]))), Verdict::Pass);
         let webhooks = app(vec![
             filtered(endpoint(1, ROUTE, false), &["user.created"]),
             filtered(endpoint(2, ROUTE, false), &["user.deleted"]),
         ]);
-        assert_eq!(run(&facts(webhooks), Some(&artifact(vec![handler()]))), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![handler()]))), Verdict::Pass);
     }
 
     #[test]
     fn disabled_or_elsewhere_endpoints_do_not_count() {
         // A covering endpoint that is disabled does not deliver; a handler nothing delivers to is 001's.
         let webhooks = app(vec![filtered(endpoint(1, ROUTE, false), &["user.created"]), endpoint(2, ROUTE, true)]);
-        assert!(matches!(run(&facts(webhooks), Some(&artifact(vec![handler()]))), Verdict::Fail(_)));
+        assert!(matches!(
+            run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![handler()]))),
+            Verdict::Fail(_)
+        ));
         let webhooks = app(vec![filtered(endpoint(1, "/other", false), &["user.created"])]);
-        assert_eq!(run(&facts(webhooks), Some(&artifact(vec![handler()]))), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![handler()]))), Verdict::Pass);
     }
 
     #[test]
@@ -169,7 +174,7 @@ mod tests {
         let mut silent = handler();
         silent.events.clear();
         let webhooks = app(vec![filtered(endpoint(1, ROUTE, false), &["user.created"])]);
-        assert_eq!(run(&facts(webhooks), Some(&artifact(vec![silent]))), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![silent]))), Verdict::Pass);
     }
 
     #[test]

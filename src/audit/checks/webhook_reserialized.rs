@@ -49,14 +49,10 @@ pub fn evaluate(input: &CheckInput<'_>) -> Verdict {
 mod tests {
     use super::*;
     use crate::audit::artifact::ArtifactUnreadable;
-    use crate::audit::artifact::{RepoArtifact, Verification};
+    use crate::audit::artifact::Verification;
+    use crate::audit::checks::fixtures::run_with_repo;
     use crate::audit::checks::fixtures::webhooks::*;
     use crate::audit::checks::{CheckSettings, NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
-    use crate::audit::facts::ClerkFacts;
-
-    fn run(facts: &ClerkFacts, artifact: Option<&RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
-    }
 
     fn reserialized() -> crate::audit::artifact::WebhookHandler {
         let mut handler = handler();
@@ -73,7 +69,7 @@ mod tests {
 
     #[test]
     fn skipped_without_a_repo_scan() {
-        assert_eq!(run(&facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+        assert_eq!(run_with_repo(evaluate, &facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
     }
 
     #[test]
@@ -89,13 +85,15 @@ mod tests {
 
     #[test]
     fn passes_when_no_handler_verifies_a_reserialised_body() {
-        assert_eq!(run(&facts(no_app()), Some(&artifact(vec![]))), Verdict::Pass);
-        assert_eq!(run(&facts(no_app()), Some(&artifact(vec![handler()]))), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(no_app()), Some(&artifact(vec![]))), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(no_app()), Some(&artifact(vec![handler()]))), Verdict::Pass);
     }
 
     #[test]
     fn fails_naming_each_handler_that_does() {
-        let Verdict::Fail(findings) = run(&facts(no_app()), Some(&artifact(vec![reserialized(), handler()]))) else {
+        let Verdict::Fail(findings) =
+            run_with_repo(evaluate, &facts(no_app()), Some(&artifact(vec![reserialized(), handler()])))
+        else {
             panic!("expected a failure")
         };
         assert_eq!(findings.len(), 1);

@@ -101,16 +101,13 @@ mod tests {
     use super::*;
     use crate::audit::artifact::ArtifactUnreadable;
     use crate::audit::checks::CheckSettings;
+    use crate::audit::checks::fixtures::run_with_repo;
     use crate::audit::checks::fixtures::webhooks::*;
     use crate::audit::checks::{NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
-    use crate::audit::facts::{ClerkFacts, Fact};
+    use crate::audit::facts::Fact;
 
     const LIVE: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const OTHER: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
-
-    fn run(facts: &ClerkFacts, artifact: Option<&crate::audit::artifact::RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
-    }
 
     fn read(
         mut endpoint: crate::audit::facts::WebhookEndpoint,
@@ -128,19 +125,20 @@ mod tests {
 
     #[test]
     fn skipped_without_a_repo_scan() {
-        assert_eq!(run(&facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+        assert_eq!(run_with_repo(evaluate, &facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
     }
 
     #[test]
     fn passes_without_handlers_or_without_written_secrets() {
         let unavailable = facts(Fact::Unavailable("down".into()));
-        assert_eq!(run(&unavailable, Some(&artifact(vec![]))), Verdict::Pass);
-        assert_eq!(run(&unavailable, Some(&artifact(vec![handler()]))), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &unavailable, Some(&artifact(vec![]))), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &unavailable, Some(&artifact(vec![handler()]))), Verdict::Pass);
     }
 
     #[test]
     fn error_when_webhooks_are_unavailable() {
-        let verdict = run(
+        let verdict = run_with_repo(
+            evaluate,
             &facts(Fact::Unavailable("Svix endpoint secret: timed out".into())),
             Some(&artifact(vec![with_literal(handler(), LIVE)])),
         );
@@ -153,7 +151,8 @@ mod tests {
     #[test]
     fn fails_when_the_written_secret_is_a_live_endpoints() {
         let webhooks = app(vec![read(endpoint(1, "/other", false), OTHER), read(endpoint(2, ROUTE, false), LIVE)]);
-        let Verdict::Fail(findings) = run(&facts(webhooks), Some(&artifact(vec![with_literal(handler(), LIVE)])))
+        let Verdict::Fail(findings) =
+            run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![with_literal(handler(), LIVE)])))
         else {
             panic!("expected a failure")
         };
@@ -180,7 +179,9 @@ mod tests {
     fn fails_when_the_variable_the_handler_reads_holds_a_live_secret_in_a_committed_env_file() {
         let webhooks = app(vec![read(endpoint(2, ROUTE, false), LIVE)]);
         let committed = with_committed(artifact(vec![handler()]), "CLERK_WEBHOOK_SIGNING_SECRET", LIVE);
-        let Verdict::Fail(findings) = run(&facts(webhooks), Some(&committed)) else { panic!("expected a failure") };
+        let Verdict::Fail(findings) = run_with_repo(evaluate, &facts(webhooks), Some(&committed)) else {
+            panic!("expected a failure")
+        };
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].identity, vec!["app/api/webhooks/clerk/route.ts", ROUTE, "ep_2"]);
         assert_eq!(
@@ -200,24 +201,30 @@ mod tests {
     fn a_committed_secret_of_another_variable_or_not_live_passes() {
         let webhooks = app(vec![read(endpoint(2, ROUTE, false), LIVE)]);
         let other_variable = with_committed(artifact(vec![handler()]), "SVIX_SECRET", LIVE);
-        assert_eq!(run(&facts(webhooks.clone()), Some(&other_variable)), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(webhooks.clone()), Some(&other_variable)), Verdict::Pass);
         let other_value = with_committed(artifact(vec![handler()]), "CLERK_WEBHOOK_SIGNING_SECRET", OTHER);
-        assert_eq!(run(&facts(webhooks), Some(&other_value)), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(webhooks), Some(&other_value)), Verdict::Pass);
     }
 
     #[test]
     fn passes_when_the_written_secret_matches_no_delivering_endpoint() {
         // Stale secret (that is CLERK-WEBHOOK-004), or no endpoint delivering to the handler at all.
         let webhooks = app(vec![read(endpoint(1, ROUTE, false), OTHER), endpoint(2, ROUTE, true)]);
-        assert_eq!(run(&facts(webhooks), Some(&artifact(vec![with_literal(handler(), LIVE)]))), Verdict::Pass);
-        assert_eq!(run(&facts(no_app()), Some(&artifact(vec![with_literal(handler(), LIVE)]))), Verdict::Pass);
+        assert_eq!(
+            run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![with_literal(handler(), LIVE)]))),
+            Verdict::Pass
+        );
+        assert_eq!(
+            run_with_repo(evaluate, &facts(no_app()), Some(&artifact(vec![with_literal(handler(), LIVE)]))),
+            Verdict::Pass
+        );
     }
 
     #[test]
     fn error_when_a_delivering_endpoints_secret_was_not_read() {
         let webhooks = app(vec![read(endpoint(1, ROUTE, false), OTHER), endpoint(2, ROUTE, false)]);
         assert_eq!(
-            run(&facts(webhooks), Some(&artifact(vec![with_literal(handler(), LIVE)]))),
+            run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![with_literal(handler(), LIVE)]))),
             Verdict::Error(SECRETS_NOT_READ.into())
         );
     }

@@ -98,16 +98,13 @@ mod tests {
     use super::*;
     use crate::audit::artifact::ArtifactUnreadable;
     use crate::audit::checks::CheckSettings;
+    use crate::audit::checks::fixtures::run_with_repo;
     use crate::audit::checks::fixtures::webhooks::*;
     use crate::audit::checks::{NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
-    use crate::audit::facts::{ClerkFacts, Fact};
+    use crate::audit::facts::Fact;
 
     const STALE: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const CURRENT: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
-
-    fn run(facts: &ClerkFacts, artifact: Option<&crate::audit::artifact::RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
-    }
 
     fn read(mut endpoint: WebhookEndpoint, fingerprint: &str) -> WebhookEndpoint {
         endpoint.secret_fingerprint = Some(fingerprint.into());
@@ -122,19 +119,23 @@ mod tests {
 
     #[test]
     fn skipped_without_a_repo_scan() {
-        assert_eq!(run(&facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+        assert_eq!(run_with_repo(evaluate, &facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
     }
 
     #[test]
     fn passes_without_handlers_or_without_written_secrets() {
         let unavailable = facts(Fact::Unavailable("down".into()));
-        assert_eq!(run(&unavailable, Some(&artifact(vec![]))), Verdict::Pass);
-        assert_eq!(run(&unavailable, Some(&artifact(vec![handler()]))), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &unavailable, Some(&artifact(vec![]))), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &unavailable, Some(&artifact(vec![handler()]))), Verdict::Pass);
     }
 
     #[test]
     fn error_when_webhooks_are_unavailable() {
-        let verdict = run(&facts(Fact::Unavailable("x".into())), Some(&artifact(vec![with_literal(handler(), STALE)])));
+        let verdict = run_with_repo(
+            evaluate,
+            &facts(Fact::Unavailable("x".into())),
+            Some(&artifact(vec![with_literal(handler(), STALE)])),
+        );
         assert_eq!(verdict, Verdict::Error("webhook configuration unavailable: x".into()));
     }
 
@@ -145,7 +146,8 @@ mod tests {
             read(endpoint(2, "/other", false), STALE), // elsewhere: does not deliver to this handler
             endpoint(3, ROUTE, true),
         ]);
-        let Verdict::Fail(findings) = run(&facts(webhooks), Some(&artifact(vec![with_literal(handler(), STALE)])))
+        let Verdict::Fail(findings) =
+            run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![with_literal(handler(), STALE)])))
         else {
             panic!("expected a failure")
         };
@@ -168,18 +170,21 @@ mod tests {
     #[test]
     fn passes_when_a_delivering_endpoint_has_the_written_secret() {
         let webhooks = app(vec![read(endpoint(1, ROUTE, false), CURRENT), read(endpoint(2, ROUTE, false), STALE)]);
-        assert_eq!(run(&facts(webhooks), Some(&artifact(vec![with_literal(handler(), STALE)]))), Verdict::Pass);
+        assert_eq!(
+            run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![with_literal(handler(), STALE)]))),
+            Verdict::Pass
+        );
     }
 
     #[test]
     fn skipped_when_nothing_delivers_to_the_handler() {
         assert_eq!(
-            run(&facts(no_app()), Some(&artifact(vec![with_literal(handler(), STALE)]))),
+            run_with_repo(evaluate, &facts(no_app()), Some(&artifact(vec![with_literal(handler(), STALE)]))),
             Verdict::Skipped(NOTHING_DELIVERED.into())
         );
         let webhooks = app(vec![read(endpoint(1, "/other", false), CURRENT)]);
         assert_eq!(
-            run(&facts(webhooks), Some(&artifact(vec![with_literal(handler(), STALE)]))),
+            run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![with_literal(handler(), STALE)]))),
             Verdict::Skipped(NOTHING_DELIVERED.into())
         );
     }
@@ -188,7 +193,7 @@ mod tests {
     fn error_when_a_delivering_endpoints_secret_was_not_read() {
         let webhooks = app(vec![read(endpoint(1, ROUTE, false), CURRENT), endpoint(2, ROUTE, false)]);
         assert_eq!(
-            run(&facts(webhooks), Some(&artifact(vec![with_literal(handler(), STALE)]))),
+            run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![with_literal(handler(), STALE)]))),
             Verdict::Error(SECRETS_NOT_READ.into())
         );
     }

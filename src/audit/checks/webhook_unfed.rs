@@ -100,13 +100,10 @@ mod tests {
     use super::*;
     use crate::audit::artifact::ArtifactUnreadable;
     use crate::audit::checks::CheckSettings;
+    use crate::audit::checks::fixtures::run_with_repo;
     use crate::audit::checks::fixtures::webhooks::*;
     use crate::audit::checks::{NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
-    use crate::audit::facts::{ClerkFacts, Fact};
-
-    fn run(facts: &ClerkFacts, artifact: Option<&crate::audit::artifact::RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
-    }
+    use crate::audit::facts::Fact;
 
     fn single_failure(verdict: Verdict) -> FailureDraft {
         let Verdict::Fail(mut findings) = verdict else { panic!("expected a failure, got {verdict:?}") };
@@ -122,25 +119,31 @@ mod tests {
 
     #[test]
     fn skipped_without_a_repo_scan() {
-        assert_eq!(run(&facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+        assert_eq!(run_with_repo(evaluate, &facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
     }
 
     #[test]
     fn passes_without_handlers_even_when_webhooks_are_unknown() {
-        assert_eq!(run(&facts(no_app()), Some(&artifact(vec![]))), Verdict::Pass);
-        assert_eq!(run(&facts(Fact::Unavailable("svix down".into())), Some(&artifact(vec![]))), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(no_app()), Some(&artifact(vec![]))), Verdict::Pass);
+        assert_eq!(
+            run_with_repo(evaluate, &facts(Fact::Unavailable("svix down".into())), Some(&artifact(vec![]))),
+            Verdict::Pass
+        );
     }
 
     #[test]
     fn error_when_the_webhook_configuration_is_unavailable() {
-        let verdict =
-            run(&facts(Fact::Unavailable("Svix endpoint list: timed out".into())), Some(&artifact(vec![handler()])));
+        let verdict = run_with_repo(
+            evaluate,
+            &facts(Fact::Unavailable("Svix endpoint list: timed out".into())),
+            Some(&artifact(vec![handler()])),
+        );
         assert_eq!(verdict, Verdict::Error("webhook configuration unavailable: Svix endpoint list: timed out".into()));
     }
 
     #[test]
     fn fails_without_a_svix_app() {
-        let finding = single_failure(run(&facts(no_app()), Some(&artifact(vec![handler()]))));
+        let finding = single_failure(run_with_repo(evaluate, &facts(no_app()), Some(&artifact(vec![handler()]))));
         assert_eq!(finding.identity, vec!["app/api/webhooks/clerk/route.ts", ROUTE]);
         assert_eq!(
             finding.evidence.repo.as_deref(),
@@ -161,14 +164,14 @@ mod tests {
 
     #[test]
     fn fails_without_endpoints() {
-        let finding = single_failure(run(&facts(app(vec![])), Some(&artifact(vec![handler()]))));
+        let finding = single_failure(run_with_repo(evaluate, &facts(app(vec![])), Some(&artifact(vec![handler()]))));
         assert_eq!(finding.evidence.clerk.as_deref(), Some("the instance's webhook app has no endpoints"));
     }
 
     #[test]
     fn fails_when_every_endpoint_is_disabled() {
         let webhooks = app(vec![endpoint(1, ROUTE, true), endpoint(2, "/other", true)]);
-        let finding = single_failure(run(&facts(webhooks), Some(&artifact(vec![handler()]))));
+        let finding = single_failure(run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![handler()]))));
         assert_eq!(finding.evidence.clerk.as_deref(), Some("all 2 webhook endpoints of the instance are disabled"));
         assert_eq!(finding.evidence.details["endpoints"][0]["url"], "https://acme.com/api/webhooks/clerk");
         assert_eq!(finding.evidence.details["endpoints"][0]["disabled"], true);
@@ -181,7 +184,7 @@ mod tests {
             endpoint(2, "/webhooks/clerk-old", false),
             endpoint(3, "/api/webhooks/clerk/", true),
         ]);
-        let finding = single_failure(run(&facts(webhooks), Some(&artifact(vec![handler()]))));
+        let finding = single_failure(run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![handler()]))));
         assert_eq!(
             finding.evidence.clerk.as_deref(),
             Some(
@@ -204,7 +207,7 @@ mod tests {
     fn passes_when_an_enabled_endpoint_matches_the_route() {
         let webhooks =
             app(vec![endpoint(1, "/api/webhooks/stripe", false), endpoint(2, "/api/webhooks/clerk/", false)]);
-        assert_eq!(run(&facts(webhooks), Some(&artifact(vec![handler()]))), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![handler()]))), Verdict::Pass);
     }
 
     #[test]
@@ -212,9 +215,12 @@ mod tests {
         let mut unknown = handler();
         unknown.route = None;
         let webhooks = app(vec![endpoint(1, "/anything", false)]);
-        assert_eq!(run(&facts(webhooks), Some(&artifact(vec![unknown.clone()]))), Verdict::Pass);
-        let finding =
-            single_failure(run(&facts(app(vec![endpoint(1, "/anything", true)])), Some(&artifact(vec![unknown]))));
+        assert_eq!(run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![unknown.clone()]))), Verdict::Pass);
+        let finding = single_failure(run_with_repo(
+            evaluate,
+            &facts(app(vec![endpoint(1, "/anything", true)])),
+            Some(&artifact(vec![unknown])),
+        ));
         assert_eq!(finding.identity, vec!["app/api/webhooks/clerk/route.ts", "*"]);
         assert!(finding.evidence.repo.unwrap().contains("(route unknown)"));
     }
@@ -226,7 +232,11 @@ mod tests {
         other.route = Some("/hooks/clerk".into());
         let duplicate = handler();
         let webhooks = app(vec![endpoint(1, "/hooks/clerk", false)]);
-        let finding = single_failure(run(&facts(webhooks), Some(&artifact(vec![handler(), other, duplicate]))));
+        let finding = single_failure(run_with_repo(
+            evaluate,
+            &facts(webhooks),
+            Some(&artifact(vec![handler(), other, duplicate])),
+        ));
         assert_eq!(finding.identity, vec!["app/api/webhooks/clerk/route.ts", ROUTE]);
     }
 

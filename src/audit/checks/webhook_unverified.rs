@@ -66,13 +66,9 @@ mod tests {
     use super::*;
     use crate::audit::artifact::ArtifactUnreadable;
     use crate::audit::checks::CheckSettings;
+    use crate::audit::checks::fixtures::run_with_repo;
     use crate::audit::checks::fixtures::webhooks::*;
     use crate::audit::checks::{NO_REPO_SCAN, REPO_ARTIFACT_UNREADABLE, RepoEvidence};
-    use crate::audit::facts::ClerkFacts;
-
-    fn run(facts: &ClerkFacts, artifact: Option<&crate::audit::artifact::RepoArtifact>) -> Verdict {
-        evaluate(&CheckInput { facts, artifact: artifact.into(), settings: &CheckSettings::default() })
-    }
 
     fn unverified() -> crate::audit::artifact::WebhookHandler {
         let mut handler = handler();
@@ -89,23 +85,28 @@ mod tests {
 
     #[test]
     fn skipped_without_a_repo_scan() {
-        assert_eq!(run(&facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
+        assert_eq!(run_with_repo(evaluate, &facts(no_app()), None), Verdict::Skipped(NO_REPO_SCAN.into()));
     }
 
     #[test]
     fn passes_without_handlers_or_when_every_handler_verifies() {
-        assert_eq!(run(&facts(no_app()), Some(&artifact(vec![]))), Verdict::Pass);
+        assert_eq!(run_with_repo(evaluate, &facts(no_app()), Some(&artifact(vec![]))), Verdict::Pass);
         let mut svix = handler();
         svix.verification = Verification::Svix;
         let mut standard = handler();
         standard.verification = Verification::Standardwebhooks;
-        assert_eq!(run(&facts(no_app()), Some(&artifact(vec![handler(), svix, standard]))), Verdict::Pass);
+        assert_eq!(
+            run_with_repo(evaluate, &facts(no_app()), Some(&artifact(vec![handler(), svix, standard]))),
+            Verdict::Pass
+        );
     }
 
     #[test]
     fn fails_naming_the_handler_and_the_endpoint_delivering_to_it() {
         let webhooks = app(vec![endpoint(1, ROUTE, false), endpoint(2, "/other", false)]);
-        let Verdict::Fail(findings) = run(&facts(webhooks), Some(&artifact(vec![unverified(), handler()]))) else {
+        let Verdict::Fail(findings) =
+            run_with_repo(evaluate, &facts(webhooks), Some(&artifact(vec![unverified(), handler()])))
+        else {
             panic!("expected a failure")
         };
         assert_eq!(findings.len(), 1);
@@ -131,13 +132,16 @@ mod tests {
 
     #[test]
     fn fails_without_any_endpoint_and_even_when_webhooks_are_unavailable() {
-        let Verdict::Fail(findings) = run(&facts(no_app()), Some(&artifact(vec![unverified()]))) else { panic!() };
+        let Verdict::Fail(findings) = run_with_repo(evaluate, &facts(no_app()), Some(&artifact(vec![unverified()])))
+        else {
+            panic!()
+        };
         assert_eq!(
             findings[0].evidence.clerk.as_deref(),
             Some("no enabled webhook endpoint delivers to it at the moment")
         );
         let Verdict::Fail(findings) =
-            run(&facts(Fact::Unavailable("down".into())), Some(&artifact(vec![unverified()])))
+            run_with_repo(evaluate, &facts(Fact::Unavailable("down".into())), Some(&artifact(vec![unverified()])))
         else {
             panic!()
         };

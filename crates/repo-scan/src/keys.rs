@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 
 use crate::artifact::{KeyEnvironment, KeyKind};
 
-use super::text::{LazyLines, head, tail};
+use super::text::{LazyLines, LineIndex, head, tail};
 
 fn re(pattern: &str) -> Regex {
     Regex::new(pattern).expect("static regex")
@@ -223,64 +223,8 @@ pub(crate) fn find(text: &str, lazy: &LazyLines<'_>) -> Vec<KeyHit> {
         if hits.len() >= MAX_KEYS_PER_FILE {
             break;
         }
-        let (Some(whole), Some(kind), Some(env), Some(payload)) = (caps.get(0), caps.get(1), caps.get(2), caps.get(3))
-        else {
-            continue;
-        };
-        let kind = if kind.as_str() == "p" { KeyKind::Publishable } else { KeyKind::Secret };
-        let environment = if env.as_str() == "live" { KeyEnvironment::Live } else { KeyEnvironment::Test };
-        let mut payload = payload.as_str();
-        let (mut host, mut fp) = (None, None);
-        match kind {
-            KeyKind::Publishable => {
-                host = decode_publishable(payload);
-                if host.is_none() && (payload.len() < 8 || is_placeholder(payload)) {
-                    continue;
-                }
-            }
-            KeyKind::Secret => {
-                let end = payload.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(payload.len());
-                payload = &payload[..end];
-                if payload.len() < 16 || is_placeholder(payload) {
-                    continue;
-                }
-                let key_len = whole.as_str().len() - caps.get(3).map_or(0, |m| m.as_str().len()) + payload.len();
-                fp = Some(fingerprint(&text[whole.start()..whole.start() + key_len]));
-            }
-        }
-        let line = lines.line_of(whole.start());
-        let l = line as usize;
-        let (line_start, line_end) = lines.range(l);
-        let prefix = text.get(line_start..whole.start()).unwrap_or("");
-        let suffix = text.get(whole.end()..line_end).unwrap_or("");
-        let previous = if l > 1 { lines.line(text, l - 1) } else { "" };
-        let variable = variable_of(prefix, previous);
-        let commented = in_comment(tail(prefix, 4096));
-        let around = format!("{} {}", tail(prefix, 256), head(suffix, 256));
-        let var = variable.as_deref().unwrap_or("");
-        let mut near = String::new();
-        for n in l.saturating_sub(2)..=l + 2 {
-            if n == 0 || n == l || n > lines.count() {
-                continue;
-            }
-            near.push_str(head(lines.line(text, n), 512));
-            near.push('\n');
-        }
-        let hit = KeyHit {
-            kind,
-            environment,
-            line,
-            var_clerk: CLERK_WORD.is_match(var),
-            var_vendor: VENDOR_WORD.is_match(var),
-            line_clerk: CLERK_WORD.is_match(&around),
-            line_vendor: VENDOR_WORD.is_match(&around),
-            near_clerk: CLERK_WORD.is_match(&near),
-            near_vendor: VENDOR_WORD.is_match(&near),
-            variable,
-            commented,
-            host,
-            fingerprint: fp,
-        };
+        let Some(token) = KeyToken::read(&caps, text) else { continue };
+        let hit = key_hit(text, lines, token);
         // The same key twice on one line is one reference.
         let dup = hits.iter().any(|h| {
             h.line == hit.line
@@ -295,6 +239,94 @@ pub(crate) fn find(text: &str, lazy: &LazyLines<'_>) -> Vec<KeyHit> {
         }
     }
     hits
+}
+
+/// A key token that is not a placeholder: what the token itself says.
+struct KeyToken {
+    start: usize,
+    end: usize,
+    kind: KeyKind,
+    environment: KeyEnvironment,
+    /// Publishable: the decoded host.
+    host: Option<String>,
+    /// Secret: the fingerprint of the key up to its last alphanumeric byte.
+    fingerprint: Option<String>,
+}
+
+impl KeyToken {
+    /// Short payloads and placeholders are not keys: `None`.
+    fn read(caps: &regex::Captures<'_>, text: &str) -> Option<Self> {
+        let (Some(whole), Some(kind), Some(env), Some(payload)) = (caps.get(0), caps.get(1), caps.get(2), caps.get(3))
+        else {
+            return None;
+        };
+        let kind = if kind.as_str() == "p" { KeyKind::Publishable } else { KeyKind::Secret };
+        let environment = if env.as_str() == "live" { KeyEnvironment::Live } else { KeyEnvironment::Test };
+        let mut payload = payload.as_str();
+        let (mut host, mut fp) = (None, None);
+        match kind {
+            KeyKind::Publishable => {
+                host = decode_publishable(payload);
+                if host.is_none() && (payload.len() < 8 || is_placeholder(payload)) {
+                    return None;
+                }
+            }
+            KeyKind::Secret => {
+                let end = payload.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(payload.len());
+                payload = &payload[..end];
+                if payload.len() < 16 || is_placeholder(payload) {
+                    return None;
+                }
+                let key_len = whole.as_str().len() - caps.get(3).map_or(0, |m| m.as_str().len()) + payload.len();
+                fp = Some(fingerprint(&text[whole.start()..whole.start() + key_len]));
+            }
+        }
+        Some(KeyToken { start: whole.start(), end: whole.end(), kind, environment, host, fingerprint: fp })
+    }
+}
+
+/// Adds what surrounds a key token: the variable it is assigned to, whether it sits in a comment, and
+/// whether Clerk or another vendor is named in the variable, on the line or on the lines nearby.
+fn key_hit(text: &str, lines: &LineIndex, token: KeyToken) -> KeyHit {
+    let line = lines.line_of(token.start);
+    let l = line as usize;
+    let (line_start, line_end) = lines.range(l);
+    let prefix = text.get(line_start..token.start).unwrap_or("");
+    let suffix = text.get(token.end..line_end).unwrap_or("");
+    let previous = if l > 1 { lines.line(text, l - 1) } else { "" };
+    let variable = variable_of(prefix, previous);
+    let commented = in_comment(tail(prefix, 4096));
+    let around = format!("{} {}", tail(prefix, 256), head(suffix, 256));
+    let var = variable.as_deref().unwrap_or("");
+    let near = near_lines(text, lines, l);
+    KeyHit {
+        kind: token.kind,
+        environment: token.environment,
+        line,
+        var_clerk: CLERK_WORD.is_match(var),
+        var_vendor: VENDOR_WORD.is_match(var),
+        line_clerk: CLERK_WORD.is_match(&around),
+        line_vendor: VENDOR_WORD.is_match(&around),
+        near_clerk: CLERK_WORD.is_match(&near),
+        near_vendor: VENDOR_WORD.is_match(&near),
+        variable,
+        commented,
+        host: token.host,
+        fingerprint: token.fingerprint,
+    }
+}
+
+/// The two lines before and after line `l` (not `l` itself), each cut to 512 bytes.
+fn near_lines(text: &str, lines: &LineIndex, l: usize) -> String {
+    let mut near = String::new();
+    for n in l.saturating_sub(2)..=l + 2 {
+        if n == 0 || n == l || n > lines.count() {
+            continue;
+        }
+        near.push_str(head(lines.line(text, n), 512));
+        near.push('\n');
+    }
+    near
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@
 //! Security: the artifact never holds a secret key, a `whsec_` value or a raw publishable key; only
 //! `sha256:<hex>` fingerprints and decoded Frontend API hosts. Nothing is executed, no network is used.
 
+#![warn(clippy::too_many_lines)]
+
 pub mod artifact;
 pub(crate) mod committed;
 pub mod context;

@@ -124,98 +124,132 @@ enum Frame {
     TemplateExpr,
 }
 
-impl Brackets {
-    pub(crate) fn new(text: &str, syntax: Syntax) -> Self {
-        let b = text.as_bytes();
-        let n = b.len();
-        let mut pairs = Vec::new();
-        let mut comments = Vec::new();
-        let mut stack: Vec<Frame> = Vec::new();
-        let mut i = 0;
-        // Whether we are inside a template literal body (JS), resumed after a `${...}` closes.
-        let mut in_template = false;
-        while i < n {
-            if in_template {
-                match b[i] {
-                    b'\\' => i += 2,
-                    b'`' => {
-                        in_template = false;
-                        i += 1;
-                    }
-                    b'$' if i + 1 < n && b[i + 1] == b'{' => {
-                        stack.push(Frame::TemplateExpr);
-                        in_template = false;
-                        i += 2;
-                    }
-                    _ => i += 1,
-                }
-                continue;
+/// The one pass `Brackets::new` makes over a file: the position, the open brackets and what was found.
+struct BracketScan<'t> {
+    b: &'t [u8],
+    syntax: Syntax,
+    i: usize,
+    pairs: Vec<(usize, usize)>,
+    comments: Vec<(usize, usize)>,
+    stack: Vec<Frame>,
+    /// Whether we are inside a template literal body (JS), resumed after a `${...}` closes.
+    in_template: bool,
+}
+
+impl BracketScan<'_> {
+    /// Inside a template literal only `\`, the closing backtick and `${` matter.
+    #[inline]
+    fn template_byte(&mut self) {
+        let (b, n, i) = (self.b, self.b.len(), self.i);
+        match b[i] {
+            b'\\' => self.i += 2,
+            b'`' => {
+                self.in_template = false;
+                self.i += 1;
             }
-            let c = b[i];
-            match c {
-                b'/' if syntax != Syntax::Py && i + 1 < n && b[i + 1] == b'/' => {
-                    let end = memchr_from(b, b'\n', i).unwrap_or(n);
-                    comments.push((i, end));
-                    i = end;
+            b'$' if i + 1 < n && b[i + 1] == b'{' => {
+                self.stack.push(Frame::TemplateExpr);
+                self.in_template = false;
+                self.i += 2;
+            }
+            _ => self.i += 1,
+        }
+    }
+
+    /// In code: comments are recorded and skipped, strings skipped, brackets paired.
+    #[inline]
+    fn code_byte(&mut self) {
+        let (b, n, i, syntax) = (self.b, self.b.len(), self.i, self.syntax);
+        let c = b[i];
+        match c {
+            b'/' if syntax != Syntax::Py && i + 1 < n && b[i + 1] == b'/' => {
+                self.comment(i, memchr_from(b, b'\n', i).unwrap_or(n));
+            }
+            b'/' if syntax != Syntax::Py && i + 1 < n && b[i + 1] == b'*' => {
+                self.comment(i, find_from(b, b"*/", i + 2).map_or(n, |p| p + 2));
+            }
+            b'#' if syntax == Syntax::Py => self.comment(i, memchr_from(b, b'\n', i).unwrap_or(n)),
+            b'"' | b'\'' if syntax == Syntax::Py => {
+                if i + 2 < n && b[i + 1] == c && b[i + 2] == c {
+                    let delim = [c, c, c];
+                    self.i = find_from(b, &delim, i + 3).map_or(n, |p| p + 3);
+                } else {
+                    self.i = skip_quoted(b, i, c);
                 }
-                b'/' if syntax != Syntax::Py && i + 1 < n && b[i + 1] == b'*' => {
-                    let end = find_from(b, b"*/", i + 2).map_or(n, |p| p + 2);
-                    comments.push((i, end));
-                    i = end;
-                }
-                b'#' if syntax == Syntax::Py => {
-                    let end = memchr_from(b, b'\n', i).unwrap_or(n);
-                    comments.push((i, end));
-                    i = end;
-                }
-                b'"' | b'\'' if syntax == Syntax::Py => {
-                    if i + 2 < n && b[i + 1] == c && b[i + 2] == c {
-                        let delim = [c, c, c];
-                        i = find_from(b, &delim, i + 3).map_or(n, |p| p + 3);
-                    } else {
-                        i = skip_quoted(b, i, c);
-                    }
-                }
-                b'"' => i = skip_quoted(b, i, b'"'),
-                b'\'' if syntax == Syntax::Js => i = skip_quoted(b, i, b'\''),
-                b'\'' if syntax == Syntax::Go => {
-                    // A rune: at most a few bytes; do not run past the line.
-                    i = skip_quoted(b, i, b'\'');
-                }
-                b'`' if syntax == Syntax::Go => {
-                    i = memchr_from(b, b'`', i + 1).map_or(n, |p| p + 1);
-                }
-                b'`' => {
-                    in_template = true;
-                    i += 1;
-                }
-                b'(' | b'[' | b'{' => {
-                    stack.push(Frame::Bracket(c, i));
-                    i += 1;
-                }
-                b')' | b']' | b'}' => {
-                    let want = match c {
-                        b')' => b'(',
-                        b']' => b'[',
-                        _ => b'{',
-                    };
-                    // Pop to the matching opener; tolerate stray closers.
-                    if let Some(pos) = stack.iter().rposition(|f| match f {
-                        Frame::Bracket(o, _) => *o == want,
-                        Frame::TemplateExpr => want == b'{',
-                    }) {
-                        let frame = stack[pos];
-                        stack.truncate(pos);
-                        match frame {
-                            Frame::Bracket(_, open) => pairs.push((open, i)),
-                            Frame::TemplateExpr => in_template = true,
-                        }
-                    }
-                    i += 1;
-                }
-                _ => i += 1,
+            }
+            b'"' => self.i = skip_quoted(b, i, b'"'),
+            b'\'' if syntax == Syntax::Js => self.i = skip_quoted(b, i, b'\''),
+            b'\'' if syntax == Syntax::Go => {
+                // A rune: at most a few bytes; do not run past the line.
+                self.i = skip_quoted(b, i, b'\'');
+            }
+            b'`' if syntax == Syntax::Go => {
+                self.i = memchr_from(b, b'`', i + 1).map_or(n, |p| p + 1);
+            }
+            b'`' => {
+                self.in_template = true;
+                self.i += 1;
+            }
+            b'(' | b'[' | b'{' => {
+                self.stack.push(Frame::Bracket(c, i));
+                self.i += 1;
+            }
+            b')' | b']' | b'}' => {
+                self.close(c);
+                self.i += 1;
+            }
+            _ => self.i += 1,
+        }
+    }
+
+    #[inline]
+    fn comment(&mut self, start: usize, end: usize) {
+        self.comments.push((start, end));
+        self.i = end;
+    }
+
+    /// A closer pops to its matching opener (stray closers are tolerated); the `}` of a `${...}` resumes
+    /// the template literal.
+    #[inline]
+    fn close(&mut self, c: u8) {
+        let want = match c {
+            b')' => b'(',
+            b']' => b'[',
+            _ => b'{',
+        };
+        if let Some(pos) = self.stack.iter().rposition(|f| match f {
+            Frame::Bracket(o, _) => *o == want,
+            Frame::TemplateExpr => want == b'{',
+        }) {
+            let frame = self.stack[pos];
+            self.stack.truncate(pos);
+            match frame {
+                Frame::Bracket(_, open) => self.pairs.push((open, self.i)),
+                Frame::TemplateExpr => self.in_template = true,
             }
         }
+    }
+}
+
+impl Brackets {
+    pub(crate) fn new(text: &str, syntax: Syntax) -> Self {
+        let mut scan = BracketScan {
+            b: text.as_bytes(),
+            syntax,
+            i: 0,
+            pairs: Vec::new(),
+            comments: Vec::new(),
+            stack: Vec::new(),
+            in_template: false,
+        };
+        while scan.i < scan.b.len() {
+            if scan.in_template {
+                scan.template_byte();
+            } else {
+                scan.code_byte();
+            }
+        }
+        let BracketScan { mut pairs, comments, .. } = scan;
         pairs.sort_unstable();
         Self { pairs, comments }
     }

@@ -134,22 +134,9 @@ pub(crate) fn walk(
     options: &ScanOptions,
     process: &(dyn Fn(String, &str) -> FileFacts + Sync),
 ) -> (Vec<FileFacts>, ScanStats) {
-    let mut builder = WalkBuilder::new(root);
-    builder
-        .hidden(false)
-        .ignore(false)
-        .git_ignore(options.respect_gitignore)
-        .git_global(false)
-        .git_exclude(false)
-        .require_git(false)
-        .parents(false)
-        .follow_links(false)
-        .max_depth(options.max_depth)
-        .threads(options.threads)
-        .filter_entry(|e| !skip_dir(e));
     let shared = Mutex::new(Shared::default());
     let max = options.max_file_size;
-    builder.build_parallel().run(|| {
+    walk_builder(root, options).build_parallel().run(|| {
         let shared = &shared;
         Box::new(move |entry| {
             let Ok(entry) = entry else {
@@ -163,43 +150,8 @@ pub(crate) fn walk(
                 return WalkState::Continue;
             }
             let Some(rel) = rel_path(root, entry.path()) else { return WalkState::Continue };
-            let name = rel.rsplit('/').next().unwrap_or(&rel);
             let mut local = ScanStats { files_seen: 1, ..ScanStats::default() };
-            let result = if binary_by_name(name) {
-                local.skipped_binary += 1;
-                None
-            } else {
-                match entry.metadata() {
-                    Ok(m) if m.len() > max => {
-                        local.skipped_too_large += 1;
-                        None
-                    }
-                    Ok(_) => match std::fs::read(entry.path()) {
-                        Ok(bytes) if bytes.len() as u64 > max => {
-                            local.skipped_too_large += 1;
-                            None
-                        }
-                        Ok(bytes) if bytes[..bytes.len().min(8192)].contains(&0) => {
-                            local.skipped_binary += 1;
-                            None
-                        }
-                        Ok(bytes) => {
-                            local.files_scanned += 1;
-                            local.bytes_read += bytes.len() as u64;
-                            let text = String::from_utf8_lossy(&bytes);
-                            Some(process(rel.clone(), &text))
-                        }
-                        Err(_) => {
-                            local.skipped_unreadable += 1;
-                            None
-                        }
-                    },
-                    Err(_) => {
-                        local.skipped_unreadable += 1;
-                        None
-                    }
-                }
-            };
+            let result = read_file(&entry, rel, max, process, &mut local);
             if let Ok(mut s) = shared.lock() {
                 s.stats.add(&local);
                 if let Some(f) = result
@@ -213,4 +165,69 @@ pub(crate) fn walk(
     });
     let shared = shared.into_inner().unwrap_or_else(|e| e.into_inner());
     (shared.files, shared.stats)
+}
+
+/// The walk the options ask for: every file (hidden ones too), `.gitignore` only on request, no
+/// symlinks followed, skipped folders pruned.
+fn walk_builder(root: &Path, options: &ScanOptions) -> WalkBuilder {
+    let mut builder = WalkBuilder::new(root);
+    builder
+        .hidden(false)
+        .ignore(false)
+        .git_ignore(options.respect_gitignore)
+        .git_global(false)
+        .git_exclude(false)
+        .require_git(false)
+        .parents(false)
+        .follow_links(false)
+        .max_depth(options.max_depth)
+        .threads(options.threads)
+        .filter_entry(|e| !skip_dir(e));
+    builder
+}
+
+/// Reads one file and runs `process` on it when it is text within the size limit; otherwise counts why
+/// it was skipped in `local`.
+fn read_file(
+    entry: &DirEntry,
+    rel: String,
+    max: u64,
+    process: &(dyn Fn(String, &str) -> FileFacts + Sync),
+    local: &mut ScanStats,
+) -> Option<FileFacts> {
+    let name = rel.rsplit('/').next().unwrap_or(&rel);
+    if binary_by_name(name) {
+        local.skipped_binary += 1;
+        return None;
+    }
+    match entry.metadata() {
+        Ok(m) if m.len() > max => {
+            local.skipped_too_large += 1;
+            None
+        }
+        Ok(_) => match std::fs::read(entry.path()) {
+            Ok(bytes) if bytes.len() as u64 > max => {
+                local.skipped_too_large += 1;
+                None
+            }
+            Ok(bytes) if bytes[..bytes.len().min(8192)].contains(&0) => {
+                local.skipped_binary += 1;
+                None
+            }
+            Ok(bytes) => {
+                local.files_scanned += 1;
+                local.bytes_read += bytes.len() as u64;
+                let text = String::from_utf8_lossy(&bytes);
+                Some(process(rel, &text))
+            }
+            Err(_) => {
+                local.skipped_unreadable += 1;
+                None
+            }
+        },
+        Err(_) => {
+            local.skipped_unreadable += 1;
+            None
+        }
+    }
 }

@@ -443,108 +443,148 @@ type Origin = (Option<usize>, String);
 fn go_router_params(f: Node<'_>, text: &str, out: &mut AstFacts) {
     let Some(name) = function_name(f, text) else { return };
     let Some(body) = f.child_by_field_name("body") else { return };
-    let ps = params(Grammar::Go, f, text);
-    // Variable -> (parameter it derives from, or None for a local router; prefix so far).
-    let mut origin: HashMap<String, Origin> = HashMap::new();
-    for (i, p) in ps.iter().enumerate() {
-        origin.insert(p.clone(), (Some(i), String::new()));
+    let mut routers = GoRouters::new(params(Grammar::Go, f, text));
+    for n in preorder(body, 20_000) {
+        routers.leave_closures_before(n.start_byte());
+        match n.kind() {
+            "short_var_declaration" | "assignment_statement" => routers.assignment(n, text),
+            "call_expression" => routers.call(n, text, &name, out),
+            _ => {}
+        }
     }
-    let mut cursor = body.walk();
-    // Statements of the body in order (nested blocks too), iteratively.
-    let mut stack = vec![body];
+}
+
+/// The nodes under `root` in source order (nested blocks too), read iteratively and stopping once more
+/// than `limit` are collected: bounded work on generated code.
+fn preorder(root: Node<'_>, limit: usize) -> Vec<Node<'_>> {
+    let mut cursor = root.walk();
+    let mut stack = vec![root];
     let mut order: Vec<Node<'_>> = Vec::new();
     while let Some(n) = stack.pop() {
         order.push(n);
         let kids: Vec<Node<'_>> = n.named_children(&mut cursor).collect();
         stack.extend(kids.into_iter().rev());
-        if order.len() > 20_000 {
+        if order.len() > limit {
             break;
         }
     }
-    // Closure parameters shadow outer names until the closure ends: (end byte, name, outer entry).
-    let mut scoped: Vec<(usize, String, Option<Origin>)> = Vec::new();
-    for n in order {
-        while let Some((end, _, _)) = scoped.last()
-            && n.start_byte() >= *end
+    order
+}
+
+/// The router variables of one Go function, followed statement by statement.
+struct GoRouters {
+    /// Variable -> (parameter it derives from, or None for a local router; prefix so far).
+    origin: HashMap<String, Origin>,
+    /// Closure parameters shadow outer names until the closure ends: (end byte, name, outer entry).
+    scoped: Vec<(usize, String, Option<Origin>)>,
+}
+
+impl GoRouters {
+    /// Each parameter is a router of its own position, without a prefix yet.
+    fn new(params: Vec<String>) -> Self {
+        let origin = params.into_iter().enumerate().map(|(i, p)| (p, (Some(i), String::new()))).collect();
+        GoRouters { origin, scoped: Vec::new() }
+    }
+
+    /// Closures that end before `pos` are left: their parameters stop shadowing the outer names.
+    fn leave_closures_before(&mut self, pos: usize) {
+        while let Some((end, _, _)) = self.scoped.last()
+            && pos >= *end
         {
-            if let Some((_, name, outer)) = scoped.pop() {
+            if let Some((_, name, outer)) = self.scoped.pop() {
                 match outer {
-                    Some(o) => origin.insert(name, o),
-                    None => origin.remove(&name),
+                    Some(o) => self.origin.insert(name, o),
+                    None => self.origin.remove(&name),
                 };
             }
         }
-        match n.kind() {
-            "short_var_declaration" | "assignment_statement" => {
-                let (Some(l), Some(r)) = (n.child_by_field_name("left"), n.child_by_field_name("right")) else {
-                    continue;
-                };
-                let var = text_of(l, text).trim();
-                if let Some((base, prefix)) = group_of(text_of(r, text), &origin) {
-                    origin.insert(var.to_owned(), (base, prefix));
-                } else if !var.contains(',') && !origin.contains_key(var) {
-                    let rhs = text_of(r, text);
-                    // `r := gin.Default()` / `chi.NewRouter()` / `echo.New()`: a root router.
-                    if ["gin.Default(", "gin.New(", "chi.NewRouter(", "echo.New(", "mux.NewRouter("]
-                        .iter()
-                        .any(|c| rhs.contains(c))
-                    {
-                        origin.insert(var.to_owned(), (None, String::new()));
-                    }
-                }
+    }
+
+    /// `api := r.Group("/api")` derives a router with a longer prefix; `r := gin.Default()` (or chi,
+    /// echo, gorilla) makes a root router.
+    fn assignment(&mut self, n: Node<'_>, text: &str) {
+        let (Some(l), Some(r)) = (n.child_by_field_name("left"), n.child_by_field_name("right")) else {
+            return;
+        };
+        let var = text_of(l, text).trim();
+        if let Some((base, prefix)) = group_of(text_of(r, text), &self.origin) {
+            self.origin.insert(var.to_owned(), (base, prefix));
+        } else if !var.contains(',') && !self.origin.contains_key(var) {
+            let rhs = text_of(r, text);
+            if ["gin.Default(", "gin.New(", "chi.NewRouter(", "echo.New(", "mux.NewRouter("]
+                .iter()
+                .any(|c| rhs.contains(c))
+            {
+                self.origin.insert(var.to_owned(), (None, String::new()));
             }
-            "call_expression" => {
-                let (Some(func), Some(args)) = (n.child_by_field_name("function"), n.child_by_field_name("arguments"))
-                else {
-                    continue;
-                };
-                let callee = text_of(func, text);
-                let (obj, method) = callee.rsplit_once('.').unwrap_or(("", callee));
-                if matches!(method, "POST" | "Post" | "Any" | "HandleFunc" | "Handle" | "Match")
-                    && let Some((base, _)) = origin.get(obj)
-                {
-                    let param = base.unwrap_or(OWN_ROUTER);
-                    out.param_routes.push(ParamRoute { func_name: name.clone(), param, line: line_of(n) });
-                }
-                let mut c = args.walk();
-                let arg_nodes: Vec<Node<'_>> = args.named_children(&mut c).collect();
-                // `r.Route("/api", func(api chi.Router) {...})`: the closure's router has the prefix.
-                if method == "Route"
-                    && let (Some(known), [path, closure, ..]) = (origin.get(obj).cloned(), arg_nodes.as_slice())
-                    && closure.kind() == "func_literal"
-                    && let Some(lit) = string_literal(text_of(*path, text).trim())
-                {
-                    for p in params(Grammar::Go, *closure, text) {
-                        let outer = origin.insert(p.clone(), (known.0, join_route(&known.1, &lit)));
-                        scoped.push((closure.end_byte(), p, outer));
-                    }
-                }
-                // `r.Mount("/webhooks", webhooks.Routes())` on a root router: `Routes` serves under it.
-                if method == "Mount"
-                    && let (Some((None, prefix)), [path, mounted, ..]) = (origin.get(obj), arg_nodes.as_slice())
-                    && mounted.kind() == "call_expression"
-                    && let Some(f) = mounted.child_by_field_name("function")
-                    && let Some(lit) = string_literal(text_of(*path, text).trim())
-                {
-                    let callee = text_of(f, text);
-                    let callee = callee.rsplit('.').next().unwrap_or(callee);
-                    out.group_args.push(GroupArg {
-                        callee: callee.to_owned(),
-                        arg: OWN_ROUTER,
-                        prefix: join_route(prefix, &lit),
-                    });
-                }
-                for (i, a) in arg_nodes.into_iter().enumerate() {
-                    let at = text_of(a, text).trim();
-                    let known = origin.get(at).cloned().or_else(|| group_of(at, &origin));
-                    if let Some((None, prefix)) = known
-                        && !prefix.is_empty()
-                    {
-                        out.group_args.push(GroupArg { callee: method.to_owned(), arg: i, prefix });
-                    }
-                }
+        }
+    }
+
+    /// A call on or with a known router: a route registered on it, a `Route` closure, a `Mount` of
+    /// another function's routes, or the router passed on to another function.
+    fn call(&mut self, n: Node<'_>, text: &str, func_name: &str, out: &mut AstFacts) {
+        let (Some(func), Some(args)) = (n.child_by_field_name("function"), n.child_by_field_name("arguments")) else {
+            return;
+        };
+        let callee = text_of(func, text);
+        let (obj, method) = callee.rsplit_once('.').unwrap_or(("", callee));
+        if matches!(method, "POST" | "Post" | "Any" | "HandleFunc" | "Handle" | "Match")
+            && let Some((base, _)) = self.origin.get(obj)
+        {
+            let param = base.unwrap_or(OWN_ROUTER);
+            out.param_routes.push(ParamRoute { func_name: func_name.to_owned(), param, line: line_of(n) });
+        }
+        let mut c = args.walk();
+        let arg_nodes: Vec<Node<'_>> = args.named_children(&mut c).collect();
+        if method == "Route" {
+            self.enter_route_closure(obj, &arg_nodes, text);
+        }
+        if method == "Mount" {
+            self.mount(obj, &arg_nodes, text, out);
+        }
+        self.routers_passed_on(method, arg_nodes, text, out);
+    }
+
+    /// `r.Route("/api", func(api chi.Router) {...})`: the closure's router has the prefix.
+    fn enter_route_closure(&mut self, obj: &str, arg_nodes: &[Node<'_>], text: &str) {
+        if let (Some(known), [path, closure, ..]) = (self.origin.get(obj).cloned(), arg_nodes)
+            && closure.kind() == "func_literal"
+            && let Some(lit) = string_literal(text_of(*path, text).trim())
+        {
+            for p in params(Grammar::Go, *closure, text) {
+                let outer = self.origin.insert(p.clone(), (known.0, join_route(&known.1, &lit)));
+                self.scoped.push((closure.end_byte(), p, outer));
             }
-            _ => {}
+        }
+    }
+
+    /// `r.Mount("/webhooks", webhooks.Routes())` on a root router: `Routes` serves under it.
+    fn mount(&self, obj: &str, arg_nodes: &[Node<'_>], text: &str, out: &mut AstFacts) {
+        if let (Some((None, prefix)), [path, mounted, ..]) = (self.origin.get(obj), arg_nodes)
+            && mounted.kind() == "call_expression"
+            && let Some(f) = mounted.child_by_field_name("function")
+            && let Some(lit) = string_literal(text_of(*path, text).trim())
+        {
+            let callee = text_of(f, text);
+            let callee = callee.rsplit('.').next().unwrap_or(callee);
+            out.group_args.push(GroupArg {
+                callee: callee.to_owned(),
+                arg: OWN_ROUTER,
+                prefix: join_route(prefix, &lit),
+            });
+        }
+    }
+
+    /// A local router with a prefix passed to `method(...)`: that function's routes serve under it.
+    fn routers_passed_on(&self, method: &str, arg_nodes: Vec<Node<'_>>, text: &str, out: &mut AstFacts) {
+        for (i, a) in arg_nodes.into_iter().enumerate() {
+            let at = text_of(a, text).trim();
+            let known = self.origin.get(at).cloned().or_else(|| group_of(at, &self.origin));
+            if let Some((None, prefix)) = known
+                && !prefix.is_empty()
+            {
+                out.group_args.push(GroupArg { callee: method.to_owned(), arg: i, prefix });
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::ast::AstFacts;
+use super::ast::{AstFacts, NestRoute};
 use super::{
     ASTRO, CONVEX, Cand, CodeFacts, EXPRESS, FASTIFY, FileCtx, FsKind, HONO, Lang, Mount, MountTarget, NESTJS,
     NEXT_APP, NEXT_PAGES, NUXT, REACT_ROUTER, REMIX, RegTarget, Registration, SVELTEKIT, SecretExpr, UnitKind,
@@ -242,207 +242,328 @@ fn def_line(text: &str, lines: &LineIndex, name: &str) -> Option<u32> {
         .map(|m| lines.line_of(m.start()))
 }
 
+/// What one JS/TS file yields once, for every stage to read: the comment-masked text with its brackets
+/// and lines, the imports (and the verifiers they name) and the in-file assignments.
+struct JsFile<'a> {
+    path: &'a str,
+    raw: &'a str,
+    lines: &'a LineIndex,
+    brackets: Brackets,
+    masked: String,
+    imports: Vec<Import>,
+    verifiers: Verifiers,
+    locals: HashMap<String, String>,
+    local_env: HashMap<String, SecretExpr>,
+}
+
+impl<'a> JsFile<'a> {
+    /// Masks comments, matches brackets and reads imports once; assignments only when the file may
+    /// hold module-level secrets (`with_assigns`).
+    fn read(path: &'a str, raw: &'a str, lines: &'a LineIndex, with_assigns: bool) -> Self {
+        let brackets = Brackets::new(raw, Syntax::Js);
+        let masked = brackets.masked(raw);
+        let imports = imports(&masked);
+        let verifiers = verifiers(&imports);
+        let (locals, local_env) = if with_assigns { locals(&masked) } else { Default::default() };
+        JsFile { path, raw, lines, brackets, masked, imports, verifiers, locals, local_env }
+    }
+
+    fn text(&self) -> &str {
+        &self.masked
+    }
+
+    fn ctx(&self) -> FileCtx<'_> {
+        FileCtx {
+            path: self.path,
+            text: &self.masked,
+            raw: self.raw,
+            lang: Lang::Js,
+            brackets: &self.brackets,
+            verifiers: &self.verifiers,
+            locals: &self.locals,
+            local_env: &self.local_env,
+        }
+    }
+
+    /// The module a local name was imported from.
+    fn import_of(&self, local: &str) -> Option<String> {
+        self.imports.iter().find(|i| i.local == local).map(|i| i.source.clone())
+    }
+
+    /// A route path argument: a `/...` string literal, directly or through an in-file constant.
+    fn path_arg(&self, arg: &str) -> Option<String> {
+        let lit = string_literal(arg).or_else(|| self.locals.get(arg).and_then(|rhs| string_literal(rhs)))?;
+        lit.starts_with('/').then_some(lit)
+    }
+
+    /// A mounted router named by `expr`: the module it was imported from, else the local name.
+    fn mount_target(&self, expr: &str) -> Option<MountTarget> {
+        let name = target_name(expr)?;
+        let head = expr.split(['.', '(']).next().unwrap_or("").trim();
+        Some(match self.import_of(head) {
+            Some(src) => MountTarget::Module(src),
+            None => MountTarget::Local(name),
+        })
+    }
+}
+
+/// What the stages find in one file before the candidates are pruned.
+#[derive(Default)]
+struct Found {
+    cands: Vec<Cand>,
+    /// Registrations, each with the index of its inline candidate (to renumber after pruning).
+    regs: Vec<(Registration, Option<usize>)>,
+    mounts: Vec<Mount>,
+}
+
+/// One `obj.method(args)` router call: its position and its trimmed arguments.
+struct RouterCall<'t> {
+    obj: String,
+    method: &'t str,
+    start: usize,
+    close: usize,
+    line: u32,
+    parts: Vec<&'t str>,
+}
+
+impl Found {
+    /// Registers `target` for a router call: an inline function becomes a candidate of its own, a name
+    /// a registration to resolve later.
+    fn push_target(
+        &mut self,
+        lines: &LineIndex,
+        call: &RouterCall<'_>,
+        path: Option<String>,
+        target: &str,
+        fw: Option<&'static str>,
+    ) {
+        let (obj, line) = (call.obj.clone(), call.line);
+        if is_inline_fn(target) {
+            let idx = self.cands.len();
+            self.cands.push(Cand {
+                start: lines.line_start(call.start),
+                end: call.close + 1,
+                line,
+                name: None,
+                kind: UnitKind::Inline,
+                framework: fw,
+                handler_like: true,
+            });
+            self.regs
+                .push((Registration { obj, path, framework: fw, target: RegTarget::Inline(idx), line }, Some(idx)));
+        } else if let Some(name) = target_name(target) {
+            self.regs.push((Registration { obj, path, framework: fw, target: RegTarget::Named(name), line }, None));
+        }
+    }
+}
+
+/// The handlers, registrations, mounts and module-level secrets of one JS/TS file. A file that can hold
+/// none is dropped before masking; otherwise the file context is read once and each stage reads it: a
+/// file-system routed module is one handler, other files are read for router calls and functions.
 pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>, tree: Option<&AstFacts>) -> CodeFacts {
     let interest = interest(raw, path);
     let interesting = interest.units;
-    let name = path.rsplit('/').next().unwrap_or(path);
-    let routes_config =
-        matches!(name, "routes.ts" | "routes.js" | "routes.mts") && raw.contains("@react-router/dev/routes");
+    let routes_config = is_routes_config(path, raw);
     let nest = tree.map_or(&[][..], |t| t.nest_routes.as_slice());
     if !interest.assigns && !routes_config && nest.is_empty() && !ROUTERISH.is_match(raw) {
         return CodeFacts::default();
     }
-    let lines = lazy.get();
-    let brackets = Brackets::new(raw, Syntax::Js);
-    let masked = brackets.masked(raw);
-    let text = masked.as_str();
+    let file = JsFile::read(path, raw, lazy.get(), interest.assigns);
     let mut facts = CodeFacts::default();
     if routes_config {
-        facts.rr_routes = RR_ROUTE
-            .captures_iter(text)
-            .filter_map(|c| Some((c.get(1)?.as_str().to_owned(), c.get(2)?.as_str().to_owned())))
-            .collect();
+        facts.rr_routes = react_router_routes(file.text());
     }
-    let imports = imports(text);
-    let verifiers = verifiers(&imports);
-
-    let (locals, local_env) = if interest.assigns { locals(text) } else { Default::default() };
-    let ctx = FileCtx {
-        path,
-        text,
-        raw,
-        lang: Lang::Js,
-        brackets: &brackets,
-        verifiers: &verifiers,
-        locals: &locals,
-        local_env: &local_env,
-    };
-
-    if interesting && let Some((kind, line, framework)) = fs_module(path, text, lines, &imports) {
-        let cand = Cand {
-            start: 0,
-            end: text.len(),
-            line,
-            name: None,
-            kind: UnitKind::Fs(kind),
-            framework,
-            handler_like: true,
-        };
-        facts.units = evaluate(&ctx, &[cand]);
-        facts.assigns = global_assigns(&locals, &local_env);
+    if interesting && let Some(cand) = fs_routed_cand(&file) {
+        facts.units = evaluate(&file.ctx(), &[cand]);
+        facts.assigns = global_assigns(&file.locals, &file.local_env);
         return facts;
     }
 
-    let framework = framework_from_imports(&imports, text);
-    let import_of = |local: &str| imports.iter().find(|i| i.local == local).map(|i| i.source.clone());
-    let mut cands: Vec<Cand> = Vec::new();
-    // (registration without target index, inline cand index)
-    let mut regs: Vec<(Registration, Option<usize>)> = Vec::new();
+    let mut found = Found::default();
+    find_router_calls(&file, framework_from_imports(&file.imports, file.text()), &mut found);
+    if interesting {
+        named_cands(file.text(), file.lines, &file.brackets, &mut found.cands);
+        nest_controller_cands(nest, &mut found);
+    }
+    let (kept, remap) = keep_outermost_cands(found.cands);
+    facts.mounts = found.mounts;
+    if interesting {
+        facts.units = evaluate(&file.ctx(), &kept);
+    }
+    if interest.assigns {
+        facts.assigns = global_assigns(&file.locals, &file.local_env);
+    }
+    facts.registrations = renumber_registrations(found.regs, &remap, interesting);
+    facts.imports = super::registered_imports(
+        &facts.registrations,
+        file.imports.iter().map(|i| (i.local.as_str(), i.source.as_str())),
+    );
+    facts
+}
 
+/// React Router's `routes.ts` maps paths to route modules: read it even when it names no webhook.
+fn is_routes_config(path: &str, raw: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    matches!(name, "routes.ts" | "routes.js" | "routes.mts") && raw.contains("@react-router/dev/routes")
+}
+
+/// `route("path", "module")` entries of a React Router config, so route modules get their paths.
+fn react_router_routes(text: &str) -> Vec<(String, String)> {
+    RR_ROUTE
+        .captures_iter(text)
+        .filter_map(|c| Some((c.get(1)?.as_str().to_owned(), c.get(2)?.as_str().to_owned())))
+        .collect()
+}
+
+/// A file-system routed module is one handler spanning the whole file: its route comes from its path,
+/// so no router calls are read.
+fn fs_routed_cand(file: &JsFile<'_>) -> Option<Cand> {
+    let (kind, line, framework) = fs_module(file.path, file.text(), file.lines, &file.imports)?;
+    Some(Cand {
+        start: 0,
+        end: file.text().len(),
+        line,
+        name: None,
+        kind: UnitKind::Fs(kind),
+        framework,
+        handler_like: true,
+    })
+}
+
+/// Router calls (`app.post`, `app.use`, `fastify.route`, `http.route`, `fastify.register`, ...) give
+/// the registrations and mounts that tie handlers to paths; bounded in number and span.
+fn find_router_calls(file: &JsFile<'_>, framework: Option<&'static str>, found: &mut Found) {
+    let text = file.text();
     for c in REG_CALL.captures_iter(text).take(MAX_ROUTER_CALLS) {
         let (Some(whole), Some(method)) = (c.get(0), c.get(2)) else { continue };
-        let obj = c.get(1).map_or("", |m| m.as_str()).to_owned();
         let paren = whole.end() - 1;
-        let Some(close) = brackets.close_of(paren) else { continue };
+        let Some(close) = file.brackets.close_of(paren) else { continue };
         if close - paren > MAX_CALL_SPAN {
             continue; // a bundle wrapped in one call, not a route
         }
         let args = text.get(paren + 1..close).unwrap_or("");
-        let parts: Vec<&str> = split_args(args).into_iter().map(|(s, e)| args[s..e].trim()).collect();
-        let line = lines.line_of(whole.start());
-        let path_arg = |a: &str| -> Option<String> {
-            let lit = string_literal(a).or_else(|| locals.get(a).and_then(|rhs| string_literal(rhs)))?;
-            lit.starts_with('/').then_some(lit)
+        let call = RouterCall {
+            obj: c.get(1).map_or("", |m| m.as_str()).to_owned(),
+            method: method.as_str(),
+            start: whole.start(),
+            close,
+            line: file.lines.line_of(whole.start()),
+            parts: split_args(args).into_iter().map(|(s, e)| args[s..e].trim()).collect(),
         };
-        let mut push_target = |path: Option<String>, target: &str, fw: Option<&'static str>| {
-            if is_inline_fn(target) {
-                let idx = cands.len();
-                cands.push(Cand {
-                    start: lines.line_start(whole.start()),
-                    end: close + 1,
-                    line,
-                    name: None,
-                    kind: UnitKind::Inline,
-                    framework: fw,
-                    handler_like: true,
-                });
-                regs.push((
-                    Registration { obj: obj.clone(), path, framework: fw, target: RegTarget::Inline(idx), line },
-                    Some(idx),
-                ));
-            } else if let Some(name) = target_name(target) {
-                regs.push((
-                    Registration { obj: obj.clone(), path, framework: fw, target: RegTarget::Named(name), line },
-                    None,
-                ));
+        router_call(file, framework, &call, found);
+    }
+}
+
+/// One router call by method: a route (`post`, `all`, Hono `on`), a mount or middleware (`use`,
+/// `route` with a path), a route object (`route({...})`) or a plugin with a prefix (`register`).
+fn router_call(file: &JsFile<'_>, framework: Option<&'static str>, call: &RouterCall<'_>, found: &mut Found) {
+    let parts = &call.parts;
+    match call.method {
+        "post" | "all" => {
+            if parts.len() < 2 || call.obj == "axios" || call.obj == "http" && framework.is_none() {
+                return;
             }
-        };
-        match method.as_str() {
-            "post" | "all" => {
-                if parts.len() < 2 || obj == "axios" || obj == "http" && framework.is_none() {
-                    continue;
-                }
-                let Some(path) = path_arg(parts[0]) else { continue };
-                push_target(Some(path), parts[parts.len() - 1], framework);
+            let Some(path) = file.path_arg(parts[0]) else { return };
+            found.push_target(file.lines, call, Some(path), parts[parts.len() - 1], framework);
+        }
+        "on" => {
+            if parts.len() < 3 || !parts[0].contains("POST") {
+                return;
             }
-            "on" => {
-                if parts.len() < 3 || !parts[0].contains("POST") {
-                    continue;
-                }
-                let Some(path) = path_arg(parts[1]) else { continue };
-                push_target(Some(path), parts[parts.len() - 1], framework.or(Some(HONO)));
+            let Some(path) = file.path_arg(parts[1]) else { return };
+            found.push_target(file.lines, call, Some(path), parts[parts.len() - 1], framework.or(Some(HONO)));
+        }
+        "use" | "route" if parts.len() >= 2 && file.path_arg(parts[0]).is_some() => {
+            mount_call(file, framework, call, found);
+        }
+        "route" if parts.first().is_some_and(|p| p.starts_with('{')) => {
+            route_object(file, framework, call, found);
+        }
+        "register" if parts.len() >= 2 => {
+            let Some(prefix) = PREFIX_FIELD.captures(parts[1]).and_then(|c| c.get(1)).map(|m| m.as_str().to_owned())
+            else {
+                return;
+            };
+            if let Some(target) = file.mount_target(parts[0]) {
+                found.mounts.push(Mount { prefix, target });
             }
-            "use" | "route" if parts.len() >= 2 && path_arg(parts[0]).is_some() => {
-                let prefix = path_arg(parts[0]).unwrap_or_default();
-                let last = parts[parts.len() - 1];
-                if is_inline_fn(last) {
-                    if method.as_str() == "use" {
-                        push_target(Some(prefix), last, framework);
-                    }
-                    continue;
-                }
-                if let Some(name) = target_name(last) {
-                    let head = last.split(['.', '(']).next().unwrap_or("").trim();
-                    let target = match import_of(head) {
-                        Some(src) => MountTarget::Module(src),
-                        None => MountTarget::Local(name),
-                    };
-                    facts.mounts.push(Mount { prefix, target });
-                }
-            }
-            "route" if parts.first().is_some_and(|p| p.starts_with('{')) => {
-                // Fastify / Convex: `route({ method, url | path, handler })`.
-                let obj_text = parts[0].trim_start_matches('{').trim_end_matches('}');
-                let mut path = None;
-                let mut method_ok = true;
-                let mut handler = None;
-                for (s, e) in split_args(obj_text) {
-                    let field = obj_text[s..e].trim();
-                    let Some((k, v)) = field.split_once(':') else { continue };
-                    let v = v.trim();
-                    match k.trim().trim_matches(['"', '\'']) {
-                        "path" | "url" => path = string_literal(v).filter(|p| p.starts_with('/')),
-                        "method" => method_ok = v.to_ascii_uppercase().contains("POST"),
-                        "handler" => handler = Some(v),
-                        _ => {}
-                    }
-                }
-                let (Some(handler), true) = (handler, method_ok) else { continue };
-                let fw = if framework == Some(CONVEX) || text.contains("httpAction") {
-                    Some(CONVEX)
-                } else {
-                    framework.or(Some(FASTIFY))
-                };
-                let inline = handler.contains("httpAction(") || is_inline_fn(handler);
-                if inline {
-                    push_target(path, "() => {}", fw);
-                } else {
-                    push_target(path, handler, fw);
-                }
-            }
-            "register" if parts.len() >= 2 => {
-                let Some(prefix) =
-                    PREFIX_FIELD.captures(parts[1]).and_then(|c| c.get(1)).map(|m| m.as_str().to_owned())
-                else {
-                    continue;
-                };
-                let Some(name) = target_name(parts[0]) else { continue };
-                let head = parts[0].split(['.', '(']).next().unwrap_or("").trim();
-                let target = match import_of(head) {
-                    Some(src) => MountTarget::Module(src),
-                    None => MountTarget::Local(name),
-                };
-                facts.mounts.push(Mount { prefix, target });
-            }
+        }
+        _ => {}
+    }
+}
+
+/// `app.use("/x", router)` / `app.route("/x", sub)` mounts a router under a prefix; `app.use("/x",
+/// (req, res) => ...)` is a handler for every method.
+fn mount_call(file: &JsFile<'_>, framework: Option<&'static str>, call: &RouterCall<'_>, found: &mut Found) {
+    let prefix = file.path_arg(call.parts[0]).unwrap_or_default();
+    let last = call.parts[call.parts.len() - 1];
+    if is_inline_fn(last) {
+        if call.method == "use" {
+            found.push_target(file.lines, call, Some(prefix), last, framework);
+        }
+        return;
+    }
+    if let Some(target) = file.mount_target(last) {
+        found.mounts.push(Mount { prefix, target });
+    }
+}
+
+/// Fastify / Convex: `route({ method, url | path, handler })` registers the handler when it takes POST.
+fn route_object(file: &JsFile<'_>, framework: Option<&'static str>, call: &RouterCall<'_>, found: &mut Found) {
+    let obj_text = call.parts[0].trim_start_matches('{').trim_end_matches('}');
+    let mut path = None;
+    let mut method_ok = true;
+    let mut handler = None;
+    for (s, e) in split_args(obj_text) {
+        let field = obj_text[s..e].trim();
+        let Some((k, v)) = field.split_once(':') else { continue };
+        let v = v.trim();
+        match k.trim().trim_matches(['"', '\'']) {
+            "path" | "url" => path = string_literal(v).filter(|p| p.starts_with('/')),
+            "method" => method_ok = v.to_ascii_uppercase().contains("POST"),
+            "handler" => handler = Some(v),
             _ => {}
         }
     }
+    let (Some(handler), true) = (handler, method_ok) else { return };
+    let fw = if framework == Some(CONVEX) || file.text().contains("httpAction") {
+        Some(CONVEX)
+    } else {
+        framework.or(Some(FASTIFY))
+    };
+    let inline = handler.contains("httpAction(") || is_inline_fn(handler);
+    let target = if inline { "() => {}" } else { handler };
+    found.push_target(file.lines, call, path, target, fw);
+}
 
-    if interesting {
-        named_cands(text, lines, &brackets, &mut cands);
-        // NestJS: each `@Post()` method of a `@Controller()` class is a routed body.
-        for n in nest {
-            let idx = cands.len();
-            cands.push(Cand {
-                start: n.start,
-                end: n.end,
-                line: n.line,
-                name: Some(n.name.clone()),
-                kind: UnitKind::Inline,
-                framework: Some(NESTJS),
-                handler_like: true,
-            });
-            let reg = Registration {
-                obj: String::new(),
-                path: Some(n.route.clone()),
-                framework: Some(NESTJS),
-                target: RegTarget::Inline(idx),
-                line: n.decorator_line,
-            };
-            regs.push((reg, Some(idx)));
-        }
+/// NestJS: each `@Post()` method of a `@Controller()` class (read from the parse tree) is a routed body.
+fn nest_controller_cands(nest: &[NestRoute], found: &mut Found) {
+    for n in nest {
+        let idx = found.cands.len();
+        found.cands.push(Cand {
+            start: n.start,
+            end: n.end,
+            line: n.line,
+            name: Some(n.name.clone()),
+            kind: UnitKind::Inline,
+            framework: Some(NESTJS),
+            handler_like: true,
+        });
+        let reg = Registration {
+            obj: String::new(),
+            path: Some(n.route.clone()),
+            framework: Some(NESTJS),
+            target: RegTarget::Inline(idx),
+            line: n.decorator_line,
+        };
+        found.regs.push((reg, Some(idx)));
     }
-    // Keep innermost inline bodies; drop named functions that hold a router call with an inline body.
+}
+
+/// One body must not count twice: keep innermost inline bodies, drop named functions that hold (or sit
+/// in) an inline body, and named functions nested in other named functions. Returns the kept candidates
+/// and, per old index, its new index.
+fn keep_outermost_cands(cands: Vec<Cand>) -> (Vec<Cand>, Vec<Option<usize>>) {
     let inline_spans: Vec<(usize, usize)> =
         cands.iter().filter(|c| c.kind == UnitKind::Inline).map(|c| (c.start, c.end)).collect();
     let keep: Vec<bool> = cands
@@ -455,7 +576,6 @@ pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>, tree: Option<
             _ => true,
         })
         .collect();
-    // Named functions nested in other named functions are not handlers of their own.
     let named_spans: Vec<(usize, usize)> = cands
         .iter()
         .zip(&keep)
@@ -472,12 +592,17 @@ pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>, tree: Option<
             kept.push(c);
         }
     }
-    if interesting {
-        facts.units = evaluate(&ctx, &kept);
-    }
-    if interest.assigns {
-        facts.assigns = global_assigns(&locals, &local_env);
-    }
+    (kept, remap)
+}
+
+/// Inline registrations point at candidates by index: renumber them to the kept candidates and drop
+/// those whose body was pruned (or not evaluated, when the file holds no units).
+fn renumber_registrations(
+    regs: Vec<(Registration, Option<usize>)>,
+    remap: &[Option<usize>],
+    interesting: bool,
+) -> Vec<Registration> {
+    let mut out = Vec::new();
     for (mut reg, idx) in regs {
         if let Some(i) = idx {
             match remap.get(i).copied().flatten() {
@@ -485,11 +610,9 @@ pub(crate) fn analyze(path: &str, raw: &str, lazy: &LazyLines<'_>, tree: Option<
                 _ => continue,
             }
         }
-        facts.registrations.push(reg);
+        out.push(reg);
     }
-    facts.imports =
-        super::registered_imports(&facts.registrations, imports.iter().map(|i| (i.local.as_str(), i.source.as_str())));
-    facts
+    out
 }
 
 /// Router calls read per file, and the longest call read: bounded work on minified bundles.

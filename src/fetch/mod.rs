@@ -72,9 +72,10 @@ pub async fn gather(
     dns: &DnsLookup,
     artifact: Option<&RepoArtifact>,
 ) -> Result<ClerkFacts, JobError> {
-    // Round one: rows 1-4 are independent, so they run together. Round two (below): the Frontend API, the
+    // Round one: the four Backend API calls are independent, so they run together. Round two (below): the Frontend API, the
     // DNS lookups and the Svix endpoint list, which need round one's answers, run together too. A scan's
-    // critical path is two sequential round trips, three when a signing secret is compared (row 7).
+    // critical path is two sequential round trips, three when a signing secret is compared
+    // (`svix.endpoint_secret`).
     let (instance, count, domains, portal) = tokio::join!(
         get_backend::<InstanceResponse>(calls, "/v1/instance", "GET /v1/instance"),
         get_backend::<TotalCountResponse>(calls, "/v1/users/count", "GET /v1/users/count"),
@@ -155,8 +156,9 @@ pub async fn gather(
 }
 
 /// The Frontend API base from the domain's `frontend_api_url`, or which rule it breaks. Clerk answers a
-/// host root (`https://clerk.acme.com`); anything else could steer row 5 elsewhere: it must be https on
-/// the default port, name a DNS host (no IP literal), and carry no path, query, fragment or userinfo.
+/// host root (`https://clerk.acme.com`); anything else could steer the `clerk.frontend_environment` call
+/// elsewhere: it must be https on the default port, name a DNS host (no IP literal), and carry no path,
+/// query, fragment or userinfo.
 /// Tests (`allow_loopback`) may use a plain-http loopback literal with a port, where the sandbox listens.
 pub fn frontend_api_base(raw: &str, allow_loopback: bool) -> Result<url::Url, &'static str> {
     let url = url::Url::parse(raw.trim()).map_err(|_| "it is not a URL")?;

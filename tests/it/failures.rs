@@ -100,7 +100,7 @@ async fn rejected_secret_key_fails_as_clerk_key_rejected_without_retry() {
     assert_eq!(routing_key, "clerk.audit.failed");
     assert_eq!(event["data"]["reason"], "clerk_key_rejected");
     assert!(event["data"]["message"].as_str().unwrap().contains("paste a new one"));
-    // At most one attempt per Backend API call of the first round (rows 1-4): 401 is never retried.
+    // At most one attempt per Backend API call of the first round (the four Backend API calls): 401 is never retried.
     let requests = app.clerk_requests_for(&instance);
     assert!(!requests.is_empty() && requests.len() <= 4, "{requests:?}");
     assert!(requests.iter().all(|r| r.status == 401));

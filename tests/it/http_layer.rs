@@ -166,7 +166,8 @@ async fn gated_rounds(
     let requests = sandbox.requests().len();
     let questions = sandbox.dns_queries().len();
     sandbox.clear_requests();
-    // Round one is rows 1-4; the last round (when there are three) is row 7 alone.
+    // Round one is the four Backend API calls; the last round (when there are three) is
+    // `svix.endpoint_secret` alone.
     let mut sizes = vec![4, requests + questions - 4 - (rounds - 2)];
     if rounds == 3 {
         sizes.push(1);

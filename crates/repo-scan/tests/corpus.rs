@@ -1,5 +1,5 @@
 //! The repo artifact extractor (`clerk_repo_scan`) against a corpus of small repositories, one
-//! per framework and pattern of issue 3, plus generated trees for the walking rules.
+//! per framework and webhook/key pattern, plus generated trees for the walking rules.
 //!
 //! Each fixture under `tests/fixtures/repos/<name>/` has its expected artifact in
 //! `tests/fixtures/repos/<name>.expected.json`, compared field by field and byte for byte; targeted

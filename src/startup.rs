@@ -38,6 +38,32 @@ pub struct Application {
     ops_listener: Option<tokio::net::TcpListener>,
 }
 
+/// Applies the migrations before the worker starts, waiting out a database that is not reachable yet
+/// (a replica starting during a database restart must not crash-loop) until `shutdown`; a migration that
+/// fails by itself (bad SQL, a conflicting schema) fails the start. Answers false when `shutdown` came
+/// first: the worker then exits cleanly without having started.
+pub async fn migrate_at_start(pool: &deadpool_postgres::Pool, shutdown: &CancellationToken) -> anyhow::Result<bool> {
+    let mut backoff = RetryPolicy::reconnect();
+    loop {
+        let attempt = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(false),
+            attempt = db::migrate(pool) => attempt,
+        };
+        match attempt {
+            Ok(()) => return Ok(true),
+            Err(error) if error.is_transient() => {
+                let wait = backoff.next_backoff().unwrap_or(Duration::from_secs(10));
+                warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "database unavailable at start; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(false),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(error) => return Err(anyhow::Error::new(error).context("running migrations at start")),
+        }
+    }
+}
+
 impl Application {
     /// Builds every client; connects to nothing yet.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {

@@ -380,6 +380,38 @@ async fn database_outage_delays_jobs_and_they_complete_after_recovery() {
     app.stop().await;
 }
 
+/// A replica that starts while the database is down (a node drain during a database restart) neither
+/// crash-loops nor dies by signal: it waits for the database to run its migrations, starts when the database
+/// is back, and a SIGTERM while it waits is a clean exit (code 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_starting_while_the_database_is_down_waits_for_it_and_exits_0_on_sigterm() {
+    let proxy = TcpProxy::start(service_addr(&harness::admin_database_url())).await;
+    let mut app = spawn_env_with(|s| s.database.timeout_ms = 2_000).await;
+    let mut settings = app.settings.clone();
+    settings.database.url = SecretString::from(proxy.url_through(settings.database.url.expose_secret()));
+    proxy.outage().await;
+    let mut stopped_early = Worker::start(&settings, "stopped-early");
+    let mut waiting = Worker::start(&settings, "waiting");
+    wait_until("both workers wait for the database", Duration::from_secs(60), || async {
+        stopped_early.log_lines_containing("database unavailable at start") > 0
+            && waiting.log_lines_containing("database unavailable at start") > 0
+    })
+    .await;
+    assert!(waiting.is_running() && stopped_early.is_running(), "no worker exits while the database is down");
+    stopped_early.signal("TERM");
+    assert_eq!(stopped_early.exit_status(Duration::from_secs(60)).await.code(), Some(0));
+
+    proxy.recover().await;
+    let (_, jobs) = jobs_for(&app, Scenario::Development, 1).await;
+    enqueue_all(&app, &jobs).await;
+    let (routing_key, _) = app.event_for(jobs[0].scan_id).await;
+    assert_eq!(routing_key, "clerk.audit.completed", "the waiting worker started once the database was back");
+    assert_each_completed_once(&app, &jobs).await;
+    waiting.signal("TERM");
+    assert_eq!(waiting.exit_status(Duration::from_secs(60)).await.code(), Some(0));
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_database_cannot_hang_a_job() {
     let proxy = TcpProxy::start(service_addr(&harness::admin_database_url())).await;

@@ -17,7 +17,7 @@ use crate::fetch::allowlist::AllowlistTable;
 use crate::intake::job::{InstanceName, ProjectId, ScanJob};
 use crate::ops::telemetry;
 use crate::retry::RetryPolicy;
-use crate::startup::Application;
+use crate::startup::{self, Application};
 use crate::store as db;
 use crate::store::reports::ScanSelector;
 use crate::{intake, outbox};
@@ -156,15 +156,21 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         command => {
+            // The worker handles SIGTERM/SIGINT from before it reads its configuration: a signal while it
+            // starts (or waits for its database) is a clean exit, not the default signal death.
+            let shutdown = CancellationToken::new();
+            if matches!(command, Command::Worker) {
+                install_signal_shutdown(shutdown.clone())?;
+            }
             let settings = Settings::load()?;
             // Kept until the command ends: dropping it flushes the trace exporter.
             let _telemetry = telemetry::init_with_traces(&settings.telemetry)?;
-            run_with_settings(command, settings).await
+            run_with_settings(command, settings, shutdown).await
         }
     }
 }
 
-async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Result<()> {
+async fn run_with_settings(command: Command, settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     match command {
         Command::Endpoints | Command::Schema { .. } | Command::RepoScan { store: false, .. } | Command::Audit(_) => {
             unreachable!("handled before configuration")
@@ -182,10 +188,11 @@ async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Resu
         }
         Command::Worker => {
             let pool = db::pool(&settings.database)?;
-            db::migrate(&pool).await.context("running migrations at start")?;
+            if !startup::migrate_at_start(&pool, &shutdown).await? {
+                tracing::info!("shutdown requested before the worker started");
+                return Ok(());
+            }
             let application = Application::build(settings).await?;
-            let shutdown = CancellationToken::new();
-            tokio::spawn(signal_shutdown(shutdown.clone()));
             application.run(shutdown).await
         }
         Command::Migrate => {
@@ -264,20 +271,28 @@ pub(crate) fn repo_scan_artifact(
     Ok(clerk_repo_scan::scan(path, &options)?)
 }
 
-/// Cancels `shutdown` on SIGTERM or SIGINT.
-async fn signal_shutdown(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Cancels `shutdown` on SIGTERM or SIGINT. The handlers are registered before this returns, so no signal
+/// that arrives afterwards takes its default action (ending the process at once).
+fn install_signal_shutdown(shutdown: CancellationToken) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            tracing::info!("shutdown requested; draining");
+            shutdown.cancel();
+        });
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutdown requested; draining");
-    shutdown.cancel();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested; draining");
+        shutdown.cancel();
+    });
+    Ok(())
 }

@@ -24,6 +24,7 @@ use secrecy::ExposeSecret;
 use tokio_postgres::NoTls;
 
 use crate::configuration::DatabaseSettings;
+use crate::error::{DbErrorClass, classify_sqlstate};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -67,6 +68,25 @@ pub fn pool(settings: &DatabaseSettings) -> Result<Pool, StoreError> {
         .recycle_timeout(Some(timeout))
         .build()
         .map_err(StoreError::from)
+}
+
+impl StoreError {
+    /// Whether waiting can fix this: the database or the connection was unavailable (no SQLSTATE, or a
+    /// transient class such as `57P03` "the database system is starting up"); a bad URL, a failed migration
+    /// statement or a constraint violation fails the same way every time.
+    pub fn is_transient(&self) -> bool {
+        let postgres_is_transient = |error: &tokio_postgres::Error| {
+            error.code().is_none_or(|state| classify_sqlstate(state.code()) == DbErrorClass::Transient)
+        };
+        match self {
+            StoreError::BadUrl(_) | StoreError::Build(_) => false,
+            StoreError::Pool(deadpool_postgres::PoolError::Backend(error)) | StoreError::Postgres(error) => {
+                postgres_is_transient(error)
+            }
+            StoreError::Pool(_) => true,
+            StoreError::Migration(error) => matches!(error.kind(), refinery::error::Kind::Connection(..)),
+        }
+    }
 }
 
 /// Applies pending migrations, holding an advisory lock so concurrent replicas migrate one at a time.

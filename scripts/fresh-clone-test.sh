@@ -20,9 +20,25 @@ cd "$work/clerk-audit"
 [[ ! -e ../shared ]] || die "the temporary clone has a ../shared beside it"
 
 echo "==> no source reads outside the repository"
-if grep -rnE '\.\./shared|\.\./\.\./' src tests crates --include='*.rs'; then
-    die "a source names a path outside the repository (above)"
-fi
+# Every relative path with `..` in a Rust source is resolved against the file's folder (include_str!) and
+# its crate's folder (CARGO_MANIFEST_DIR); one that leaves the repository both ways is refused, and so is any
+# mention of the `../shared` folder the development machine has beside the repository.
+python3 - <<'PY' || die "a source names a path outside the repository (above)"
+import pathlib, re, sys
+root = pathlib.Path.cwd().resolve()
+escaping = []
+for source in sorted(p for d in ("src", "tests", "crates") for p in pathlib.Path(d).rglob("*.rs")):
+    if "fixtures" in source.parts or "reference" in source.parts:
+        continue
+    crate = next((parent for parent in source.parents if (parent / "Cargo.toml").exists()), root)
+    for number, line in enumerate(source.read_text(errors="replace").splitlines(), 1):
+        for literal in re.findall(r'"((?:\.\./)+[^"]*)"', line):
+            bases = (source.parent, crate)
+            if "../shared" in literal or all(not (base / literal).resolve().is_relative_to(root) for base in bases):
+                escaping.append(f"{source}:{number}: {literal}")
+print("\n".join(escaping))
+sys.exit(1 if escaping else 0)
+PY
 
 # Reuse the caller's compiled dependencies: only the clone's own crates are built again.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$OLDPWD/target}"

@@ -21,7 +21,7 @@ use clerk_audit::intake::consumer::{ConsumeEnd, consume};
 use clerk_audit::intake::{DeliveryInfo, JobOutcome, ProcessJob};
 use clerk_audit::pipeline::Pipeline;
 use clerk_audit::startup::Application;
-use clerk_audit_sandbox::{Fault, Scenario};
+use clerk_audit_sandbox::{Fault, FaultTarget, Scenario};
 use futures::future::BoxFuture;
 use lapin::options::QueueBindOptions;
 use lapin::types::FieldTable;
@@ -287,19 +287,27 @@ async fn clerk_errors_retry_in_the_job_and_a_long_retry_after_goes_through_the_d
 
     // 500 twice, then answers: retried inside the job, first attempt completes.
     let (instance, jobs) = jobs_for(&app, Scenario::Development, 1).await;
-    app.sandbox.set_fault(&instance, Fault::ServerError { times: 2 });
+    // The fault is on one path: the first round's calls run in parallel, so a fault on the whole host would
+    // land on whichever arrives first (an optional call's failure does not fail the job).
+    app.sandbox.set_fault_on_path(&instance, FaultTarget::BackendApi, "/v1/instance", Fault::ServerError { times: 2 });
     enqueue_all(&app, &jobs).await;
     let (routing_key, _) = app.event_for(jobs[0].scan_id).await;
     assert_eq!(routing_key, "clerk.audit.completed");
     assert_eq!(app.scan_status(jobs[0].scan_id).await, Some(("completed".into(), 1)));
-    let statuses: Vec<u16> = app.clerk_requests_for(&instance).iter().map(|r| r.status).collect();
+    let statuses: Vec<u16> =
+        app.clerk_requests_for(&instance).iter().filter(|r| r.path == "/v1/instance").map(|r| r.status).collect();
     assert_eq!(&statuses[..3], &[500, 500, 200], "{statuses:?}");
 
     // 429 with Retry-After beyond http.max_retry_after_secs: the job is delayed at least that long.
     app.sandbox.clear_requests();
     let retry_after = 5;
     let job = app.job(&jobs[0].project_id, &instance, jobs[0].key_ref);
-    app.sandbox.set_fault(&instance, Fault::RateLimited { retry_after_secs: retry_after, times: 1 });
+    app.sandbox.set_fault_on_path(
+        &instance,
+        FaultTarget::BackendApi,
+        "/v1/instance",
+        Fault::RateLimited { retry_after_secs: retry_after, times: 1 },
+    );
     enqueue_all(&app, std::slice::from_ref(&job)).await;
     let (routing_key, _) = app.event_for(job.scan_id).await;
     assert_eq!(routing_key, "clerk.audit.completed");

@@ -56,7 +56,7 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         ),
         (_, None) => (respond::clerk_unauthenticated(), Default::default()),
         (_, Some(index)) => {
-            let plan = shared.plan_faults(index, HostKind::BackendApi);
+            let plan = shared.plan_faults(index, HostKind::BackendApi, uri.path());
             let answer = match plan.rejection {
                 Some(Rejection::Revoked) => respond::clerk_unauthenticated(),
                 Some(Rejection::RateLimited { retry_after_secs }) => respond::clerk_rate_limited(retry_after_secs),
@@ -219,6 +219,9 @@ struct FaultRequest {
     fault: Fault,
     #[serde(default)]
     target: FaultTarget,
+    /// Only this request path (e.g. `/v1/instance`); absent: every path of the target.
+    #[serde(default)]
+    path: Option<String>,
 }
 
 async fn admin_set_fault(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
@@ -230,7 +233,7 @@ async fn admin_set_fault(State(shared): State<Arc<Shared>>, body: axum::body::By
     };
     match shared.instance_by_name(&request.instance) {
         Some(index) => {
-            shared.add_fault(index, request.target, request.fault);
+            shared.add_fault(index, request.target, request.path, request.fault);
             StatusCode::NO_CONTENT.into_response()
         }
         None => (StatusCode::NOT_FOUND, Json(json!({ "error": format!("no instance `{}`", request.instance) })))

@@ -30,7 +30,7 @@ async fn handle(State(state): State<FrontendState>, method: Method, uri: Uri, he
     let seq = shared.next_seq();
     let head = RequestHead { method: &method, uri: &uri, headers: &headers };
     let (credential, _) = shared.classify_credential(&headers);
-    let plan = shared.plan_faults(instance, HostKind::FrontendApi);
+    let plan = shared.plan_faults(instance, HostKind::FrontendApi, uri.path());
     let answer = match plan.rejection {
         Some(Rejection::Revoked) => respond::clerk_unauthenticated(),
         Some(Rejection::RateLimited { retry_after_secs }) => respond::clerk_rate_limited(retry_after_secs),

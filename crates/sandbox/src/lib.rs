@@ -27,8 +27,9 @@
 //!   (also clears the DNS log);
 //! - `GET /__sandbox/dns-queries`: the DNS log ([`RecordedDnsQuery`]);
 //! - `POST /__sandbox/faults` with `{"instance": name, "fault": {"type": "rate_limited", ...},
-//!   "target": "backend_api"|"frontend_api"|"svix_api"|"any"}` (`target` optional, default `backend_api`): 204, 404 for an
-//!   unknown instance, 400 for a bad body; `DELETE /__sandbox/faults` clears all faults.
+//!   "target": "backend_api"|"frontend_api"|"svix_api"|"any", "path": "/v1/instance"}` (`target` optional, default
+//!   `backend_api`; `path` optional, default every path): 204, 404 for an unknown instance, 400 for a bad body;
+//!   `DELETE /__sandbox/faults` clears all faults.
 
 mod backend;
 mod dns;
@@ -285,13 +286,24 @@ impl Sandbox {
             .shared
             .instance_by_name(instance_name)
             .unwrap_or_else(|| panic!("sandbox: no instance named `{instance_name}`"));
-        self.shared.add_fault(index, target, fault);
+        self.shared.add_fault(index, target, None, fault);
+    }
+
+    /// Adds a fault to one request path (e.g. `/v1/instance`) of the chosen HTTP host(s) of an instance:
+    /// the client's independent calls run in parallel, so a counted fault on a whole host would land on
+    /// whichever call arrives first.
+    pub fn set_fault_on_path(&self, instance_name: &str, target: FaultTarget, path: &str, fault: Fault) {
+        let index = self
+            .shared
+            .instance_by_name(instance_name)
+            .unwrap_or_else(|| panic!("sandbox: no instance named `{instance_name}`"));
+        self.shared.add_fault(index, target, Some(path.to_owned()), fault);
     }
 
     /// Adds a fault to the chosen HTTP host(s) of every instance.
     pub fn set_fault_everywhere(&self, target: FaultTarget, fault: Fault) {
         for index in 0..self.shared.instances.len() {
-            self.shared.add_fault(index, target, fault.clone());
+            self.shared.add_fault(index, target, None, fault.clone());
         }
     }
 

@@ -172,6 +172,8 @@ impl FaultTarget {
 struct ActiveFault {
     instance: usize,
     target: FaultTarget,
+    /// Only requests for this path (no query) are affected; `None`: every path of the target host(s).
+    path: Option<String>,
     fault: Fault,
     remaining: Option<u32>,
 }
@@ -396,9 +398,9 @@ impl Shared {
         inner.dns_queries.clear();
     }
 
-    pub(crate) fn add_fault(&self, instance: usize, target: FaultTarget, fault: Fault) {
+    pub(crate) fn add_fault(&self, instance: usize, target: FaultTarget, path: Option<String>, fault: Fault) {
         let remaining = fault.times();
-        self.lock().faults.push(ActiveFault { instance, target, fault, remaining });
+        self.lock().faults.push(ActiveFault { instance, target, path, fault, remaining });
     }
 
     pub(crate) fn clear_faults(&self) {
@@ -406,12 +408,16 @@ impl Shared {
     }
 
     /// Decides what the active faults do to one HTTP request, consuming one use of a counted fault.
-    pub(crate) fn plan_faults(&self, instance: usize, host: HostKind) -> FaultPlan {
+    pub(crate) fn plan_faults(&self, instance: usize, host: HostKind, path: &str) -> FaultPlan {
         let mut inner = self.lock();
         let mut plan = FaultPlan::default();
         let mut exhausted = None;
         for (index, active) in inner.faults.iter_mut().enumerate() {
-            if active.instance != instance || active.fault.is_dns() || !active.target.covers(host) {
+            if active.instance != instance
+                || active.fault.is_dns()
+                || !active.target.covers(host)
+                || active.path.as_deref().is_some_and(|only| only != path)
+            {
                 continue;
             }
             match &active.fault {

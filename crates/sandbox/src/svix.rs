@@ -38,7 +38,7 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
             Default::default(),
         ),
         Some(index) => {
-            let plan = shared.plan_faults(index, HostKind::SvixApi);
+            let plan = shared.plan_faults(index, HostKind::SvixApi, uri.path());
             let answer = match plan.rejection {
                 Some(Rejection::Revoked) => {
                     respond::svix_error(StatusCode::UNAUTHORIZED, "authentication_failed", "Invalid token")

@@ -512,6 +512,18 @@ async fn svix_error_answers_validate() {
 // ---------------------------------------------------------------------------------------------------------
 
 #[tokio::test]
+async fn a_fault_on_one_path_leaves_the_other_paths_alone() {
+    let h = harness().await;
+    let name = Scenario::ProductionRequiredMfa.as_str();
+    let key = Some(SECRET_KEY_PRODUCTION_REQUIRED_MFA);
+    h.sandbox.set_fault_on_path(name, FaultTarget::BackendApi, "/v1/instance", Fault::ServerError { times: 1 });
+    assert_eq!(h.bapi("GET", "/v1/domains", key).await.status, 200);
+    assert_eq!(h.bapi("GET", "/v1/users/count", key).await.status, 200);
+    assert_eq!(h.bapi("GET", "/v1/instance", key).await.status, 500);
+    assert_eq!(h.bapi("GET", "/v1/instance", key).await.status, 200, "used up after `times`");
+}
+
+#[tokio::test]
 async fn rate_limit_carries_retry_after_and_clears_after_times() {
     let h = harness().await;
     let name = Scenario::ProductionRequiredMfa.as_str();

@@ -200,22 +200,30 @@ impl Pipeline {
         delivery: &DeliveryInfo,
         started_at: chrono::DateTime<Utc>,
     ) -> Result<JobOutcome, JobError> {
-        // One connection for the three reads, returned before the Clerk calls.
+        // One connection for the three statements, returned before the Clerk calls. They go out together (one
+        // round trip: tokio-postgres pipelines a connection's queries in flight at once); the credential and
+        // artifact answers are dropped unused when the scan had finished already.
         let (start, credential, artifact) = self
             .bounded(async {
                 let started = Instant::now();
                 let client = self.pool.get().await?;
-                if scans::begin(&client, job).await? == ScanStart::Finished {
-                    return Ok((ScanStart::Finished, None, StoredArtifact::Absent));
-                }
-                let credential = credentials::load(&client, job.key_ref, &job.project_id).await?;
-                self.metrics.stage(Stage::LoadCredential, started.elapsed());
+                let credential = async {
+                    let credential = credentials::load(&client, job.key_ref, &job.project_id).await;
+                    self.metrics.stage(Stage::LoadCredential, started.elapsed());
+                    credential
+                };
                 // Loaded before the fetch: a `whsec_` written in the repo is what allows reading a signing
                 // secret.
-                let started = Instant::now();
-                let artifact = artifacts::load(&client, &job.project_id, job.repo_scan_id.as_deref()).await?;
-                self.metrics.stage(Stage::LoadArtifact, started.elapsed());
-                Ok((ScanStart::Running { attempts: delivery.attempt }, Some(credential), artifact))
+                let artifact = async {
+                    let artifact = artifacts::load(&client, &job.project_id, job.repo_scan_id.as_deref()).await;
+                    self.metrics.stage(Stage::LoadArtifact, started.elapsed());
+                    artifact
+                };
+                let (start, credential, artifact) = tokio::join!(scans::begin(&client, job), credential, artifact);
+                Ok(match start? {
+                    ScanStart::Finished => (ScanStart::Finished, None, StoredArtifact::Absent),
+                    running => (running, Some(credential?), artifact?),
+                })
             })
             .await?;
         let (ScanStart::Running { .. }, Some(credential)) = (start, credential) else {

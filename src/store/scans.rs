@@ -109,40 +109,54 @@ async fn history(
 ) -> Result<ScanHistory, JobError> {
     let project = job.project_id.as_str();
     let instance = job.instance_name.as_str();
-    // A finding keeps the time it was first seen in any completed scan of the project and instance.
-    let statement = tx
-        .prepare_cached(
-            "SELECT f.fingerprint, min(f.first_seen_at) AS first_seen_at
-               FROM findings f JOIN scans s ON s.id = f.scan_id
-              WHERE s.project_id = $1 AND s.instance_name = $2 AND s.status = 'completed'
-                AND f.fingerprint = ANY($3)
-              GROUP BY f.fingerprint",
+    // A finding keeps the time it was first seen in any completed scan of the project and instance:
+    // `finding_first_seen` answers with one index lookup. Findings stored without a row there (written by
+    // another tool, not by a scan's transaction) are looked up in `findings`; `coalesce` evaluates that
+    // fallback only when the first lookup found nothing.
+    let first_seen = async {
+        let statement = tx
+            .prepare_cached(
+                "SELECT wanted.fp AS fingerprint, coalesce(
+                        (SELECT t.first_seen_at FROM finding_first_seen t
+                          WHERE t.project_id = $1 AND t.instance_name = $2 AND t.fingerprint = wanted.fp),
+                        (SELECT min(f.first_seen_at)
+                           FROM findings f JOIN scans s ON s.id = f.scan_id
+                          WHERE f.fingerprint = wanted.fp AND s.project_id = $1 AND s.instance_name = $2
+                            AND s.status = 'completed')) AS first_seen_at
+                   FROM unnest($3::text[]) AS wanted (fp)",
+            )
+            .await?;
+        Ok::<_, JobError>(
+            tx.query(&statement, &[&project, &instance, &fingerprints])
+                .await?
+                .into_iter()
+                .filter_map(|row| Some((row.get("fingerprint"), row.get::<_, Option<DateTime<Utc>>>("first_seen_at")?)))
+                .collect(),
         )
-        .await?;
-    let first_seen = tx
-        .query(&statement, &[&project, &instance, &fingerprints])
-        .await?
-        .into_iter()
-        .map(|row| (row.get("fingerprint"), row.get("first_seen_at")))
-        .collect();
+    };
     // What the previous completed scan reported (its resolved rows are not findings of that scan).
-    let statement = tx
-        .prepare_cached(
-            "SELECT check_id, severity, pillar, title, evidence, why, fix, fingerprint, first_seen_at, lifecycle
-               FROM findings
-              WHERE lifecycle <> 'resolved' AND scan_id = (
-                SELECT id FROM scans
-                 WHERE project_id = $1 AND instance_name = $2 AND status = 'completed' AND id <> $3
-                 ORDER BY finished_at DESC LIMIT 1)",
+    let previous = async {
+        let statement = tx
+            .prepare_cached(
+                "SELECT check_id, severity, pillar, title, evidence, why, fix, fingerprint, first_seen_at, lifecycle
+                   FROM findings
+                  WHERE lifecycle <> 'resolved' AND scan_id = (
+                    SELECT id FROM scans
+                     WHERE project_id = $1 AND instance_name = $2 AND status = 'completed' AND id <> $3
+                     ORDER BY finished_at DESC LIMIT 1)",
+            )
+            .await?;
+        Ok::<_, JobError>(
+            tx.query(&statement, &[&project, &instance, &job.scan_id])
+                .await?
+                .iter()
+                .filter_map(finding_of_row)
+                .map(|finding| (finding.fingerprint.clone(), finding))
+                .collect(),
         )
-        .await?;
-    let previous = tx
-        .query(&statement, &[&project, &instance, &job.scan_id])
-        .await?
-        .iter()
-        .filter_map(finding_of_row)
-        .map(|finding| (finding.fingerprint.clone(), finding))
-        .collect();
+    };
+    // Both reads go out together (one round trip).
+    let (first_seen, previous) = tokio::try_join!(first_seen, previous)?;
     Ok(ScanHistory { first_seen, previous })
 }
 
@@ -175,6 +189,10 @@ pub struct CompletedRecord<'a> {
 
 /// Stores a completed scan, its results, findings and its event, in one transaction. `event` builds the
 /// event from what earlier scans say (first-seen times, resolved findings), read in the same transaction.
+///
+/// Statements that do not need each other's answers are sent together (tokio-postgres pipelines the
+/// queries of one connection that are in flight at once, and the server runs them in order): the row lock
+/// with the history reads, then every write. Four round trips in all, whatever the number of findings.
 pub async fn complete(
     client: &mut Client,
     record: CompletedRecord<'_>,
@@ -182,34 +200,13 @@ pub async fn complete(
 ) -> Result<Committed, JobError> {
     let job = record.job;
     let tx = client.transaction().await?;
-    if !lock_running(&tx, job.scan_id).await? {
+    let fingerprints: Vec<&str> = record.evaluation.findings.iter().map(|f| f.fingerprint.as_str()).collect();
+    // The reads queue behind the lock, so they see what the scan that held it last committed.
+    let (running, history) = tokio::try_join!(lock_running(&tx, job.scan_id), history(&tx, job, &fingerprints))?;
+    if !running {
         return Ok(Committed::AlreadyFinished);
     }
     let now = Utc::now();
-    let fingerprints: Vec<&str> = record.evaluation.findings.iter().map(|f| f.fingerprint.as_str()).collect();
-    let history = history(&tx, job, &fingerprints).await?;
-
-    let duration_ms = (now - record.started_at).num_milliseconds();
-    let statement = tx
-        .prepare_cached(
-            "UPDATE scans SET status = 'completed', finished_at = $2, duration_ms = $3, instance_summary = $4,
-                              calls = $5, error_code = NULL, error_message = NULL
-              WHERE id = $1",
-        )
-        .await?;
-    tx.execute(&statement, &[&job.scan_id, &now, &duration_ms, &Json(record.instance), &Json(record.calls)]).await?;
-    // Every check result in one statement.
-    let results = &record.evaluation.results;
-    let check_ids: Vec<&str> = results.iter().map(|r| r.check_id.as_str()).collect();
-    let statuses: Vec<&str> = results.iter().map(|r| r.status.as_str()).collect();
-    let reasons: Vec<Option<&str>> = results.iter().map(|r| r.reason.as_deref()).collect();
-    let statement = tx
-        .prepare_cached(
-            "INSERT INTO check_results (scan_id, check_id, status, reason)
-             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[])",
-        )
-        .await?;
-    tx.execute(&statement, &[&job.scan_id, &check_ids, &statuses, &reasons]).await?;
     let resolved = history.resolved_findings(fingerprints.iter().copied());
     let current = record.evaluation.findings.iter().map(|finding| {
         (finding, history.first_seen_at(&finding.fingerprint, now), history.lifecycle(&finding.fingerprint))
@@ -223,49 +220,137 @@ pub async fn complete(
             .map_or(now, |t| t.with_timezone(&Utc));
         (finding, first_seen, Lifecycle::Resolved)
     });
-    // Every finding (current and resolved) in one statement, one array per column.
-    let rows: Vec<_> = current.chain(gone).collect();
-    if !rows.is_empty() {
-        let fingerprints: Vec<&str> = rows.iter().map(|(f, _, _)| f.fingerprint.as_str()).collect();
-        let check_ids: Vec<&str> = rows.iter().map(|(f, _, _)| f.check_id.as_str()).collect();
-        let severities: Vec<&str> = rows.iter().map(|(f, _, _)| f.severity.as_str()).collect();
-        let pillars: Vec<&str> = rows.iter().map(|(f, _, _)| f.pillar.as_str()).collect();
-        let titles: Vec<&str> = rows.iter().map(|(f, _, _)| f.title.as_str()).collect();
-        let evidence: Vec<Json<_>> = rows.iter().map(|(f, _, _)| Json(&f.evidence)).collect();
-        let whys: Vec<&str> = rows.iter().map(|(f, _, _)| f.why.as_str()).collect();
-        let fixes: Vec<&str> = rows.iter().map(|(f, _, _)| f.fix.as_str()).collect();
-        let first_seen: Vec<DateTime<Utc>> = rows.iter().map(|(_, at, _)| *at).collect();
-        let lifecycles: Vec<&str> = rows.iter().map(|(_, _, lifecycle)| lifecycle.as_str()).collect();
-        let statement = tx
-            .prepare_cached(
-                "INSERT INTO findings
-                        (scan_id, fingerprint, check_id, severity, pillar, title, evidence, why, fix, first_seen_at,
-                         lifecycle)
-                 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
-                                          $8::text[], $9::text[], $10::timestamptz[], $11::text[])",
-            )
-            .await?;
-        tx.execute(
-            &statement,
-            &[
-                &job.scan_id,
-                &fingerprints,
-                &check_ids,
-                &severities,
-                &pillars,
-                &titles,
-                &evidence,
-                &whys,
-                &fixes,
-                &first_seen,
-                &lifecycles,
-            ],
-        )
-        .await?;
-    }
-    outbox::insert(&tx, job.scan_id, &event(&history, now)).await?;
+    let rows: Vec<FindingRow<'_>> = current.chain(gone).collect();
+    let outbox_row = event(&history, now);
+    tokio::try_join!(
+        mark_completed(&tx, &record, now),
+        insert_check_results(&tx, job.scan_id, record.evaluation),
+        insert_findings(&tx, job.scan_id, &rows),
+        remember_first_seen(&tx, job, &rows),
+        outbox::insert(&tx, job.scan_id, &outbox_row),
+    )?;
     tx.commit().await?;
     Ok(Committed::Stored)
+}
+
+/// A finding as stored: the finding, when it was first seen, and its lifecycle.
+type FindingRow<'a> = (&'a Finding, DateTime<Utc>, Lifecycle);
+
+async fn mark_completed(
+    tx: &deadpool_postgres::Transaction<'_>,
+    record: &CompletedRecord<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), JobError> {
+    let duration_ms = (now - record.started_at).num_milliseconds();
+    let statement = tx
+        .prepare_cached(
+            "UPDATE scans SET status = 'completed', finished_at = $2, duration_ms = $3, instance_summary = $4,
+                              calls = $5, error_code = NULL, error_message = NULL
+              WHERE id = $1",
+        )
+        .await?;
+    tx.execute(&statement, &[&record.job.scan_id, &now, &duration_ms, &Json(record.instance), &Json(record.calls)])
+        .await?;
+    Ok(())
+}
+
+/// Every check result in one statement.
+async fn insert_check_results(
+    tx: &deadpool_postgres::Transaction<'_>,
+    scan_id: Uuid,
+    evaluation: &Evaluation,
+) -> Result<(), JobError> {
+    let results = &evaluation.results;
+    let check_ids: Vec<&str> = results.iter().map(|r| r.check_id.as_str()).collect();
+    let statuses: Vec<&str> = results.iter().map(|r| r.status.as_str()).collect();
+    let reasons: Vec<Option<&str>> = results.iter().map(|r| r.reason.as_deref()).collect();
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO check_results (scan_id, check_id, status, reason)
+             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[])",
+        )
+        .await?;
+    tx.execute(&statement, &[&scan_id, &check_ids, &statuses, &reasons]).await?;
+    Ok(())
+}
+
+/// Every finding (current and resolved) in one statement, one array per column.
+async fn insert_findings(
+    tx: &deadpool_postgres::Transaction<'_>,
+    scan_id: Uuid,
+    rows: &[FindingRow<'_>],
+) -> Result<(), JobError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let fingerprints: Vec<&str> = rows.iter().map(|(f, _, _)| f.fingerprint.as_str()).collect();
+    let check_ids: Vec<&str> = rows.iter().map(|(f, _, _)| f.check_id.as_str()).collect();
+    let severities: Vec<&str> = rows.iter().map(|(f, _, _)| f.severity.as_str()).collect();
+    let pillars: Vec<&str> = rows.iter().map(|(f, _, _)| f.pillar.as_str()).collect();
+    let titles: Vec<&str> = rows.iter().map(|(f, _, _)| f.title.as_str()).collect();
+    let evidence: Vec<Json<_>> = rows.iter().map(|(f, _, _)| Json(&f.evidence)).collect();
+    let whys: Vec<&str> = rows.iter().map(|(f, _, _)| f.why.as_str()).collect();
+    let fixes: Vec<&str> = rows.iter().map(|(f, _, _)| f.fix.as_str()).collect();
+    let first_seen: Vec<DateTime<Utc>> = rows.iter().map(|(_, at, _)| *at).collect();
+    let lifecycles: Vec<&str> = rows.iter().map(|(_, _, lifecycle)| lifecycle.as_str()).collect();
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO findings
+                    (scan_id, fingerprint, check_id, severity, pillar, title, evidence, why, fix, first_seen_at,
+                     lifecycle)
+             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
+                                      $8::text[], $9::text[], $10::timestamptz[], $11::text[])",
+        )
+        .await?;
+    tx.execute(
+        &statement,
+        &[
+            &scan_id,
+            &fingerprints,
+            &check_ids,
+            &severities,
+            &pillars,
+            &titles,
+            &evidence,
+            &whys,
+            &fixes,
+            &first_seen,
+            &lifecycles,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records when the current findings were first seen; a fingerprint already recorded keeps its time.
+async fn remember_first_seen(
+    tx: &deadpool_postgres::Transaction<'_>,
+    job: &ScanJob,
+    rows: &[FindingRow<'_>],
+) -> Result<(), JobError> {
+    // Sorted: two scans of the same instance committing at once take the key locks in the same order, so
+    // neither waits for the other in a cycle.
+    let mut current: Vec<(&str, DateTime<Utc>)> = rows
+        .iter()
+        .filter(|(_, _, lifecycle)| *lifecycle != Lifecycle::Resolved)
+        .map(|(finding, at, _)| (finding.fingerprint.as_str(), *at))
+        .collect();
+    if current.is_empty() {
+        return Ok(());
+    }
+    current.sort_unstable();
+    current.dedup_by_key(|(fingerprint, _)| *fingerprint);
+    let (fingerprints, first_seen): (Vec<&str>, Vec<DateTime<Utc>>) = current.into_iter().unzip();
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO finding_first_seen (project_id, instance_name, fingerprint, first_seen_at)
+             SELECT $1, $2, * FROM unnest($3::text[], $4::timestamptz[])
+             ON CONFLICT (project_id, instance_name, fingerprint) DO NOTHING",
+        )
+        .await?;
+    tx.execute(&statement, &[&job.project_id.as_str(), &job.instance_name.as_str(), &fingerprints, &first_seen])
+        .await?;
+    Ok(())
 }
 
 /// Stores a failed scan and its event, in one transaction.

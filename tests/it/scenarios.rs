@@ -316,5 +316,58 @@ async fn a_second_scan_keeps_fingerprints_and_first_seen_and_reports_resolved() 
         serde_json::json!([finding(&first_event, "CLERK-DEV-KEY-001")["fingerprint"]])
     );
     assert_ne!(first_event["id"], second_event["id"]);
+
+    // Third scan: the test key is back. It is `new` again, first seen when the first scan saw it (two scans
+    // back, so only the first-seen record knows).
+    app.store_artifact(&project, "rs_3", &artifact).await;
+    let mut third = app.job(&project, &instance, key_ref);
+    third.repo_scan_id = Some("rs_3".into());
+    app.enqueue(&third).await;
+    let (_, third_event) = app.event_for(third.scan_id).await;
+    let back = finding(&third_event, "CLERK-DEV-KEY-001");
+    assert_eq!(back["lifecycle"], "new");
+    assert_eq!(back["first_seen_at"], finding(&first_event, "CLERK-DEV-KEY-001")["first_seen_at"]);
+    assert_eq!(finding(&third_event, "CLERK-MFA-001")["first_seen_at"], before["first_seen_at"]);
     app.stop().await;
+}
+
+/// Findings stored without a `finding_first_seen` row (history written by another tool, or before that
+/// table existed) still give their first-seen time, and the migration that created the table fills it from
+/// them.
+#[tokio::test]
+async fn first_seen_comes_from_stored_findings_when_the_first_seen_record_lacks_them() {
+    let mut app = spawn_app().await;
+    let project = project();
+    let scenario = Scenario::ProductionOptionalMfa;
+    let instance = app.sandbox.instance(scenario).name.clone();
+    let key_ref = app.connect_scenario(&project, scenario).await;
+    let first = app.job(&project, &instance, key_ref);
+    app.enqueue(&first).await;
+    let (_, first_event) = app.event_for(first.scan_id).await;
+    let seen = finding(&first_event, "CLERK-MFA-001")["first_seen_at"].clone();
+
+    let client = app.pool.get().await.unwrap();
+    client.execute("DELETE FROM finding_first_seen", &[]).await.unwrap();
+    let second = app.job(&project, &instance, key_ref);
+    app.enqueue(&second).await;
+    let (_, second_event) = app.event_for(second.scan_id).await;
+    assert_eq!(finding(&second_event, "CLERK-MFA-001")["first_seen_at"], seen, "read from `findings`");
+    assert_eq!(first_seen_rows(&client, project.as_str()).await, 1, "recorded again by the second scan");
+
+    // The migration's fill, run again on an emptied table, restores the same time.
+    let client = app.pool.get().await.unwrap();
+    client.execute("DELETE FROM finding_first_seen", &[]).await.unwrap();
+    client.batch_execute(include_str!("../../migrations/V3__finding_first_seen.sql")).await.unwrap();
+    let filled: chrono::DateTime<chrono::Utc> = client
+        .query_one("SELECT first_seen_at FROM finding_first_seen WHERE project_id = $1", &[&project.as_str()])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(filled.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), seen.as_str().unwrap());
+    assert_eq!(first_seen_rows(&client, project.as_str()).await, 1);
+    app.stop().await;
+}
+
+async fn first_seen_rows(client: &tokio_postgres::Client, project: &str) -> i64 {
+    client.query_one("SELECT count(*) FROM finding_first_seen WHERE project_id = $1", &[&project]).await.unwrap().get(0)
 }

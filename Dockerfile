@@ -15,6 +15,13 @@ ARG DEBIAN_RELEASE=trixie
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
 WORKDIR /build
 
+# make: jemalloc (the binary's allocator, built from source by tikv-jemalloc-sys) builds with it; the slim
+# image has the C compiler but not make. Not version-pinned: the release's current make.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
+
 # 1. Dependencies only: the workspace's real manifests with empty crates. This layer is cached until a
 #    manifest or Cargo.lock changes. Then forget the empty crates' own artifacts, so step 2 always rebuilds
 #    them from the real sources (COPY keeps the sources' modification times). Only the product binary is

@@ -113,8 +113,12 @@ where
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer).with_filter(log_filter).boxed(),
     };
+    // Busy/idle times and thread names are off: they cost two clock reads at every poll of an instrumented
+    // future (many per job), and a work-stealing runtime's thread says nothing about a span.
     let otel_layer = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(SERVICE_NAME))
+        .with_tracked_inactivity(false)
+        .with_threads(false)
         .with_filter(Targets::new().with_target(CRATE_TARGET, Level::INFO));
     Box::new(tracing_subscriber::registry().with(log_layer).with(otel_layer))
 }

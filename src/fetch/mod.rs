@@ -100,7 +100,7 @@ pub async fn gather(
     let secret_key_fingerprint = Some(calls.secret_key_fingerprint());
     debug!(environment = instance.environment.as_str(), user_count, "instance facts fetched");
 
-    // Row 4 answered for every instance kind (Svix serves development too).
+    // `clerk.svix_url` answered for every instance kind (Svix serves development too).
     let webhook_app = match portal? {
         Portal::Access(access) => {
             let base = svix::api_base(calls.svix_api_override(), access.region.as_deref());
@@ -189,7 +189,7 @@ pub fn frontend_api_base(raw: &str, allow_loopback: bool) -> Result<url::Url, &'
     Ok(url)
 }
 
-/// Row 5 against the Frontend API host named by `GET /v1/domains`.
+/// `clerk.frontend_environment` against the Frontend API host named by `GET /v1/domains`.
 async fn frontend_settings(calls: &ScanCalls<'_>, unusable: Option<&'static str>) -> Fact<AuthSettings> {
     if let Some(why) = unusable {
         return Fact::Unavailable(format!("the domain's frontend_api_url is unusable: {why}"));
@@ -219,7 +219,7 @@ pub fn is_within(host: &str, domain: &str) -> bool {
     !domain.is_empty() && (host == domain || host.ends_with(&format!(".{domain}")))
 }
 
-/// Row 8: the email sender records among the domain's CNAME targets. Only names equal to or under the
+/// `dns.cname`: the email sender records among the domain's CNAME targets. Only names equal to or under the
 /// primary domain are looked up (a Clerk answer cannot make the worker query arbitrary names), at most
 /// [`MAX_DNS_LOOKUPS`].
 async fn email_records(calls: &ScanCalls<'_>, dns: &DnsLookup, domain: &PrimaryDomain) -> Fact<Vec<DnsRecordStatus>> {

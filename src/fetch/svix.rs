@@ -37,9 +37,9 @@ use crate::error::{FailureReason, JobError};
 pub const DEFAULT_SVIX_API: &str = "https://api.svix.com";
 /// Page size asked of `svix.list_endpoints` (Svix's maximum).
 pub const PAGE_LIMIT: u32 = 250;
-/// Row 6 pages read at most: [`PAGE_LIMIT`] x [`MAX_PAGES`] endpoints. More makes the fact unavailable.
+/// `svix.list_endpoints` pages read at most: [`PAGE_LIMIT`] x [`MAX_PAGES`] endpoints. More makes the fact unavailable.
 pub const MAX_PAGES: usize = 20;
-/// Row 7 calls made at most per scan; endpoints beyond it keep no fingerprint (the checks then say `error`).
+/// `svix.endpoint_secret` calls made at most per scan; endpoints beyond it keep no fingerprint (the checks then say `error`).
 pub const MAX_SECRET_READS: usize = 20;
 
 /// The Svix regional API host for a region, per Svix's client libraries and API reference servers.
@@ -204,7 +204,7 @@ pub enum Portal {
     Unavailable(String),
 }
 
-/// Row 4. Errs only when the Backend API rejects the secret key (401/403).
+/// `clerk.svix_url`. Errs only when the Backend API rejects the secret key (401/403).
 pub async fn portal(calls: &ScanCalls<'_>) -> Result<Portal, JobError> {
     const CALL: &str = "POST /v1/webhooks/svix_url";
     match calls.send(CallMethod::Post, calls.backend_url("/v1/webhooks/svix_url")).await {
@@ -285,7 +285,7 @@ fn is_endpoint_id(text: &str) -> bool {
     !text.is_empty() && text.len() <= 64 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Row 6, one page.
+/// `svix.list_endpoints`, one page.
 async fn list_page(calls: &ScanCalls<'_>, app_id: &str, iterator: Option<String>) -> Result<EndpointPage, String> {
     let mut url = calls.svix_url(&format!("/api/v1/app/{app_id}/endpoint")).ok_or("no Svix host set")?;
     {
@@ -299,7 +299,7 @@ async fn list_page(calls: &ScanCalls<'_>, app_id: &str, iterator: Option<String>
     take_json(response).map_err(|e| format!("Svix endpoint list: {e}"))
 }
 
-/// Row 7 for one endpoint: the secret's fingerprint.
+/// `svix.endpoint_secret` for one endpoint: the secret's fingerprint.
 async fn read_secret_fingerprint(calls: &ScanCalls<'_>, app_id: &str, endpoint_id: &str) -> Result<String, String> {
     let url =
         calls.svix_url(&format!("/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret")).ok_or("no Svix host set")?;
@@ -337,7 +337,7 @@ pub async fn endpoints(calls: &ScanCalls<'_>, app_id: &str, wants: &[Option<Stri
     }
     let mut endpoints: Vec<WebhookEndpoint> = listed.into_iter().map(to_endpoint).collect();
 
-    // Row 7 only for endpoints delivering to a handler with a written secret.
+    // `svix.endpoint_secret` only for endpoints delivering to a handler with a written secret.
     let wanted: Vec<usize> = endpoints
         .iter()
         .enumerate()

@@ -196,6 +196,61 @@ async fn scrape(port: u16) -> anyhow::Result<String> {
     Ok(body.to_owned())
 }
 
+/// One message for the [`feeder`].
+struct Outgoing {
+    exchange: String,
+    routing_key: String,
+    body: Vec<u8>,
+    properties: lapin::BasicProperties,
+}
+
+/// Publishes what it is sent on `channel` (a confirm channel) without waiting for one confirm before the
+/// next publish, so the driver's own loop never paces the system it measures: a closed loop that awaited
+/// each job's confirm before reading the next event measured its own round trips to the broker. Every
+/// confirm is still checked (a nack, a return or a timeout ends the task with an error).
+fn feeder(
+    channel: lapin::Channel,
+) -> (tokio::sync::mpsc::UnboundedSender<Outgoing>, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outgoing>();
+    let task = tokio::spawn(async move {
+        let mut pending = futures::stream::FuturesUnordered::new();
+        let mut open = true;
+        while open || !pending.is_empty() {
+            tokio::select! {
+                next = rx.recv(), if open => match next {
+                    Some(message) => {
+                        let confirm = broker::publish_mandatory(
+                            &channel,
+                            &message.exchange,
+                            &message.routing_key,
+                            &message.body,
+                            message.properties,
+                        )
+                        .await?;
+                        pending.push(broker::confirmed(confirm, Duration::from_secs(30)));
+                    }
+                    None => open = false,
+                },
+                Some(confirmed) = pending.next(), if !pending.is_empty() => confirmed?,
+            }
+        }
+        anyhow::Ok(())
+    });
+    (tx, task)
+}
+
+/// A job as the platform publishes it.
+fn job_message(rig: &Rig, job: &clerk_audit::intake::job::ScanJob) -> anyhow::Result<Outgoing> {
+    Ok(Outgoing {
+        exchange: rig.settings.amqp.jobs_exchange.clone(),
+        routing_key: rig.settings.amqp.jobs_routing_key.clone(),
+        body: serde_json::to_vec(&job.to_message())?,
+        properties: lapin::BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_message_id(job.scan_id.to_string().into()),
+    })
+}
+
 /// Runs the worker over `jobs` jobs; answers the figures, its CPU time, its peak RSS in KiB and its
 /// metrics exposition at the end.
 async fn measure_worker(
@@ -229,6 +284,7 @@ async fn measure_worker(
             FieldTable::default(),
         )
         .await?;
+    let (feed, feeding) = feeder(broker::confirm_channel(&connection).await?);
     let mut worker = WorkerProcess::start(spec, "bench-worker")?;
     let cpu_before = worker.cpu_time().unwrap_or_default();
     let start = Instant::now();
@@ -236,8 +292,8 @@ async fn measure_worker(
         for _ in 0..usize::from(in_flight).min(jobs) {
             let mut job = rig.job(&mut rng);
             job.requested_at = chrono::Utc::now();
-            publisher.publish(&job, Duration::from_secs(30)).await?;
             requested.lock().await.insert(job.scan_id, job.requested_at);
+            feed.send(job_message(rig, &job)?).context("the feeder stopped")?;
             published += 1;
         }
     }
@@ -258,7 +314,7 @@ async fn measure_worker(
             let mut job = rig.job(&mut rng);
             job.requested_at = chrono::Utc::now();
             requested.lock().await.insert(job.scan_id, job.requested_at);
-            publisher.publish(&job, Duration::from_secs(30)).await?;
+            feed.send(job_message(rig, &job)?).context("the feeder stopped")?;
             published += 1;
         }
         if latencies.len().is_multiple_of(256) {
@@ -266,6 +322,8 @@ async fn measure_worker(
         }
     }
     let elapsed = start.elapsed();
+    drop(feed);
+    feeding.await??;
     let cpu = worker.cpu_time().unwrap_or_default().saturating_sub(cpu_before);
     peak = peak.max(worker.peak_rss_kib().unwrap_or(0));
     // The relay may still be marking the last batch sent: give it a moment before reading the timings.
@@ -365,23 +423,22 @@ async fn measure_floor(rig: &Rig, jobs: usize, in_flight: u16) -> anyhow::Result
         })
     };
 
-    let publish = |publisher: lapin::Channel, queue: String| async move {
+    // Published the way the worker's jobs are (see `feeder`).
+    let (feed, feeding) = feeder(publisher);
+    let publish = || -> anyhow::Result<()> {
         let body = serde_json::json!({ "sent": chrono::Utc::now().timestamp_micros() });
-        broker::publish_confirmed(
-            &publisher,
-            "",
-            &queue,
-            &serde_json::to_vec(&body)?,
-            Default::default(),
-            Duration::from_secs(10),
-        )
-        .await?;
-        anyhow::Ok(())
+        let message = Outgoing {
+            exchange: String::new(),
+            routing_key: queue.clone(),
+            body: serde_json::to_vec(&body)?,
+            properties: Default::default(),
+        };
+        feed.send(message).context("the feeder stopped")
     };
     let start = Instant::now();
     let mut published = 0;
     for _ in 0..usize::from(in_flight).min(jobs) {
-        publish(publisher.clone(), queue.clone()).await?;
+        publish()?;
         published += 1;
     }
     let mut latencies = Vec::with_capacity(jobs);
@@ -392,11 +449,13 @@ async fn measure_floor(rig: &Rig, jobs: usize, in_flight: u16) -> anyhow::Result
             .context("floor: consumer ended")?;
         latencies.push(latency);
         if published < jobs {
-            publish(publisher.clone(), queue.clone()).await?;
+            publish()?;
             published += 1;
         }
     }
     let elapsed = start.elapsed();
+    drop(feed);
+    feeding.await??;
     worker.abort();
     for name in [&queue, &events] {
         let _ = setup.queue_delete(name.as_str().into(), Default::default()).await;

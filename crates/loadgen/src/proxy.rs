@@ -61,6 +61,11 @@ impl TcpProxy {
                         return;
                     }
                     let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+                    // Without TCP_NODELAY the proxy's own sockets hold a small write until the previous one
+                    // is acknowledged, and the peer delays that ack by up to 40 ms: pipelined PostgreSQL
+                    // statements, several small writes, would stall on every round trip.
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
                     tokio::select! {
                         _ = token.cancelled() => {}
                         _ = until_frozen(&mut frozen) => token.cancelled().await,

@@ -233,6 +233,13 @@ impl Rig {
     }
 }
 
+/// The message properties of a job, as the platform publishes it.
+pub fn job_properties(job: &ScanJob) -> BasicProperties {
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_message_id(job.scan_id.to_string().into())
+}
+
 /// Publishes jobs with confirms, reconnecting while the broker is away. A job whose confirm was lost may be
 /// published twice: the worker must recognise the copy.
 pub struct Publisher {
@@ -266,9 +273,7 @@ impl Publisher {
         loop {
             let result = async {
                 let channel = self.channel().await?;
-                let properties = BasicProperties::default()
-                    .with_content_type("application/json".into())
-                    .with_message_id(job.scan_id.to_string().into());
+                let properties = job_properties(job);
                 broker::publish_confirmed(channel, &exchange, &routing_key, &body, properties, Duration::from_secs(10))
                     .await
                     .map_err(anyhow::Error::from)

@@ -245,9 +245,7 @@ fn job_message(rig: &Rig, job: &clerk_audit::intake::job::ScanJob) -> anyhow::Re
         exchange: rig.settings.amqp.jobs_exchange.clone(),
         routing_key: rig.settings.amqp.jobs_routing_key.clone(),
         body: serde_json::to_vec(&job.to_message())?,
-        properties: lapin::BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_message_id(job.scan_id.to_string().into()),
+        properties: rig::job_properties(job),
     })
 }
 

@@ -133,6 +133,15 @@ pub struct TelemetrySettings {
 #[serde(deny_unknown_fields)]
 pub struct EventSettings {
     pub source: String,
+    /// Hours a published outbox row is kept before it is deleted; 0 keeps every row.
+    pub outbox_retention_hours: u32,
+}
+
+impl EventSettings {
+    /// How long a published outbox row is kept; `None` keeps rows forever.
+    pub fn outbox_retention(&self) -> Option<Duration> {
+        (self.outbox_retention_hours > 0).then(|| Duration::from_secs(u64::from(self.outbox_retention_hours) * 3600))
+    }
 }
 
 /// The base configuration, built into the binary so `clerk-audit audit` runs without a configuration folder.

@@ -154,6 +154,14 @@ impl Application {
     async fn supervise(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.health.supervisor_alive.store(true, Ordering::SeqCst);
         let db_watch = tokio::spawn(watch_database(self.pipeline.pool.clone(), self.health.clone(), shutdown.clone()));
+        let outbox_retention = self.settings.events.outbox_retention().map(|keep_for| {
+            tokio::spawn(crate::outbox::retention::run(
+                self.pipeline.pool.clone(),
+                keep_for,
+                self.metrics.clone(),
+                shutdown.clone(),
+            ))
+        });
         let drain_watch = tokio::spawn({
             let (health, shutdown) = (self.health.clone(), shutdown.clone());
             async move {
@@ -185,6 +193,9 @@ impl Application {
         self.health.draining.store(true, Ordering::SeqCst);
         db_watch.abort();
         drain_watch.abort();
+        if let Some(task) = outbox_retention {
+            task.abort();
+        }
         self.health.supervisor_alive.store(false, Ordering::SeqCst);
         info!("worker stopped");
         Ok(())

@@ -10,6 +10,7 @@
 //! | `clerk_audit_kms_calls_total` | counter | `outcome` (ok, throttled, unavailable, refused, unreachable, error) |
 //! | `clerk_audit_outbox_backlog` | gauge | unsent outbox rows (shared by all replicas: aggregate with `max`) |
 //! | `clerk_audit_outbox_oldest_age_seconds` | gauge | age of the oldest unsent row, 0 when none |
+//! | `clerk_audit_outbox_pruned_rows_total` | counter | sent outbox rows deleted after `events.outbox_retention_hours` |
 //! | `clerk_audit_ready` | gauge | 1 while `/readyz` answers 200 |
 //! | `clerk_audit_broker_reconnects_total` | counter | broker sessions that ended and were retried |
 //! | `clerk_audit_build_info` | gauge (1) | `version`, `git_sha` |
@@ -136,6 +137,7 @@ pub struct Metrics {
     kms_calls: Family<OutcomeLabel, Counter>,
     outbox_backlog: Gauge,
     outbox_oldest_age: FloatGauge,
+    outbox_pruned: Counter,
     ready: Gauge,
     broker_reconnects: Counter,
 }
@@ -204,6 +206,12 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             outbox_oldest_age.clone(),
         );
+        let outbox_pruned = Counter::default();
+        registry.register(
+            "outbox_pruned_rows",
+            "Sent outbox rows deleted after the retention period (events.outbox_retention_hours)",
+            outbox_pruned.clone(),
+        );
         let ready = Gauge::default();
         registry.register(
             "ready",
@@ -229,6 +237,7 @@ impl Metrics {
             kms_calls,
             outbox_backlog,
             outbox_oldest_age,
+            outbox_pruned,
             ready,
             broker_reconnects,
         }
@@ -269,6 +278,11 @@ impl Metrics {
     pub fn set_outbox(&self, unsent: i64, oldest_age_secs: Option<f64>) {
         self.outbox_backlog.set(unsent);
         self.outbox_oldest_age.set(oldest_age_secs.unwrap_or(0.0).max(0.0));
+    }
+
+    /// Counts sent outbox rows deleted by [`crate::outbox::retention`].
+    pub fn outbox_pruned(&self, rows: u64) {
+        self.outbox_pruned.inc_by(rows);
     }
 
     pub fn set_ready(&self, ready: bool) {

@@ -129,8 +129,8 @@ fn outbox_row<T: Serialize>(target: &EventTarget, routing_key: &'static str, eve
         id: event.id,
         exchange: target.exchange.clone(),
         routing_key,
-        // Plain data types: serialization into a `Value` cannot fail.
-        payload: serde_json::to_value(event).unwrap_or(serde_json::Value::Null),
+        // Plain data types with string keys: serialization cannot fail.
+        payload: serde_json::to_string(event).unwrap_or_default(),
     }
 }
 

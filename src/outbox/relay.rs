@@ -43,19 +43,15 @@ fn event_properties(event: &PendingEvent) -> BasicProperties {
         .with_message_id(event.id.to_string().into())
         .with_app_id("clerk-audit".into())
         .with_timestamp(chrono::Utc::now().timestamp().max(0) as u64);
-    if let Some(event_type) = event.payload.get("type").and_then(|t| t.as_str()) {
+    if let Some(event_type) = event.event_type.as_deref() {
         properties = properties.with_type(event_type.into());
     }
-    if let Some(traceparent) = traceparent(event) {
+    if let Some(traceparent) = event.traceparent.as_deref() {
         let mut headers = lapin::types::FieldTable::default();
         headers.insert("traceparent".into(), AMQPValue::LongString(LongString::from(traceparent.as_bytes().to_vec())));
         properties = properties.with_headers(headers);
     }
     properties
-}
-
-fn traceparent(event: &PendingEvent) -> Option<&str> {
-    event.payload.get("traceparent").and_then(|t| t.as_str())
 }
 
 /// Sends one batch of due rows; answers how many were sent. A broker failure ends the pass early (the
@@ -67,12 +63,11 @@ pub async fn relay_batch(pool: &Pool, channel: &Channel, metrics: &Metrics) -> R
     let mut pending = Vec::with_capacity(batch.events.len());
     let mut failed: Vec<(Uuid, PublishError)> = Vec::new();
     for event in &batch.events {
-        // A serialized `Value` is valid JSON; the payload was stored from one.
-        let body = serde_json::to_vec(&event.payload).unwrap_or_default();
         // A child of the span that stored the event (its `traceparent`), so the trace shows the publish.
         let span = tracing::info_span!("publish", event_id = %event.id, routing_key = %event.routing_key, trace_id = tracing::field::Empty);
-        crate::ops::telemetry::continue_trace(&span, traceparent(event));
-        let published = publish_mandatory(channel, &event.exchange, &event.routing_key, &body, event_properties(event))
+        crate::ops::telemetry::continue_trace(&span, event.traceparent.as_deref());
+        let body = event.payload.as_bytes();
+        let published = publish_mandatory(channel, &event.exchange, &event.routing_key, body, event_properties(event))
             .instrument(span.clone())
             .await;
         match published {

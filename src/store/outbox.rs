@@ -13,7 +13,9 @@ pub struct OutboxRow {
     pub id: Uuid,
     pub exchange: String,
     pub routing_key: &'static str,
-    pub payload: serde_json::Value,
+    /// The CloudEvent as JSON text, serialized once from the typed event: no `serde_json::Value` tree is
+    /// built on the way in, and the relay publishes the stored text as it reads it.
+    pub payload: String,
 }
 
 /// Stores `row` for `scan_id`, inside the caller's transaction. A row with the same id already stored (a
@@ -21,7 +23,7 @@ pub struct OutboxRow {
 pub async fn insert(tx: &deadpool_postgres::Transaction<'_>, scan_id: Uuid, row: &OutboxRow) -> Result<(), JobError> {
     let statement = tx
         .prepare_cached(
-            "INSERT INTO outbox (id, scan_id, exchange, routing_key, payload) VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO outbox (id, scan_id, exchange, routing_key, payload) VALUES ($1, $2, $3, $4, $5::text::jsonb)
              ON CONFLICT (id) DO NOTHING",
         )
         .await?;
@@ -35,7 +37,11 @@ pub struct PendingEvent {
     pub id: Uuid,
     pub exchange: String,
     pub routing_key: String,
-    pub payload: serde_json::Value,
+    /// The CloudEvent as JSON text (the `jsonb` column's text form), published as it is.
+    pub payload: String,
+    /// The CloudEvent's `type` and `traceparent`, read by the server, so the relay never parses a payload.
+    pub event_type: Option<String>,
+    pub traceparent: Option<String>,
 }
 
 /// Due rows claimed by one relay pass: locked (`FOR UPDATE SKIP LOCKED`, so replicas' relays share the
@@ -50,7 +56,9 @@ pub async fn claim_due(client: &mut Client, limit: i64) -> Result<ClaimedBatch<'
     let tx = client.transaction().await?;
     let events = tx
         .query(
-            "SELECT id, exchange, routing_key, payload FROM outbox
+            "SELECT id, exchange, routing_key, payload::text AS payload, payload ->> 'type' AS event_type,
+                    payload ->> 'traceparent' AS traceparent
+               FROM outbox
               WHERE sent_at IS NULL AND next_attempt_at <= now()
               ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED",
             &[&limit],
@@ -62,6 +70,8 @@ pub async fn claim_due(client: &mut Client, limit: i64) -> Result<ClaimedBatch<'
             exchange: row.get("exchange"),
             routing_key: row.get("routing_key"),
             payload: row.get("payload"),
+            event_type: row.get("event_type"),
+            traceparent: row.get("traceparent"),
         })
         .collect();
     Ok(ClaimedBatch { tx, events })
@@ -98,6 +108,25 @@ impl ClaimedBatch<'_> {
     pub async fn commit(self) -> Result<(), tokio_postgres::Error> {
         self.tx.commit().await
     }
+}
+
+/// Deletes up to `limit` rows the broker confirmed more than `keep_for` ago, oldest first; answers how many.
+/// Unsent rows are never touched. Rows another replica is deleting at the same time are skipped, not waited
+/// for.
+pub async fn prune_sent(
+    client: &Client,
+    keep_for: std::time::Duration,
+    limit: i64,
+) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            "DELETE FROM outbox WHERE id IN (
+                SELECT id FROM outbox
+                 WHERE sent_at < now() - make_interval(secs => $1)
+                 ORDER BY sent_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            &[&keep_for.as_secs_f64(), &limit],
+        )
+        .await
 }
 
 /// Rows not yet sent and the age of the oldest in seconds: the backlog ops watch.

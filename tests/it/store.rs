@@ -156,3 +156,71 @@ async fn stored_artifacts_over_a_cap_are_unreadable() {
 async fn client_admin() -> tokio_postgres::Client {
     client().await
 }
+
+/// Retention deletes published rows older than the period, in batches, and never an unpublished row.
+#[tokio::test]
+async fn outbox_retention_deletes_old_published_rows_only() {
+    use std::time::Duration;
+
+    let url = crate::harness::fresh_database().await;
+    let settings = clerk_audit::configuration::DatabaseSettings {
+        url: secrecy::SecretString::from(url.clone()),
+        pool_size: 2,
+        timeout_ms: 10_000,
+    };
+    let pool = clerk_audit::store::pool(&settings).unwrap();
+    clerk_audit::store::migrate(&pool).await.unwrap();
+    let client = pool.get().await.unwrap();
+    // Stored events are compressed with lz4 (migration V4), not pglz.
+    let compression: Option<i8> = client
+        .query_one(
+            "SELECT attcompression::\"char\" FROM pg_attribute WHERE attrelid = 'outbox'::regclass AND attname = 'payload'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(compression, Some(b'l' as i8), "outbox.payload compression");
+    // `sent` is how long ago the row was published (NULL: not yet), `count` how many such rows.
+    let insert = |label: &'static str, sent: Option<&'static str>, count: i32| {
+        let client = &client;
+        async move {
+            client
+                .execute(
+                    "INSERT INTO outbox (id, scan_id, exchange, routing_key, payload, created_at, sent_at)
+                     SELECT gen_random_uuid(), gen_random_uuid(), 'pulselight.findings', $1,
+                            '{\"type\": \"t\"}'::jsonb, now() - interval '30 days', now() - $2::text::interval
+                       FROM generate_series(1, $3)",
+                    &[&label, &sent, &count],
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // More expired rows than one statement deletes, so the pass needs several batches.
+    insert("expired", Some("8 days"), 2_500).await;
+    insert("kept", Some("6 days"), 3).await;
+    insert("unsent", None, 4).await;
+    let remaining = || async {
+        let rows = client
+            .query("SELECT routing_key, count(*) FROM outbox GROUP BY routing_key ORDER BY routing_key", &[])
+            .await
+            .unwrap();
+        rows.iter().map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1))).collect::<Vec<_>>()
+    };
+
+    let week = Duration::from_secs(7 * 24 * 3600);
+    let deleted = clerk_audit::outbox::retention::prune(&pool, week).await.unwrap();
+    assert_eq!(deleted, 2_500);
+    assert_eq!(remaining().await, vec![("kept".to_owned(), 3), ("unsent".to_owned(), 4)]);
+    // A second pass has nothing to do.
+    assert_eq!(clerk_audit::outbox::retention::prune(&pool, week).await.unwrap(), 0);
+    // A shorter period reaches the younger published rows, still not the unsent ones (created 30 days ago).
+    let deleted = clerk_audit::outbox::retention::prune(&pool, Duration::from_secs(24 * 3600)).await.unwrap();
+    assert_eq!(deleted, 3);
+    assert_eq!(remaining().await, vec![("unsent".to_owned(), 4)]);
+    drop(client);
+    pool.close();
+    let name = url::Url::parse(&url).unwrap().path().trim_start_matches('/').to_owned();
+    client_admin().await.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[]).await.unwrap();
+}

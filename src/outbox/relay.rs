@@ -37,16 +37,32 @@ pub enum RelayError {
     Broker(#[source] PublishError),
 }
 
-fn event_properties(event: &PendingEvent) -> BasicProperties {
+/// The envelope attributes the AMQP properties repeat. Read from the stored text without building a tree of
+/// the whole event (the other fields are skipped); each expression on the `jsonb` column would instead
+/// decompress the stored value once more.
+#[derive(Debug, Default, serde::Deserialize)]
+struct EnvelopeHead {
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    traceparent: Option<String>,
+}
+
+impl EnvelopeHead {
+    fn of(payload: &str) -> Self {
+        serde_json::from_str(payload).unwrap_or_default()
+    }
+}
+
+fn event_properties(event: &PendingEvent, head: &EnvelopeHead) -> BasicProperties {
     let mut properties = BasicProperties::default()
         .with_content_type(CONTENT_TYPE.into())
         .with_message_id(event.id.to_string().into())
         .with_app_id("clerk-audit".into())
         .with_timestamp(chrono::Utc::now().timestamp().max(0) as u64);
-    if let Some(event_type) = event.event_type.as_deref() {
+    if let Some(event_type) = head.event_type.as_deref() {
         properties = properties.with_type(event_type.into());
     }
-    if let Some(traceparent) = event.traceparent.as_deref() {
+    if let Some(traceparent) = head.traceparent.as_deref() {
         let mut headers = lapin::types::FieldTable::default();
         headers.insert("traceparent".into(), AMQPValue::LongString(LongString::from(traceparent.as_bytes().to_vec())));
         properties = properties.with_headers(headers);
@@ -65,11 +81,13 @@ pub async fn relay_batch(pool: &Pool, channel: &Channel, metrics: &Metrics) -> R
     for event in &batch.events {
         // A child of the span that stored the event (its `traceparent`), so the trace shows the publish.
         let span = tracing::info_span!("publish", event_id = %event.id, routing_key = %event.routing_key, trace_id = tracing::field::Empty);
-        crate::ops::telemetry::continue_trace(&span, event.traceparent.as_deref());
-        let body = event.payload.as_bytes();
-        let published = publish_mandatory(channel, &event.exchange, &event.routing_key, body, event_properties(event))
-            .instrument(span.clone())
-            .await;
+        let head = EnvelopeHead::of(&event.payload);
+        crate::ops::telemetry::continue_trace(&span, head.traceparent.as_deref());
+        let properties = event_properties(event, &head);
+        let published =
+            publish_mandatory(channel, &event.exchange, &event.routing_key, event.payload.as_bytes(), properties)
+                .instrument(span.clone())
+                .await;
         match published {
             Ok(confirm) => pending.push((event.id, confirm, span)),
             Err(error) => {
@@ -144,5 +162,25 @@ pub async fn run(
             _ = wake.notified() => {}
             _ = tokio::time::sleep(POLL_INTERVAL) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EnvelopeHead;
+
+    #[test]
+    fn the_envelope_head_is_read_from_the_top_level_only() {
+        let head = EnvelopeHead::of(
+            r#"{"data": {"type": "nested", "traceparent": "nested"}, "id": "x", "type": "com.example.v1",
+                "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}"#,
+        );
+        assert_eq!(head.event_type.as_deref(), Some("com.example.v1"));
+        assert_eq!(head.traceparent.as_deref(), Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+        let head = EnvelopeHead::of(r#"{"type": "com.example.v1", "data": {}}"#);
+        assert_eq!((head.event_type.as_deref(), head.traceparent), (Some("com.example.v1"), None));
+        // Not an object: no attributes, the body is still published as stored.
+        let head = EnvelopeHead::of("[1, 2]");
+        assert_eq!((head.event_type, head.traceparent), (None, None));
     }
 }

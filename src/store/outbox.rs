@@ -39,9 +39,6 @@ pub struct PendingEvent {
     pub routing_key: String,
     /// The CloudEvent as JSON text (the `jsonb` column's text form), published as it is.
     pub payload: String,
-    /// The CloudEvent's `type` and `traceparent`, read by the server, so the relay never parses a payload.
-    pub event_type: Option<String>,
-    pub traceparent: Option<String>,
 }
 
 /// Due rows claimed by one relay pass: locked (`FOR UPDATE SKIP LOCKED`, so replicas' relays share the
@@ -56,9 +53,7 @@ pub async fn claim_due(client: &mut Client, limit: i64) -> Result<ClaimedBatch<'
     let tx = client.transaction().await?;
     let events = tx
         .query(
-            "SELECT id, exchange, routing_key, payload::text AS payload, payload ->> 'type' AS event_type,
-                    payload ->> 'traceparent' AS traceparent
-               FROM outbox
+            "SELECT id, exchange, routing_key, payload::text AS payload FROM outbox
               WHERE sent_at IS NULL AND next_attempt_at <= now()
               ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED",
             &[&limit],
@@ -70,8 +65,6 @@ pub async fn claim_due(client: &mut Client, limit: i64) -> Result<ClaimedBatch<'
             exchange: row.get("exchange"),
             routing_key: row.get("routing_key"),
             payload: row.get("payload"),
-            event_type: row.get("event_type"),
-            traceparent: row.get("traceparent"),
         })
         .collect();
     Ok(ClaimedBatch { tx, events })

@@ -308,6 +308,14 @@ mod tests {
     }
 
     #[test]
+    fn outbox_retention_is_hours_and_zero_keeps_every_row() {
+        let settings = Settings::load_from(&config_dir(), "local").expect("local config loads");
+        assert_eq!(settings.events.outbox_retention(), Some(Duration::from_secs(7 * 24 * 3600)));
+        let keep = EventSettings { outbox_retention_hours: 0, ..settings.events.clone() };
+        assert_eq!(keep.outbox_retention(), None);
+    }
+
+    #[test]
     fn local_configuration_loads() {
         let settings = Settings::load_from(&config_dir(), "local").expect("local config loads");
         assert_eq!(settings.amqp.jobs_queue, "clerk-audit.jobs");

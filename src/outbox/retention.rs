@@ -34,13 +34,9 @@ pub async fn prune(pool: &Pool, keep_for: Duration) -> Result<u64, crate::store:
     Ok(deleted)
 }
 
-/// Prunes every [`INTERVAL`] until `shutdown` fires. A database outage only postpones a pass.
+/// Prunes at once, then every [`INTERVAL`], until `shutdown` fires. A database outage only postpones a pass.
 pub async fn run(pool: Pool, keep_for: Duration, metrics: std::sync::Arc<Metrics>, shutdown: CancellationToken) {
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(INTERVAL) => {}
-        }
         match prune(&pool, keep_for).await {
             Ok(0) => {}
             Ok(deleted) => {
@@ -48,6 +44,10 @@ pub async fn run(pool: Pool, keep_for: Duration, metrics: std::sync::Arc<Metrics
                 debug!(rows = deleted, "outbox: sent rows past retention deleted");
             }
             Err(error) => warn!(error = %error, "outbox retention: database unavailable; next pass later"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(INTERVAL) => {}
         }
     }
 }

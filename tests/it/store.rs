@@ -209,6 +209,21 @@ async fn outbox_retention_deletes_old_published_rows_only() {
     let deleted = clerk_audit::outbox::retention::prune(&pool, Duration::from_secs(24 * 3600)).await.unwrap();
     assert_eq!(deleted, 3);
     assert_eq!(remaining().await, vec![("unsent".to_owned(), 4)]);
+
+    // The worker's task prunes at start (then once a minute) and counts what it deleted.
+    insert("expired", Some("8 days"), 5).await;
+    let metrics = std::sync::Arc::new(clerk_audit::ops::metrics::Metrics::new());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(clerk_audit::outbox::retention::run(pool.clone(), week, metrics.clone(), shutdown.clone()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while remaining().await != vec![("unsent".to_owned(), 4)] {
+        assert!(std::time::Instant::now() < deadline, "the retention task did not prune");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    task.await.unwrap();
+    let exposition = metrics.encode();
+    assert!(exposition.contains("clerk_audit_outbox_pruned_rows_total 5"), "{exposition}");
     drop(client);
     pool.close();
     let name = url::Url::parse(&url).unwrap().path().trim_start_matches('/').to_owned();

@@ -72,14 +72,7 @@ async fn stored_artifacts_over_a_cap_are_unreadable() {
     };
     use tokio_postgres::types::Json;
 
-    let url = crate::harness::fresh_database().await;
-    let settings = clerk_audit::configuration::DatabaseSettings {
-        url: secrecy::SecretString::from(url.clone()),
-        pool_size: 2,
-        timeout_ms: 10_000,
-    };
-    let pool = clerk_audit::store::pool(&settings).unwrap();
-    clerk_audit::store::migrate(&pool).await.unwrap();
+    let (url, pool) = migrated_database().await;
     let client = pool.get().await.unwrap();
     let project = ProjectId::parse("prj_caps").unwrap();
     let insert = |id: &'static str, document: serde_json::Value| {
@@ -148,20 +141,11 @@ async fn stored_artifacts_over_a_cap_are_unreadable() {
     assert_eq!(load("bad").await.unwrap(), StoredArtifact::Unreadable(ArtifactUnreadable::Malformed));
     assert_eq!(load("none").await.unwrap(), StoredArtifact::Absent);
     drop(client);
-    pool.close();
-    let name = url::Url::parse(&url).unwrap().path().trim_start_matches('/').to_owned();
-    client_admin().await.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[]).await.unwrap();
+    drop_database(&url, pool).await;
 }
 
-async fn client_admin() -> tokio_postgres::Client {
-    client().await
-}
-
-/// Retention deletes published rows older than the period, in batches, and never an unpublished row.
-#[tokio::test]
-async fn outbox_retention_deletes_old_published_rows_only() {
-    use std::time::Duration;
-
+/// A fresh database with the worker's migrations applied: its URL and a small pool on it.
+async fn migrated_database() -> (String, deadpool_postgres::Pool) {
     let url = crate::harness::fresh_database().await;
     let settings = clerk_audit::configuration::DatabaseSettings {
         url: secrecy::SecretString::from(url.clone()),
@@ -170,6 +154,22 @@ async fn outbox_retention_deletes_old_published_rows_only() {
     };
     let pool = clerk_audit::store::pool(&settings).unwrap();
     clerk_audit::store::migrate(&pool).await.unwrap();
+    (url, pool)
+}
+
+/// Drops a database made by [`migrated_database`].
+async fn drop_database(url: &str, pool: deadpool_postgres::Pool) {
+    pool.close();
+    let name = url::Url::parse(url).unwrap().path().trim_start_matches('/').to_owned();
+    client().await.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[]).await.unwrap();
+}
+
+/// Retention deletes published rows older than the period, in batches, and never an unpublished row.
+#[tokio::test]
+async fn outbox_retention_deletes_old_published_rows_only() {
+    use std::time::Duration;
+
+    let (url, pool) = migrated_database().await;
     let client = pool.get().await.unwrap();
     // `sent` is how long ago the row was published (NULL: not yet), `count` how many such rows.
     let insert = |label: &'static str, sent: Option<&'static str>, count: i32| {
@@ -225,7 +225,5 @@ async fn outbox_retention_deletes_old_published_rows_only() {
     let exposition = metrics.encode();
     assert!(exposition.contains("clerk_audit_outbox_pruned_rows_total 5"), "{exposition}");
     drop(client);
-    pool.close();
-    let name = url::Url::parse(&url).unwrap().path().trim_start_matches('/').to_owned();
-    client_admin().await.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[]).await.unwrap();
+    drop_database(&url, pool).await;
 }

@@ -94,6 +94,10 @@ pub struct SvixSettings {
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     pub allow_loopback: bool,
+    /// Plain-HTTP endpoints speak HTTP/2 from the first byte (h2c, "prior knowledge"), as the sandbox does.
+    /// Tests and benchmarks only (requires `allow_loopback`): production's HTTPS endpoints negotiate HTTP/2
+    /// by ALPN, and this switch would also force it on hosts that offer only HTTP/1.1.
+    pub cleartext_http2: bool,
     pub connect_timeout_ms: u64,
     pub request_timeout_ms: u64,
     pub max_body_bytes: usize,
@@ -183,6 +187,9 @@ fn validate_fetch(
 ) -> Result<(), ConfigError> {
     if http.max_attempts == 0 {
         return Err(invalid("http.max_attempts", "must be at least 1"));
+    }
+    if http.cleartext_http2 && !http.allow_loopback {
+        return Err(invalid("http.cleartext_http2", "only with http.allow_loopback (tests and benchmarks)"));
     }
     if clerk.rate_limit_per_10s == 0 {
         return Err(invalid("clerk.rate_limit_per_10s", "must be at least 1"));
@@ -346,6 +353,17 @@ mod tests {
         assert!(err.contains("http.allow_loopback") && err.contains("CLERK_AUDIT_HTTP__ALLOW_LOOPBACK"), "{err}");
         settings.http.allow_loopback = false;
         settings.validate_for_environment("production").unwrap();
+    }
+
+    #[test]
+    fn cleartext_http2_needs_the_loopback_allowance() {
+        let mut settings = Settings::load_from(&config_dir(), "local").unwrap();
+        assert!(!settings.http.cleartext_http2, "off by default");
+        settings.http.cleartext_http2 = true;
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("http.cleartext_http2") && err.contains("CLERK_AUDIT_HTTP__CLEARTEXT_HTTP2"), "{err}");
+        settings.http.allow_loopback = true;
+        settings.validate().unwrap();
     }
 
     #[test]

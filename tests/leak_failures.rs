@@ -133,6 +133,7 @@ impl NameResolver for InternalNames {
 async fn refused_addresses(secret_key: &str) -> String {
     let settings = HttpSettings {
         allow_loopback: false,
+        cleartext_http2: false,
         connect_timeout_ms: 2_000,
         request_timeout_ms: 5_000,
         max_body_bytes: 1_048_576,

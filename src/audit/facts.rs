@@ -229,7 +229,10 @@ pub fn url_host(url: &str) -> Option<String> {
 
 /// The path of an endpoint URL as [`WebhookEndpoint::path`] holds it.
 pub fn endpoint_path(url: &str) -> Option<String> {
-    let parsed = url::Url::parse(url).ok()?;
+    path_of(&url::Url::parse(url).ok()?)
+}
+
+fn path_of(parsed: &url::Url) -> Option<String> {
     if !matches!(parsed.scheme(), "http" | "https") {
         return None;
     }
@@ -237,11 +240,26 @@ pub fn endpoint_path(url: &str) -> Option<String> {
     Some(normalize_path(&decoded))
 }
 
+/// [`endpoint_path`] and [`shown_endpoint_url`] of one URL, parsing it once (an app can list hundreds of
+/// endpoints, and parsing is most of the cost of reading them).
+pub fn endpoint_path_and_shown_url(raw: &str) -> (Option<String>, String) {
+    let parsed = url::Url::parse(raw).ok();
+    let path = parsed.as_ref().and_then(path_of);
+    // The shown URL is parsed from the trimmed text; without surrounding whitespace that is the same parse.
+    let shown = if raw.trim().len() == raw.len() { shown_of(parsed, raw) } else { shown_endpoint_url(raw) };
+    (path, shown)
+}
+
 /// An endpoint URL fit to show: scheme, host, port and path only. Userinfo, query string and fragment are
 /// dropped (receivers put tokens there: `https://user:pass@host/hook?token=...`). A URL that does not parse
 /// as one with a host is cut the same way by hand: at the first `?` or `#`, and everything up to the last `@` of the authority.
 pub fn shown_endpoint_url(raw: &str) -> String {
-    if let Ok(mut url) = url::Url::parse(raw.trim())
+    shown_of(url::Url::parse(raw.trim()).ok(), raw)
+}
+
+/// [`shown_endpoint_url`] of `raw`, given its parse.
+fn shown_of(parsed: Option<url::Url>, raw: &str) -> String {
+    if let Some(mut url) = parsed
         && url.has_host()
     {
         let _ = url.set_username("");
@@ -337,6 +355,25 @@ mod tests {
             ("https://a@b@acme.com/x?y", "https://acme.com/x"),
         ] {
             assert_eq!(shown_endpoint_url(raw), shown, "{raw}");
+        }
+    }
+
+    #[test]
+    fn one_parse_gives_the_same_path_and_shown_url_as_two() {
+        for raw in [
+            "https://acme.com/api/webhooks/clerk/",
+            "https://user:pa55@acme.com:8443/hook?token=t0k#frag",
+            "https://acme.com?token=t0k",
+            "https://user:pa55@acme.com:99999/hook?token=t0k",
+            "user:pa55@acme.com/hook#t0k",
+            "https://acme.com/a%20b?x=1#f",
+            "ftp://acme.com/x",
+            "not a url",
+            "  https://acme.com/padded/  ",
+            "https://acme.com/nbsp\u{a0}",
+            "",
+        ] {
+            assert_eq!(endpoint_path_and_shown_url(raw), (endpoint_path(raw), shown_endpoint_url(raw)), "{raw:?}");
         }
     }
 

@@ -217,7 +217,11 @@ impl reqwest::dns::Resolve for GuardedResolver {
 }
 
 fn build_client(settings: &HttpSettings, resolver: Arc<dyn NameResolver>) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+    let builder = reqwest::Client::builder();
+    // Production reaches HTTPS hosts, where ALPN picks HTTP/2 when the host offers it; the sandbox is plain
+    // HTTP, where only prior knowledge gives one multiplexed connection per host as production has.
+    let builder = if settings.cleartext_http2 { builder.http2_prior_knowledge() } else { builder };
+    Ok(builder
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
         .timeout(Duration::from_millis(settings.request_timeout_ms))
@@ -581,6 +585,7 @@ mod tests {
     fn layer() -> HttpLayer {
         let settings = HttpSettings {
             allow_loopback: true,
+            cleartext_http2: false,
             connect_timeout_ms: 1_000,
             request_timeout_ms: 1_000,
             max_body_bytes: 1_024,

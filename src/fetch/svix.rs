@@ -30,7 +30,7 @@ use zeroize::Zeroize;
 use super::allowlist::CallMethod;
 use super::http::{CallError, CallResponse, ScanCalls};
 use crate::audit::artifact::{CommittedSecretKind, RepoArtifact, SecretSource};
-use crate::audit::facts::{Fact, WebhookEndpoint, WebhookFacts, endpoint_path, percent_decode};
+use crate::audit::facts::{Fact, WebhookEndpoint, WebhookFacts, endpoint_path_and_shown_url, percent_decode};
 use crate::error::{FailureReason, JobError};
 
 /// Svix's host when the token names no region we know (what Svix's own client libraries do).
@@ -312,11 +312,12 @@ async fn read_secret_fingerprint(calls: &ScanCalls<'_>, app_id: &str, endpoint_i
 }
 
 fn to_endpoint(out: EndpointOut) -> WebhookEndpoint {
+    let (path, url) = endpoint_path_and_shown_url(&out.url);
     WebhookEndpoint {
-        path: endpoint_path(&out.url),
+        path,
         event_types: out.filter_types.or(out.event_types),
         id: out.id,
-        url: crate::audit::facts::shown_endpoint_url(&out.url),
+        url,
         disabled: out.disabled.unwrap_or(false),
         secret_fingerprint: None,
     }

@@ -12,6 +12,7 @@ use clerk_audit_sandbox::{self as sandbox, Fault, HostKind, PresentedCredential,
 fn settings(allow_loopback: bool) -> HttpSettings {
     HttpSettings {
         allow_loopback,
+        cleartext_http2: false,
         connect_timeout_ms: 2_000,
         request_timeout_ms: 5_000,
         max_body_bytes: 1_048_576,
@@ -212,4 +213,27 @@ async fn a_signing_secret_comparison_adds_one_round() {
     assert!(report.iter().all(|group| group.filled), "{report:#?}");
     assert_eq!(report[0].members.len(), 4, "{report:#?}");
     assert!(report[2].members[0].ends_with("/secret"), "{report:#?}");
+}
+
+#[tokio::test]
+async fn cleartext_http2_sends_plain_http_calls_as_http2() {
+    let sandbox = sandbox::start(SandboxConfig::default()).await.unwrap();
+    let key = key(&sandbox, Scenario::ProductionOptionalMfa);
+    for (cleartext_http2, version) in [(false, "HTTP/1.1"), (true, "HTTP/2.0")] {
+        sandbox.clear_requests();
+        let http = layer(&sandbox, &HttpSettings { cleartext_http2, ..settings(true) });
+        let calls = http.session("prj/x".into(), &key);
+        // Calls in flight at once: HTTP/1.1 needs a connection for each, HTTP/2 shares one.
+        let answers = futures::future::join_all(
+            ["/v1/instance", "/v1/domains", "/v1/users/count"]
+                .map(|path| calls.send(CallMethod::Get, calls.backend_url(path))),
+        )
+        .await;
+        for answer in answers {
+            answer.expect("answered");
+        }
+        let versions: Vec<String> = sandbox.requests().into_iter().map(|r| r.http_version).collect();
+        assert_eq!(versions, [version; 3], "cleartext_http2 = {cleartext_http2}");
+    }
+    sandbox.shutdown().await;
 }

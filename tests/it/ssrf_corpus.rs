@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 fn settings(allow_loopback: bool) -> HttpSettings {
     HttpSettings {
         allow_loopback,
+        cleartext_http2: false,
         connect_timeout_ms: 2_000,
         request_timeout_ms: 5_000,
         max_body_bytes: 1_048_576,

@@ -38,6 +38,7 @@ pub fn worker_env(settings: &Settings, config_dir: &Path) -> Vec<(String, String
         ("CLERK__RATE_LIMIT_PER_10S", s.clerk.rate_limit_per_10s.to_string()),
         ("SVIX__API_URL", s.svix.api_url.clone()),
         ("HTTP__ALLOW_LOOPBACK", s.http.allow_loopback.to_string()),
+        ("HTTP__CLEARTEXT_HTTP2", s.http.cleartext_http2.to_string()),
         ("HTTP__CONNECT_TIMEOUT_MS", s.http.connect_timeout_ms.to_string()),
         ("HTTP__REQUEST_TIMEOUT_MS", s.http.request_timeout_ms.to_string()),
         ("HTTP__MAX_BODY_BYTES", s.http.max_body_bytes.to_string()),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, Version};
 use axum::response::Response;
 use serde_json::{Value, json};
 
@@ -25,10 +25,16 @@ pub(crate) fn router(shared: Arc<Shared>, instance: usize) -> Router {
     Router::new().fallback(handle).with_state(FrontendState { shared, instance })
 }
 
-async fn handle(State(state): State<FrontendState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn handle(
+    State(state): State<FrontendState>,
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+) -> Response {
     let FrontendState { shared, instance } = state;
     let seq = shared.next_seq();
-    let head = RequestHead { method: &method, uri: &uri, headers: &headers };
+    let head = RequestHead { method: &method, uri: &uri, version, headers: &headers };
     let (credential, _) = shared.classify_credential(&headers);
     let plan = shared.plan_faults(instance, HostKind::FrontendApi, uri.path());
     let answer = match plan.rejection {

@@ -51,6 +51,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use axum::serve::ListenerExt as _;
 use base64::Engine as _;
 use serde::{Serialize, Serializer};
 use tokio::net::{TcpListener, UdpSocket};
@@ -225,6 +226,12 @@ pub async fn start(config: SandboxConfig) -> anyhow::Result<Sandbox> {
             let signal = async move {
                 let _ = stop.changed().await;
             };
+            // Small HTTP/2 frames (a stream's headers, then its body) must not wait for the previous segment's
+            // ACK: without TCP_NODELAY, Nagle's algorithm and the peer's delayed ACK add up to 40 ms to a
+            // response on a busy multiplexed connection. Real API edges send at once.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, router).with_graceful_shutdown(signal).await;
         })
     };

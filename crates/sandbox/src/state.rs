@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::{HeaderMap, Method, Uri, Version};
 use serde::{Deserialize, Serialize};
 
 use super::SandboxInstance;
@@ -59,6 +59,8 @@ pub struct RecordedRequest {
     pub clerk_api_version: Option<String>,
     pub credential: PresentedCredential,
     pub user_agent: Option<String>,
+    /// The HTTP version the request came in (`HTTP/1.1`, `HTTP/2.0`).
+    pub http_version: String,
 }
 
 /// What the sandbox DNS did with a query.
@@ -236,6 +238,7 @@ pub(crate) struct Shared {
 pub(crate) struct RequestHead<'a> {
     pub method: &'a Method,
     pub uri: &'a Uri,
+    pub version: Version,
     pub headers: &'a HeaderMap,
 }
 
@@ -336,6 +339,7 @@ impl Shared {
             clerk_api_version: header("clerk-api-version"),
             credential,
             user_agent: header("user-agent"),
+            http_version: format!("{:?}", head.version),
         };
         self.lock().requests.push(entry);
     }

@@ -62,6 +62,11 @@ struct Args {
     /// Also measure the floor (consume -> transaction -> confirmed publish -> ack).
     #[arg(long)]
     floor: bool,
+    /// HTTP/1.1 to the sandbox (one connection per call in flight) instead of HTTP/2 without TLS (h2c).
+    /// Production reaches Clerk and Svix over HTTPS, where ALPN picks HTTP/2: one multiplexed connection
+    /// per host, which the default reproduces.
+    #[arg(long)]
+    http1: bool,
     /// The worker binary (default: target/release/clerk-audit).
     #[arg(long)]
     worker_bin: Option<PathBuf>,
@@ -117,6 +122,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let rig = Rig::build(&endpoints, 1, |s| {
         s.worker.concurrency = in_flight;
         s.database.pool_size = 16;
+        s.http.cleartext_http2 = !args.http1;
     })
     .await?;
     if latency_ms > 0 {
@@ -142,7 +148,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     rig.cleanup().await;
     let (figures, cpu, peak_kib, exposition) = result?;
 
-    println!("==== clerk-audit-bench ({:?}, {} ms added Clerk latency) ====", args.regime, latency_ms);
+    let protocol = if args.http1 { "HTTP/1.1" } else { "h2c" };
+    println!("==== clerk-audit-bench ({:?}, {} ms added Clerk latency, {protocol}) ====", args.regime, latency_ms);
     println!("jobs:               {} ({} in flight)", figures.scans, in_flight);
     println!("scans/s:            {:.1}", figures.rate());
     println!("job latency p50:    {:.1} ms", figures.percentile(0.50).as_secs_f64() * 1e3);

@@ -124,13 +124,20 @@ pub struct EventTarget {
     pub exchange: String,
 }
 
-fn outbox_row<T: Serialize>(target: &EventTarget, routing_key: &'static str, event: &CloudEvent<T>) -> OutboxRow {
+fn outbox_row<T: Serialize>(
+    target: &EventTarget,
+    routing_key: &'static str,
+    event_type: &'static str,
+    event: &CloudEvent<T>,
+) -> OutboxRow {
     OutboxRow {
         id: event.id,
         exchange: target.exchange.clone(),
         routing_key,
         // Plain data types with string keys: serialization cannot fail.
         payload: serde_json::to_string(event).unwrap_or_default(),
+        event_type,
+        traceparent: event.traceparent.clone(),
     }
 }
 
@@ -180,7 +187,7 @@ pub fn completed_event(
     let data = completed_data(scan, history, now);
     let mut event = envelope(&target.source, COMPLETED_TYPE, scan.scan.scan_id, scan.scan.project_id, now, data);
     event.traceparent = scan.traceparent.map(str::to_owned);
-    outbox_row(target, COMPLETED_ROUTING_KEY, &event)
+    outbox_row(target, COMPLETED_ROUTING_KEY, COMPLETED_TYPE, &event)
 }
 
 /// The failed event of a scan.
@@ -194,5 +201,5 @@ pub fn failed_event(
     let data = FailedData::new(scan.scan_id, scan.project_id, scan.instance_name, reason);
     let mut event = envelope(&target.source, FAILED_TYPE, scan.scan_id, scan.project_id, now, data);
     event.traceparent = traceparent.map(str::to_owned);
-    outbox_row(target, FAILED_ROUTING_KEY, &event)
+    outbox_row(target, FAILED_ROUTING_KEY, FAILED_TYPE, &event)
 }

@@ -37,9 +37,9 @@ pub enum RelayError {
     Broker(#[source] PublishError),
 }
 
-/// The envelope attributes the AMQP properties repeat. Read from the stored text without building a tree of
-/// the whole event (the other fields are skipped); each expression on the `jsonb` column would instead
-/// decompress the stored value once more.
+/// The envelope attributes the AMQP properties repeat: stored beside the payload (schema version 5), or, for
+/// older rows, read from the stored text without building a tree of the whole event (the other fields are
+/// skipped); an expression on the `jsonb` column would instead decompress the stored value once more.
 #[derive(Debug, Default, serde::Deserialize)]
 struct EnvelopeHead {
     #[serde(rename = "type")]
@@ -50,6 +50,14 @@ struct EnvelopeHead {
 impl EnvelopeHead {
     fn of(payload: &str) -> Self {
         serde_json::from_str(payload).unwrap_or_default()
+    }
+
+    /// The stored attributes; for a row stored before they had columns, the payload's.
+    fn of_event(event: &PendingEvent) -> Self {
+        match &event.event_type {
+            Some(event_type) => Self { event_type: Some(event_type.clone()), traceparent: event.traceparent.clone() },
+            None => Self::of(&event.payload),
+        }
     }
 }
 
@@ -81,7 +89,7 @@ pub async fn relay_batch(pool: &Pool, channel: &Channel, metrics: &Metrics) -> R
     for event in &batch.events {
         // A child of the span that stored the event (its `traceparent`), so the trace shows the publish.
         let span = tracing::info_span!("publish", event_id = %event.id, routing_key = %event.routing_key, trace_id = tracing::field::Empty);
-        let head = EnvelopeHead::of(&event.payload);
+        let head = EnvelopeHead::of_event(event);
         crate::ops::telemetry::continue_trace(&span, head.traceparent.as_deref());
         let properties = event_properties(event, &head);
         let published =
@@ -168,6 +176,31 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::EnvelopeHead;
+    use crate::store::outbox::PendingEvent;
+
+    #[test]
+    fn the_envelope_head_comes_from_the_columns_else_from_the_payload() {
+        let mut event = PendingEvent {
+            id: uuid::Uuid::nil(),
+            exchange: "x".into(),
+            routing_key: "k".into(),
+            payload: r#"{"type": "from.payload", "traceparent": "00-payload"}"#.into(),
+            event_type: Some("from.column".into()),
+            traceparent: None,
+        };
+        let head = EnvelopeHead::of_event(&event);
+        assert_eq!((head.event_type.as_deref(), head.traceparent), (Some("from.column"), None));
+        event.traceparent = Some("00-column".into());
+        let head = EnvelopeHead::of_event(&event);
+        assert_eq!((head.event_type.as_deref(), head.traceparent.as_deref()), (Some("from.column"), Some("00-column")));
+        // A row stored before the columns existed.
+        event.event_type = None;
+        let head = EnvelopeHead::of_event(&event);
+        assert_eq!(
+            (head.event_type.as_deref(), head.traceparent.as_deref()),
+            (Some("from.payload"), Some("00-payload"))
+        );
+    }
 
     #[test]
     fn the_envelope_head_is_read_from_the_top_level_only() {

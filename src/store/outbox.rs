@@ -17,6 +17,10 @@ pub struct OutboxRow {
     /// The CloudEvent as JSON text, serialized once from the typed event: no `serde_json::Value` tree is
     /// built on the way in, and the relay publishes the stored text as it reads it.
     pub payload: String,
+    /// The event's CloudEvent `type` and `traceparent`, stored beside the payload for the relay's AMQP
+    /// properties.
+    pub event_type: &'static str,
+    pub traceparent: Option<String>,
 }
 
 /// JSON text carried to and from a `jsonb` column as it is. PostgreSQL's binary `jsonb` format is a version
@@ -67,12 +71,24 @@ impl<'a> FromSql<'a> for JsonbText<String> {
 pub async fn insert(tx: &deadpool_postgres::Transaction<'_>, scan_id: Uuid, row: &OutboxRow) -> Result<(), JobError> {
     let statement = tx
         .prepare_cached(
-            "INSERT INTO outbox (id, scan_id, exchange, routing_key, payload) VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO outbox (id, scan_id, exchange, routing_key, payload, event_type, traceparent)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (id) DO NOTHING",
         )
         .await?;
-    tx.execute(&statement, &[&row.id, &scan_id, &row.exchange, &row.routing_key, &JsonbText(row.payload.as_str())])
-        .await?;
+    tx.execute(
+        &statement,
+        &[
+            &row.id,
+            &scan_id,
+            &row.exchange,
+            &row.routing_key,
+            &JsonbText(row.payload.as_str()),
+            &row.event_type,
+            &row.traceparent,
+        ],
+    )
+    .await?;
     Ok(())
 }
 
@@ -84,6 +100,9 @@ pub struct PendingEvent {
     pub routing_key: String,
     /// The CloudEvent as JSON text (the `jsonb` column's text form), published as it is.
     pub payload: String,
+    /// The stored `type` and `traceparent` (both `None` for rows stored before schema version 5).
+    pub event_type: Option<String>,
+    pub traceparent: Option<String>,
 }
 
 /// Due rows claimed by one relay pass: locked (`FOR UPDATE SKIP LOCKED`, so replicas' relays share the
@@ -98,7 +117,7 @@ pub async fn claim_due(client: &mut Client, limit: i64) -> Result<ClaimedBatch<'
     let tx = client.transaction().await?;
     let events = tx
         .query(
-            "SELECT id, exchange, routing_key, payload FROM outbox
+            "SELECT id, exchange, routing_key, payload, event_type, traceparent FROM outbox
               WHERE sent_at IS NULL AND next_attempt_at <= now()
               ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED",
             &[&limit],
@@ -110,6 +129,8 @@ pub async fn claim_due(client: &mut Client, limit: i64) -> Result<ClaimedBatch<'
             exchange: row.get("exchange"),
             routing_key: row.get("routing_key"),
             payload: row.get::<_, JsonbText<String>>("payload").0,
+            event_type: row.get("event_type"),
+            traceparent: row.get("traceparent"),
         })
         .collect();
     Ok(ClaimedBatch { tx, events })

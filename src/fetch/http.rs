@@ -19,7 +19,7 @@ use std::time::Duration;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
-use tracing::{Instrument, debug, info_span};
+use tracing::{Instrument, debug, debug_span};
 use url::Url;
 
 use super::address::{REFUSED_ADDRESS, is_refused, is_refused_name, literal_ip};
@@ -454,7 +454,9 @@ impl ScanCalls<'_> {
     /// Sends one allowlisted request, with retries; answers a 2xx response or the error.
     pub async fn send(&self, method: CallMethod, url: Url) -> Result<CallResponse, CallError> {
         let call = self.authorize(method, &url)?;
-        let span = info_span!("outbound_call", call = call.name, row = call.row, status = tracing::field::Empty);
+        // DEBUG: exported as a trace span, but formatted for the logs only when their DEBUG lines are on (see
+        // `ops::telemetry`).
+        let span = debug_span!("outbound_call", call = call.name, row = call.row, status = tracing::field::Empty);
         let max_retry_after = Duration::from_secs(self.http.settings.max_retry_after_secs);
         let result = retry(self.http.policy, |attempt| {
             let url = url.clone();

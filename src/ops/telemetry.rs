@@ -3,11 +3,14 @@
 //! **Logs**: JSON lines in production (`telemetry.log_format = "json"`), readable text locally; the level
 //! comes from `RUST_LOG` (default `info`). Each JSON line carries the fields of every span it was logged
 //! in, flattened to the top level, so every line of a job has `scan_id` and `project_id` (and `trace_id`),
-//! whatever `RUST_LOG` says: the crate's spans are always enabled for the log layer, only events are
-//! filtered. Nothing that holds a secret implements `Display`, and the secret key's `Debug` is redacted.
+//! whatever `RUST_LOG` says: the crate's INFO spans are always enabled for the log layer, only events are
+//! filtered. The one DEBUG span, `outbound_call` (several per job), reaches the log layer only when
+//! `RUST_LOG` enables the crate's DEBUG lines, which are the only lines logged inside it: formatting its
+//! fields for every call was a visible share of a scan's CPU. Nothing that holds a secret implements
+//! `Display`, and the secret key's `Debug` is redacted.
 //!
 //! **Traces**: an OpenTelemetry layer turns the crate's spans (`job`, `kms.decrypt`, `outbound_call`,
-//! `persist`, `publish`) into OpenTelemetry spans. [`continue_trace`] makes a job span the child of the
+//! `persist`, `publish`; INFO and DEBUG) into OpenTelemetry spans, and no event below INFO. [`continue_trace`] makes a job span the child of the
 //! job message's W3C `traceparent`; [`traceparent`] renders the current span's context for the findings
 //! event. Spans are exported over OTLP (HTTP/protobuf) when `telemetry.otlp_endpoint` is set; otherwise
 //! they still get ids (so events carry a `traceparent`) but are not exported.
@@ -25,7 +28,7 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets, filter_fn};
+use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
@@ -100,10 +103,11 @@ where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     let env_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    // The crate's spans stay enabled for the log layer at any level, so a WARN line in a job still
+    // The crate's INFO spans stay enabled for the log layer at any level, so a WARN line in a job still
     // names its scan.
-    let log_filter =
-        env_filter.or(filter_fn(|metadata| metadata.is_span() && metadata.target().starts_with(CRATE_TARGET)));
+    let log_filter = env_filter.or(filter_fn(|metadata| {
+        metadata.is_span() && *metadata.level() <= Level::INFO && metadata.target().starts_with(CRATE_TARGET)
+    }));
     let log_layer = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .fmt_fields(JsonFields::new())
@@ -119,7 +123,10 @@ where
         .with_tracer(provider.tracer(SERVICE_NAME))
         .with_tracked_inactivity(false)
         .with_threads(false)
-        .with_filter(Targets::new().with_target(CRATE_TARGET, Level::INFO));
+        .with_filter(filter_fn(|metadata| {
+            let lowest = if metadata.is_span() { Level::DEBUG } else { Level::INFO };
+            *metadata.level() <= lowest && metadata.target().starts_with(CRATE_TARGET)
+        }));
     Box::new(tracing_subscriber::registry().with(log_layer).with(otel_layer))
 }
 
@@ -310,7 +317,7 @@ mod tests {
             let _job = job.enter();
             tracing::warn!(attempt = 2, "in the job");
             let call =
-                tracing::info_span!("outbound_call", call = "users.count", row = 2u8, status = tracing::field::Empty);
+                tracing::debug_span!("outbound_call", call = "users.count", row = 2u8, status = tracing::field::Empty);
             let _call = call.enter();
             tracing::debug!(outcome = "200", "call attempt");
             call.record("status", 200u16);
@@ -335,6 +342,26 @@ mod tests {
         assert_eq!(trace_id_of(&produced), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
         assert!(!produced.contains("00f067aa0ba902b7"), "the event gets the worker's own span id: {produced}");
         assert!(produced.ends_with("-01"), "{produced}");
+    }
+
+    #[test]
+    fn call_spans_reach_the_log_layer_only_with_debug_lines() {
+        for (filter, shown) in [("info", false), ("clerk_audit=debug", true)] {
+            let lines = Lines::default();
+            let provider = SdkTracerProvider::builder().build();
+            let subscriber = subscriber_with_provider(LogFormat::Json, filter, lines.clone(), &provider);
+            tracing::subscriber::with_default(subscriber, || {
+                let job = tracing::info_span!("job", scan_id = "s-3");
+                let _job = job.enter();
+                let call = tracing::debug_span!("outbound_call", call = "users.count");
+                let _call = call.enter();
+                tracing::warn!("inside the call");
+            });
+            let lines = lines.json();
+            assert_eq!(lines.len(), 1, "{lines:#?}");
+            assert_eq!(lines[0]["scan_id"], "s-3", "{filter}");
+            assert_eq!(lines[0].get("call").is_some(), shown, "{filter}: {}", lines[0]);
+        }
     }
 
     #[test]

@@ -3,12 +3,13 @@
 # the driver (`clerk-audit-bench`, in crates/loadgen), makes sure RabbitMQ and PostgreSQL are up (the run uses
 # its own database and queue names on them), and runs one regime.
 #
-# Usage: scripts/bench.sh [--regime instant|50ms|150ms|backlog] [--jobs N] [--in-flight N] [--floor]
+# Usage: scripts/bench.sh [--regime instant|50ms|150ms|backlog] [--jobs N] [--in-flight N] [--floor] [--http1]
 #   instant   closed loop, no added latency (CPU-bound), 2,000 jobs, 64 in flight
 #   50ms      closed loop, 50 ms added to every Clerk, Svix and Frontend API answer
 #   150ms     the same with 150 ms
 #   backlog   10,000 jobs queued before the worker starts, 256 in flight (memory)
 #   --floor   also measure the floor: consume -> one transaction -> confirmed publish -> ack
+#   --http1   HTTP/1.1 to the sandbox instead of HTTP/2 without TLS (h2c; production's HTTPS negotiates HTTP/2)
 # Prints scans/s, p50/p99 job latency, worker CPU ms per scan, peak RSS and the per-stage breakdown.
 set -euo pipefail
 

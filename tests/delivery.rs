@@ -337,7 +337,7 @@ const DATABASE_OUTAGE: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_delays_jobs_and_they_complete_after_recovery() {
-    let proxy = TcpProxy::start(service_addr(&harness::admin_database_url())).await;
+    let proxy = TcpProxy::start(service_addr(&harness::admin_database_url())).await.unwrap();
     let mut app = spawn_env_with(|s| {
         s.database.timeout_ms = 2_000;
         // Enough attempts for the outage: delays of 1, 2, 4, 8, 16 s.
@@ -345,7 +345,7 @@ async fn database_outage_delays_jobs_and_they_complete_after_recovery() {
     })
     .await;
     let mut settings = app.settings.clone();
-    settings.database.url = SecretString::from(proxy.url_through(settings.database.url.expose_secret()));
+    settings.database.url = SecretString::from(proxy.url_through(settings.database.url.expose_secret()).unwrap());
     let mut worker = Worker::start(&settings, "w");
 
     // Working before the outage.
@@ -368,7 +368,7 @@ async fn database_outage_delays_jobs_and_they_complete_after_recovery() {
     }
     assert!(worker.is_running());
     assert_eq!(app.clerk_requests_for(&instance).len(), calls_before, "no Clerk call without the database");
-    proxy.recover().await;
+    proxy.recover().await.unwrap();
 
     wait_until("every scan completed after recovery", Duration::from_secs(90), || async {
         completed_scans(&app).await == 4
@@ -393,10 +393,10 @@ async fn database_outage_delays_jobs_and_they_complete_after_recovery() {
 /// is back, and a SIGTERM while it waits is a clean exit (code 0).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_starting_while_the_database_is_down_waits_for_it_and_exits_0_on_sigterm() {
-    let proxy = TcpProxy::start(service_addr(&harness::admin_database_url())).await;
+    let proxy = TcpProxy::start(service_addr(&harness::admin_database_url())).await.unwrap();
     let mut app = spawn_env_with(|s| s.database.timeout_ms = 2_000).await;
     let mut settings = app.settings.clone();
-    settings.database.url = SecretString::from(proxy.url_through(settings.database.url.expose_secret()));
+    settings.database.url = SecretString::from(proxy.url_through(settings.database.url.expose_secret()).unwrap());
     proxy.outage().await;
     let mut stopped_early = Worker::start(&settings, "stopped-early");
     let mut waiting = Worker::start(&settings, "waiting");
@@ -409,7 +409,7 @@ async fn a_worker_starting_while_the_database_is_down_waits_for_it_and_exits_0_o
     stopped_early.signal("TERM");
     assert_eq!(stopped_early.exit_status(Duration::from_secs(60)).await.code(), Some(0));
 
-    proxy.recover().await;
+    proxy.recover().await.unwrap();
     let (_, jobs) = jobs_for(&app, Scenario::Development, 1).await;
     enqueue_all(&app, &jobs).await;
     let (routing_key, _) = app.event_for(jobs[0].scan_id).await;
@@ -422,14 +422,14 @@ async fn a_worker_starting_while_the_database_is_down_waits_for_it_and_exits_0_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_database_cannot_hang_a_job() {
-    let proxy = TcpProxy::start(service_addr(&harness::admin_database_url())).await;
+    let proxy = TcpProxy::start(service_addr(&harness::admin_database_url())).await.unwrap();
     let mut app = spawn_env_with(|s| {
         s.database.timeout_ms = 2_000;
         s.worker.max_attempts = 10;
     })
     .await;
     let mut settings = app.settings.clone();
-    settings.database.url = SecretString::from(proxy.url_through(settings.database.url.expose_secret()));
+    settings.database.url = SecretString::from(proxy.url_through(settings.database.url.expose_secret()).unwrap());
     let mut worker = Worker::start(&settings, "w");
     let (_, jobs) = jobs_for(&app, Scenario::Development, 2).await;
     enqueue_all(&app, &jobs[..1]).await;
@@ -443,7 +443,7 @@ async fn frozen_database_cannot_hang_a_job() {
     })
     .await;
     assert!(worker.is_running());
-    proxy.thaw().await;
+    proxy.thaw().await.unwrap();
     wait_until("the job completed after the thaw", Duration::from_secs(90), || async {
         completed_scans(&app).await == 2
     })
@@ -460,10 +460,10 @@ async fn frozen_database_cannot_hang_a_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_outage_with_jobs_in_flight_reconnects_and_completes_every_job_once() {
-    let proxy = TcpProxy::start(service_addr(&harness::amqp_url())).await;
+    let proxy = TcpProxy::start(service_addr(&harness::amqp_url())).await.unwrap();
     let mut app = spawn_env_with(|s| s.worker.concurrency = 4).await;
     let mut settings = app.settings.clone();
-    settings.amqp.url = SecretString::from(proxy.url_through(settings.amqp.url.expose_secret()));
+    settings.amqp.url = SecretString::from(proxy.url_through(settings.amqp.url.expose_secret()).unwrap());
     let mut worker = Worker::start(&settings, "w");
 
     let (instance, jobs) = jobs_for(&app, Scenario::Development, 6).await;
@@ -480,7 +480,7 @@ async fn broker_outage_with_jobs_in_flight_reconnects_and_completes_every_job_on
     .await;
     assert!(worker.is_running());
     app.sandbox.clear_faults();
-    proxy.recover().await;
+    proxy.recover().await.unwrap();
 
     wait_until("every scan completed", Duration::from_secs(120), || async {
         completed_scans(&app).await == jobs.len() as i64
@@ -508,10 +508,10 @@ async fn broker_outage_with_jobs_in_flight_reconnects_and_completes_every_job_on
 /// the broker reads again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_keeps_working_while_the_broker_blocks_publishers() {
-    let proxy = TcpProxy::start(service_addr(&harness::amqp_url())).await;
+    let proxy = TcpProxy::start(service_addr(&harness::amqp_url())).await.unwrap();
     let mut app = spawn_env_with(|_| {}).await;
     let mut settings = app.settings.clone();
-    settings.amqp.url = SecretString::from(proxy.url_through(settings.amqp.url.expose_secret()));
+    settings.amqp.url = SecretString::from(proxy.url_through(settings.amqp.url.expose_secret()).unwrap());
     let mut worker = Worker::start(&settings, "w");
     let (instance, jobs) = jobs_for(&app, Scenario::Development, 2).await;
     enqueue_all(&app, &jobs[..1]).await;
@@ -537,7 +537,7 @@ async fn relay_keeps_working_while_the_broker_blocks_publishers() {
     assert_eq!(unsent, 1, "the blocked event stays unsent");
     assert!(worker.is_running());
 
-    proxy.thaw().await;
+    proxy.thaw().await.unwrap();
     let rest = BTreeSet::from([jobs[1].scan_id]);
     let mut events = collect_events(&mut app, &rest, Duration::from_secs(2)).await;
     events.entry(jobs[0].scan_id).or_default().push(clerk_audit::outbox::events::event_id(jobs[0].scan_id).to_string());

@@ -4,54 +4,20 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clerk_audit::configuration::Settings;
-use secrecy::ExposeSecret;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
-/// The `CLERK_AUDIT_*` variables that make the binary use exactly `settings`.
+/// The `CLERK_AUDIT_*` variables that make the binary use exactly `settings` (the drivers' list), with the
+/// ops listener on an ephemeral port and this crate's config files.
 pub fn worker_env(settings: &Settings) -> Vec<(String, String)> {
-    let s = settings;
-    let mut vars: Vec<(&str, String)> = vec![
-        ("WORKER__CONCURRENCY", s.worker.concurrency.to_string()),
-        ("WORKER__MAX_JOB_BYTES", s.worker.max_job_bytes.to_string()),
-        ("WORKER__MAX_ATTEMPTS", s.worker.max_attempts.to_string()),
-        ("WORKER__RETRY_DELAY_SECS", s.worker.retry_delay_secs.to_string()),
-        ("WORKER__DRAIN_GRACE_SECS", s.worker.drain_grace_secs.to_string()),
-        ("AMQP__URL", s.amqp.url.expose_secret().to_owned()),
-        ("AMQP__JOBS_EXCHANGE", s.amqp.jobs_exchange.clone()),
-        ("AMQP__JOBS_ROUTING_KEY", s.amqp.jobs_routing_key.clone()),
-        ("AMQP__JOBS_QUEUE", s.amqp.jobs_queue.clone()),
-        ("AMQP__RETRY_QUEUE", s.amqp.retry_queue.clone()),
-        ("AMQP__DEAD_LETTER_EXCHANGE", s.amqp.dead_letter_exchange.clone()),
-        ("AMQP__DEAD_LETTER_QUEUE", s.amqp.dead_letter_queue.clone()),
-        ("AMQP__DELIVERY_LIMIT", s.amqp.delivery_limit.to_string()),
-        ("AMQP__FINDINGS_EXCHANGE", s.amqp.findings_exchange.clone()),
-        ("DATABASE__URL", s.database.url.expose_secret().to_owned()),
-        ("DATABASE__POOL_SIZE", s.database.pool_size.to_string()),
-        ("DATABASE__TIMEOUT_MS", s.database.timeout_ms.to_string()),
-        ("KMS__ENDPOINT_URL", s.kms.endpoint_url.clone()),
-        ("KMS__REGION", s.kms.region.clone()),
-        ("CLERK__BACKEND_API_URL", s.clerk.backend_api_url.to_string()),
-        ("CLERK__API_VERSION", s.clerk.api_version.clone()),
-        ("CLERK__RATE_LIMIT_PER_10S", s.clerk.rate_limit_per_10s.to_string()),
-        ("SVIX__API_URL", s.svix.api_url.clone()),
-        ("HTTP__ALLOW_LOOPBACK", s.http.allow_loopback.to_string()),
-        ("HTTP__CLEARTEXT_HTTP2", s.http.cleartext_http2.to_string()),
-        ("HTTP__CONNECT_TIMEOUT_MS", s.http.connect_timeout_ms.to_string()),
-        ("HTTP__REQUEST_TIMEOUT_MS", s.http.request_timeout_ms.to_string()),
-        ("HTTP__MAX_BODY_BYTES", s.http.max_body_bytes.to_string()),
-        ("HTTP__MAX_ATTEMPTS", s.http.max_attempts.to_string()),
-        ("HTTP__MAX_RETRY_AFTER_SECS", s.http.max_retry_after_secs.to_string()),
-        ("DNS__NAMESERVER", s.dns.nameserver.clone()),
-        ("DNS__TIMEOUT_MS", s.dns.timeout_ms.to_string()),
-        ("CHECKS__MFA_USER_THRESHOLD", s.checks.mfa_user_threshold.to_string()),
-        ("OPS__LISTEN", "127.0.0.1:0".to_owned()),
-        ("TELEMETRY__LOG_FORMAT", "text".to_owned()),
-        ("EVENTS__SOURCE", s.events.source.clone()),
-    ];
-    vars.push(("ENVIRONMENT", "local".to_owned()));
-    vars.push(("CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/config").to_owned()));
-    vars.into_iter().map(|(k, v)| (format!("CLERK_AUDIT_{k}"), v)).collect()
+    let config_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut vars = clerk_audit_loadgen::worker::worker_env(settings, &config_dir);
+    for (key, value) in &mut vars {
+        if key == "CLERK_AUDIT_OPS__LISTEN" {
+            *value = "127.0.0.1:0".to_owned();
+        }
+    }
+    vars
 }
 
 /// A `clerk-audit worker` child process; its log goes to a temporary file (shown if the test fails,

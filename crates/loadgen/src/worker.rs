@@ -50,6 +50,7 @@ pub fn worker_env(settings: &Settings, config_dir: &Path) -> Vec<(String, String
         ("OPS__LISTEN", s.ops.listen.to_string()),
         ("TELEMETRY__LOG_FORMAT", "text".to_owned()),
         ("EVENTS__SOURCE", s.events.source.clone()),
+        ("EVENTS__OUTBOX_RETENTION_HOURS", s.events.outbox_retention_hours.to_string()),
         ("ENVIRONMENT", "local".to_owned()),
         ("CONFIG_DIR", config_dir.display().to_string()),
     ];

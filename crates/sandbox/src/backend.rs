@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, Version};
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
@@ -29,16 +29,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn handle(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-) -> Response {
+async fn handle(State(shared): State<Arc<Shared>>, head: RequestHead) -> Response {
     let seq = shared.next_seq();
-    let head = RequestHead { method: &method, uri: &uri, version, headers: &headers };
-    let (credential, token) = shared.classify_credential(&headers);
+    let RequestHead { method, uri, headers, .. } = &head;
+    let (credential, token) = shared.classify_credential(headers);
     let instance = token.and_then(|t| shared.instance_by_secret_key(t));
 
     let (answer, plan) = match (credential, instance) {
@@ -67,8 +61,8 @@ async fn handle(
                 Some(Rejection::Revoked) => respond::clerk_unauthenticated(),
                 Some(Rejection::RateLimited { retry_after_secs }) => respond::clerk_rate_limited(retry_after_secs),
                 Some(Rejection::ServerError) => respond::clerk_server_error(),
-                Some(Rejection::MalformedBody) => respond::malformed_echo(&headers),
-                None => route(&shared, index, &method, &uri),
+                Some(Rejection::MalformedBody) => respond::malformed_echo(headers),
+                None => route(&shared, index, method, uri),
             };
             (answer, plan)
         }

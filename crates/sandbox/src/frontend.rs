@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, Version};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
@@ -25,23 +25,17 @@ pub(crate) fn router(shared: Arc<Shared>, instance: usize) -> Router {
     Router::new().fallback(handle).with_state(FrontendState { shared, instance })
 }
 
-async fn handle(
-    State(state): State<FrontendState>,
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-) -> Response {
+async fn handle(State(state): State<FrontendState>, head: RequestHead) -> Response {
     let FrontendState { shared, instance } = state;
     let seq = shared.next_seq();
-    let head = RequestHead { method: &method, uri: &uri, version, headers: &headers };
-    let (credential, _) = shared.classify_credential(&headers);
+    let RequestHead { method, uri, headers, .. } = &head;
+    let (credential, _) = shared.classify_credential(headers);
     let plan = shared.plan_faults(instance, HostKind::FrontendApi, uri.path());
     let answer = match plan.rejection {
         Some(Rejection::Revoked) => respond::clerk_unauthenticated(),
         Some(Rejection::RateLimited { retry_after_secs }) => respond::clerk_rate_limited(retry_after_secs),
         Some(Rejection::ServerError) => respond::clerk_server_error(),
-        Some(Rejection::MalformedBody) => respond::malformed_echo(&headers),
+        Some(Rejection::MalformedBody) => respond::malformed_echo(headers),
         None => match (method.as_str(), uri.path()) {
             ("GET", "/v1/environment") => environment(&shared.instances[instance].spec, uri.query()),
             _ => respond::clerk_not_found(),

@@ -234,12 +234,26 @@ pub(crate) struct Shared {
     pub gate: super::gate::Gate,
 }
 
-/// The parts of a request the log keeps.
-pub(crate) struct RequestHead<'a> {
-    pub method: &'a Method,
-    pub uri: &'a Uri,
+/// The parts of a request the handlers read and the log keeps; an extractor, so every handler takes the
+/// same head the same way.
+pub(crate) struct RequestHead {
+    pub method: Method,
+    pub uri: Uri,
     pub version: Version,
-    pub headers: &'a HeaderMap,
+    pub headers: HeaderMap,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestHead {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: parts.headers.clone(),
+        })
+    }
 }
 
 impl Shared {
@@ -318,7 +332,7 @@ impl Shared {
         &self,
         seq: u64,
         host: HostKind,
-        head: &RequestHead<'_>,
+        head: &RequestHead,
         instance: Option<usize>,
         status: u16,
         credential: PresentedCredential,

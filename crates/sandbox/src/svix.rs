@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, Version};
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
 use serde_json::{Value, json};
 
@@ -26,16 +26,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
 }
 
-async fn handle(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-) -> Response {
+async fn handle(State(shared): State<Arc<Shared>>, head: RequestHead) -> Response {
     let seq = shared.next_seq();
-    let head = RequestHead { method: &method, uri: &uri, version, headers: &headers };
-    let (credential, token) = shared.classify_credential(&headers);
+    let RequestHead { method, uri, headers, .. } = &head;
+    let (credential, token) = shared.classify_credential(headers);
     let instance = token.and_then(|t| shared.instance_by_svix_token(t));
 
     let (answer, plan) = match instance {
@@ -56,8 +50,8 @@ async fn handle(
                 Some(Rejection::ServerError) => {
                     respond::svix_error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error")
                 }
-                Some(Rejection::MalformedBody) => respond::malformed_echo(&headers),
-                None => route(&shared, index, &method, &uri),
+                Some(Rejection::MalformedBody) => respond::malformed_echo(headers),
+                None => route(&shared, index, method, uri),
             };
             (answer, plan)
         }

@@ -10,9 +10,9 @@
 //! `Display`, and the secret key's `Debug` is redacted.
 //!
 //! **Traces**: an OpenTelemetry layer turns the crate's spans (`job`, `kms.decrypt`, `outbound_call`,
-//! `persist`, `publish`; INFO and DEBUG) into OpenTelemetry spans, and no event below INFO. [`continue_trace`] makes a job span the child of the
-//! job message's W3C `traceparent`; [`traceparent`] renders the current span's context for the findings
-//! event. Spans are exported over OTLP (HTTP/protobuf) when `telemetry.otlp_endpoint` is set; otherwise
+//! `persist`, `publish`; INFO and DEBUG) into OpenTelemetry spans, and no event below INFO.
+//! [`continue_trace`] makes a job span the child of the job message's W3C `traceparent`; [`traceparent`]
+//! renders the current span's context for the findings event. Spans are exported over OTLP (HTTP/protobuf) when `telemetry.otlp_endpoint` is set; otherwise
 //! they still get ids (so events carry a `traceparent`) but are not exported.
 
 use std::collections::HashMap;

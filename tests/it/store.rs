@@ -227,3 +227,81 @@ async fn outbox_retention_deletes_old_published_rows_only() {
     drop(client);
     drop_database(&url, pool).await;
 }
+
+/// A scan's transaction reads first-seen times with that statement's generic plan: with a custom plan the
+/// server planned it again on every execution, which measured as a sixth of the database's time per scan.
+/// The setting ends with the transaction, so the connection's other statements plan as they did.
+#[tokio::test]
+async fn completing_scans_reuses_the_first_seen_plan_and_leaves_the_session_as_it_was() {
+    use clerk_audit::audit::checks::{Evidence, Severity};
+    use clerk_audit::audit::evaluate::{CheckResult, CheckStatus, Evaluation, Finding};
+    use clerk_audit::audit::facts::InstanceSummary;
+    use clerk_audit::intake::job::{InstanceName, ProjectId, ScanJob};
+    use clerk_audit::store::outbox::OutboxRow;
+    use clerk_audit::store::scans::{self, Committed, CompletedRecord, ScanStart};
+
+    const SCANS: i64 = 8;
+    let (url, pool) = migrated_database().await;
+    let mut client = pool.get().await.unwrap();
+    let project = ProjectId::parse("prj_plans").unwrap();
+    let instance = InstanceSummary { kind: "production".into(), user_count: 1, domain: None };
+    for n in 0..SCANS {
+        let job = ScanJob {
+            scan_id: uuid::Uuid::new_v4(),
+            project_id: project.clone(),
+            instance_name: InstanceName::parse("acme-prod").unwrap(),
+            key_ref: uuid::Uuid::new_v4(),
+            requested_at: chrono::Utc::now(),
+            repo_scan_id: None,
+        };
+        assert_eq!(scans::begin(&client, &job).await.unwrap(), ScanStart::Running { attempts: 1 });
+        let finding = |fingerprint: String| Finding {
+            check_id: "CLERK-X".into(),
+            severity: Severity::Warning,
+            pillar: "secure".into(),
+            title: "t".into(),
+            evidence: Evidence { repo: None, clerk: Some("c".into()), details: serde_json::json!({}) },
+            why: "w".into(),
+            fix: "f".into(),
+            fingerprint,
+            first_seen_at: None,
+            lifecycle: None,
+        };
+        // One finding that persists and, from the second scan on, one more than the scan before had.
+        let evaluation = Evaluation {
+            results: vec![CheckResult { check_id: "CLERK-X".into(), status: CheckStatus::Fail, reason: None }],
+            findings: (0..=n).map(|i| finding(format!("sha256:{i}"))).collect(),
+        };
+        let record = CompletedRecord {
+            job: &job,
+            started_at: chrono::Utc::now(),
+            evaluation: &evaluation,
+            instance: &instance,
+            calls: &[],
+        };
+        let committed = scans::complete(&mut client, record, |_, _| OutboxRow {
+            id: uuid::Uuid::new_v4(),
+            exchange: "pulselight.findings".into(),
+            routing_key: "clerk.audit.completed",
+            payload: "{}".into(),
+            event_type: "com.pulselight.clerk.audit.completed.v1",
+            traceparent: None,
+        })
+        .await
+        .unwrap();
+        assert_eq!(committed, Committed::Stored);
+    }
+    let plans = client
+        .query_one(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements
+              WHERE statement LIKE 'SELECT wanted.fp AS fingerprint%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!((plans.get::<_, i64>("generic_plans"), plans.get::<_, i64>("custom_plans")), (SCANS, 0));
+    let mode: String = client.query_one("SHOW plan_cache_mode", &[]).await.unwrap().get(0);
+    assert_eq!(mode, "auto");
+    drop(client);
+    drop_database(&url, pool).await;
+}

@@ -103,8 +103,10 @@ async fn lock_running(tx: &deadpool_postgres::Transaction<'_>, scan_id: Uuid) ->
 /// Makes the rest of the transaction run prepared statements with their generic plans. The first-seen read
 /// takes its fingerprints as an array: a custom plan, estimated from the array's actual length, always looks
 /// cheaper than the generic one (estimated for ten), so without this the server plans that query again on
-/// every execution, which measured as a sixth of its time per scan. `SET LOCAL`, not a connection option,
-/// so it reaches no other statement and passes through a transaction-mode pooler.
+/// every execution: 0.23 ms of the 1.1 ms its statements took per scan (pg_stat_statements, instant
+/// benchmark). The other statements of the transaction already ran generic plans after their first five
+/// executions. `SET LOCAL`, not a connection option: it ends with the transaction, so it reaches no other
+/// statement of the connection.
 async fn generic_plans(tx: &deadpool_postgres::Transaction<'_>) -> Result<(), JobError> {
     tx.batch_execute("SET LOCAL plan_cache_mode = force_generic_plan").await?;
     Ok(())

@@ -5,10 +5,12 @@
 //! - [`rig`]: the sandbox, the KMS stand-in, a fresh database with credentials, the topology, a publisher;
 //! - [`worker`]: the worker binary as a child process (signals, RSS, CPU time);
 //! - [`proxy`]: a TCP proxy that can black-hole a connection;
+//! - [`server_cpu`]: the CPU time of the local PostgreSQL and RabbitMQ servers a run uses;
 //! - [`verify`]: the end-of-run checks of the delivery guarantees.
 
 pub mod proxy;
 pub mod rig;
+pub mod server_cpu;
 pub mod services;
 pub mod verify;
 pub mod worker;

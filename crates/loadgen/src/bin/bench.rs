@@ -10,7 +10,8 @@
 //!   as the worker's concurrency; peak RSS is the figure of interest.
 //!
 //! Reports scans/s, p50/p99 job latency (the job's `requested_at` to its event received), worker CPU ms per
-//! scan (`/proc/<pid>/stat`), peak RSS (`VmHWM`), and the per-stage breakdown the worker itself measures
+//! scan (`/proc/<pid>/stat`), peak RSS (`VmHWM`), the CPU per scan of PostgreSQL and RabbitMQ when they run
+//! on this host (they share its cores with the worker), and the per-stage breakdown the worker itself measures
 //! (`clerk_audit_stage_duration_seconds` on its `/metrics`: decode, load credential, load artifact, decrypt,
 //! Clerk calls, DNS, evaluate, persist, publish; mean time per scan and its spread). With `--floor`, also measures the floor in the same run:
 //! the same broker and database doing only consume -> one transaction -> confirmed publish -> ack (no Clerk,
@@ -26,6 +27,7 @@ use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use clerk_audit::intake::broker;
 use clerk_audit_loadgen::rig::{self, Endpoints, Publisher, Rig};
+use clerk_audit_loadgen::server_cpu::{ServerCpu, ServerProcesses};
 use clerk_audit_loadgen::worker::{WorkerProcess, WorkerSpec, worker_env};
 use clerk_audit_sandbox::{Fault, FaultTarget};
 use futures::StreamExt as _;
@@ -146,7 +148,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let result = measure_worker(&rig, &spec, jobs, in_flight, backlog, ops_port).await;
     let floor = if args.floor && result.is_ok() { Some(measure_floor(&rig, jobs, in_flight).await) } else { None };
     rig.cleanup().await;
-    let (figures, cpu, peak_kib, exposition) = result?;
+    let (figures, cpu, servers_cpu, peak_kib, exposition) = result?;
 
     let protocol = if args.http1 { "HTTP/1.1" } else { "h2c" };
     println!("==== clerk-audit-bench ({:?}, {} ms added Clerk latency, {protocol}) ====", args.regime, latency_ms);
@@ -156,6 +158,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("job latency p99:    {:.1} ms", figures.percentile(0.99).as_secs_f64() * 1e3);
     println!("worker CPU/scan:    {:.3} ms", cpu.as_secs_f64() * 1e3 / figures.scans.max(1) as f64);
     println!("worker peak RSS:    {:.1} MB", peak_kib as f64 / 1024.0);
+    // The servers' share of the same cores: what a scan costs the whole system besides the worker.
+    let per_scan = |used: Option<Duration>| match used {
+        Some(used) => format!("{:.3} ms", used.as_secs_f64() * 1e3 / figures.scans.max(1) as f64),
+        None => "n/a (not a local process this user can read)".to_owned(),
+    };
+    println!("PostgreSQL CPU/scan: {}", per_scan(servers_cpu.postgres));
+    println!("RabbitMQ CPU/scan:  {}", per_scan(servers_cpu.rabbitmq));
     if latency_ms > 0 {
         // Two sequential rounds of calls, each one added latency long.
         let ideal = f64::from(in_flight) / (2.0 * latency_ms as f64 / 1e3);
@@ -265,7 +274,7 @@ async fn measure_worker(
     in_flight: u16,
     backlog: bool,
     ops_port: u16,
-) -> anyhow::Result<(Figures, Duration, u64, String)> {
+) -> anyhow::Result<(Figures, Duration, ServerCpu, u64, String)> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let mut publisher = Publisher::new(&rig.settings);
     let requested: Arc<Mutex<HashMap<Uuid, chrono::DateTime<chrono::Utc>>>> = Arc::default();
@@ -290,8 +299,10 @@ async fn measure_worker(
         )
         .await?;
     let (feed, feeding) = feeder(broker::confirm_channel(&connection).await?);
+    let servers = ServerProcesses::find(&rig.db().await?).await;
     let mut worker = WorkerProcess::start(spec, "bench-worker")?;
     let cpu_before = worker.cpu_time().unwrap_or_default();
+    let servers_before = servers.cpu();
     let start = Instant::now();
     if !backlog {
         for _ in 0..usize::from(in_flight).min(jobs) {
@@ -330,6 +341,7 @@ async fn measure_worker(
     drop(feed);
     feeding.await??;
     let cpu = worker.cpu_time().unwrap_or_default().saturating_sub(cpu_before);
+    let servers_used = servers.cpu().since(&servers_before);
     peak = peak.max(worker.peak_rss_kib().unwrap_or(0));
     // The relay may still be marking the last batch sent: give it a moment before reading the timings.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -342,7 +354,7 @@ async fn measure_worker(
         worker.kill().await;
     }
     let _ = connection.close(200, "bench done".into()).await;
-    Ok((Figures { scans: jobs, elapsed, latencies }, cpu, peak, exposition))
+    Ok((Figures { scans: jobs, elapsed, latencies }, cpu, servers_used, peak, exposition))
 }
 
 /// The floor: consume -> one transaction (a row and an outbox-like row) -> confirmed publish -> ack, with

@@ -22,15 +22,20 @@ pub struct ServerCpu {
 }
 
 impl ServerProcesses {
-    /// Finds the servers: PostgreSQL from the data directory the server reports (its `postmaster.pid`),
-    /// RabbitMQ as the `beam.smp` process running the `rabbit` application. `database` is a connection to
-    /// the run's server.
-    pub async fn find(database: &tokio_postgres::Client) -> Self {
-        let postgres = match database.query_one("SELECT current_setting('data_directory')", &[]).await {
-            Ok(row) => postmaster_pid(Path::new(&row.get::<_, String>(0))),
-            Err(_) => None,
+    /// Finds the servers, each only when its URL names this host: PostgreSQL from the data directory the
+    /// server reports (its `postmaster.pid`), RabbitMQ as the first `beam.smp` process running the `rabbit`
+    /// application (one node per host is assumed). `database` is a connection to the run's server.
+    pub async fn find(database: &tokio_postgres::Client, database_url: &str, amqp_url: &str) -> Self {
+        let postgres = if names_this_host(database_url) {
+            match database.query_one("SELECT current_setting('data_directory')", &[]).await {
+                Ok(row) => postmaster_pid(Path::new(&row.get::<_, String>(0))),
+                Err(_) => None,
+            }
+        } else {
+            None
         };
-        Self { postgres, rabbitmq: rabbitmq_pid() }
+        let rabbitmq = if names_this_host(amqp_url) { rabbitmq_pid() } else { None };
+        Self { postgres, rabbitmq }
     }
 
     pub fn cpu(&self) -> ServerCpu {
@@ -46,6 +51,23 @@ impl ServerCpu {
     pub fn since(&self, before: &ServerCpu) -> ServerCpu {
         let delta = |now: Option<Duration>, then: Option<Duration>| Some(now?.saturating_sub(then?));
         ServerCpu { postgres: delta(self.postgres, before.postgres), rabbitmq: delta(self.rabbitmq, before.rabbitmq) }
+    }
+}
+
+/// Whether a server URL points at this host: a loopback address, `localhost`, or no host (a Unix socket).
+fn names_this_host(url: &str) -> bool {
+    let Ok(url) = url::Url::parse(url) else { return false };
+    match url.host() {
+        None => true,
+        // `postgres:` and `amqp:` are not special schemes to the URL standard: their hosts stay text.
+        Some(url::Host::Domain(name)) => {
+            let address = name.trim_start_matches('[').trim_end_matches(']');
+            name == "localhost"
+                || name.starts_with("%2F")
+                || address.parse::<std::net::IpAddr>().is_ok_and(|address| address.is_loopback())
+        }
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address.is_loopback(),
     }
 }
 
@@ -106,6 +128,16 @@ mod tests {
         assert!(tree_cpu_time(pid).is_some());
         assert_eq!(tree_cpu_time(u32::MAX), None);
         assert_eq!(postmaster_pid(Path::new("/nonexistent")), None);
+    }
+
+    #[test]
+    fn only_servers_on_this_host_are_measured() {
+        assert!(names_this_host("postgres://postgres@127.0.0.1:5432/postgres"));
+        assert!(names_this_host("amqp://guest:guest@localhost:5672/%2f"));
+        assert!(names_this_host("postgres://[::1]:5432/postgres"));
+        assert!(!names_this_host("postgres://db.internal:5432/postgres"));
+        assert!(!names_this_host("amqp://10.0.0.5:5672/%2f"));
+        assert!(!names_this_host("not a url"));
     }
 
     #[test]

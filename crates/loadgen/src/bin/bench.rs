@@ -299,7 +299,11 @@ async fn measure_worker(
         )
         .await?;
     let (feed, feeding) = feeder(broker::confirm_channel(&connection).await?);
-    let servers = ServerProcesses::find(&rig.db().await?).await;
+    let servers = {
+        use secrecy::ExposeSecret as _;
+        let database_url = rig.settings.database.url.expose_secret();
+        ServerProcesses::find(&rig.db().await?, database_url, rig.settings.amqp.url.expose_secret()).await
+    };
     let mut worker = WorkerProcess::start(spec, "bench-worker")?;
     let cpu_before = worker.cpu_time().unwrap_or_default();
     let servers_before = servers.cpu();

@@ -145,8 +145,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     env.push(("CLERK_AUDIT_OPS__LISTEN".to_owned(), format!("127.0.0.1:{ops_port}")));
     let spec = WorkerSpec { binary, env, log_filter: "warn".to_owned(), log_dir: log_dir.clone() };
 
-    let result = measure_worker(&rig, &spec, jobs, in_flight, backlog, ops_port).await;
-    let floor = if args.floor && result.is_ok() { Some(measure_floor(&rig, jobs, in_flight).await) } else { None };
+    let servers = {
+        use secrecy::ExposeSecret as _;
+        let database_url = rig.settings.database.url.expose_secret();
+        ServerProcesses::find(&rig.db().await?, database_url, rig.settings.amqp.url.expose_secret()).await
+    };
+    let result = measure_worker(&rig, &spec, &servers, jobs, in_flight, backlog, ops_port).await;
+    let floor =
+        if args.floor && result.is_ok() { Some(measure_floor(&rig, &servers, jobs, in_flight).await) } else { None };
     rig.cleanup().await;
     let (figures, cpu, servers_cpu, peak_kib, exposition) = result?;
 
@@ -159,12 +165,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("worker CPU/scan:    {:.3} ms", cpu.as_secs_f64() * 1e3 / figures.scans.max(1) as f64);
     println!("worker peak RSS:    {:.1} MB", peak_kib as f64 / 1024.0);
     // The servers' share of the same cores: what a scan costs the whole system besides the worker.
-    let per_scan = |used: Option<Duration>| match used {
-        Some(used) => format!("{:.3} ms", used.as_secs_f64() * 1e3 / figures.scans.max(1) as f64),
-        None => "n/a (not a local process this user can read)".to_owned(),
-    };
-    println!("PostgreSQL CPU/scan: {}", per_scan(servers_cpu.postgres));
-    println!("RabbitMQ CPU/scan:  {}", per_scan(servers_cpu.rabbitmq));
+    println!("PostgreSQL CPU/scan: {}", per_job(servers_cpu.postgres, figures.scans));
+    println!("RabbitMQ CPU/scan:  {}", per_job(servers_cpu.rabbitmq, figures.scans));
     if latency_ms > 0 {
         // Two sequential rounds of calls, each one added latency long.
         let ideal = f64::from(in_flight) / (2.0 * latency_ms as f64 / 1e3);
@@ -175,12 +177,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     print_stages(&exposition, figures.scans);
     if let Some(floor) = floor {
-        let floor = floor?;
+        let (floor, floor_servers) = floor?;
         println!("floor scans/s:      {:.1} (consume -> transaction -> confirmed publish -> ack)", floor.rate());
+        println!(
+            "floor PostgreSQL / RabbitMQ CPU per job: {} / {}",
+            per_job(floor_servers.postgres, floor.scans),
+            per_job(floor_servers.rabbitmq, floor.scans)
+        );
         println!("worker / floor:     {:.1}%", 100.0 * figures.rate() / floor.rate().max(1e-9));
     }
     let _ = std::fs::remove_dir_all(&log_dir);
     Ok(())
+}
+
+/// A server's CPU time per job, for the report.
+fn per_job(used: Option<Duration>, jobs: usize) -> String {
+    match used {
+        Some(used) => format!("{:.3} ms", used.as_secs_f64() * 1e3 / jobs.max(1) as f64),
+        None => "n/a (not a local process this user can read)".to_owned(),
+    }
 }
 
 /// The per-stage table from the worker's `/metrics` exposition: per stage, how many times it ran, its mean
@@ -270,6 +285,7 @@ fn job_message(rig: &Rig, job: &clerk_audit::intake::job::ScanJob) -> anyhow::Re
 async fn measure_worker(
     rig: &Rig,
     spec: &WorkerSpec,
+    servers: &ServerProcesses,
     jobs: usize,
     in_flight: u16,
     backlog: bool,
@@ -299,11 +315,6 @@ async fn measure_worker(
         )
         .await?;
     let (feed, feeding) = feeder(broker::confirm_channel(&connection).await?);
-    let servers = {
-        use secrecy::ExposeSecret as _;
-        let database_url = rig.settings.database.url.expose_secret();
-        ServerProcesses::find(&rig.db().await?, database_url, rig.settings.amqp.url.expose_secret()).await
-    };
     let mut worker = WorkerProcess::start(spec, "bench-worker")?;
     let cpu_before = worker.cpu_time().unwrap_or_default();
     let servers_before = servers.cpu();
@@ -363,7 +374,12 @@ async fn measure_worker(
 
 /// The floor: consume -> one transaction (a row and an outbox-like row) -> confirmed publish -> ack, with
 /// `in_flight` messages outstanding, closed loop, on the run's broker and database.
-async fn measure_floor(rig: &Rig, jobs: usize, in_flight: u16) -> anyhow::Result<Figures> {
+async fn measure_floor(
+    rig: &Rig,
+    servers: &ServerProcesses,
+    jobs: usize,
+    in_flight: u16,
+) -> anyhow::Result<(Figures, ServerCpu)> {
     use secrecy::ExposeSecret as _;
     let queue = format!("{}.floor", rig.capture_queue);
     let events = format!("{}.floor.events", rig.capture_queue);
@@ -456,6 +472,7 @@ async fn measure_floor(rig: &Rig, jobs: usize, in_flight: u16) -> anyhow::Result
         };
         feed.send(message).context("the feeder stopped")
     };
+    let servers_before = servers.cpu();
     let start = Instant::now();
     let mut published = 0;
     for _ in 0..usize::from(in_flight).min(jobs) {
@@ -475,6 +492,7 @@ async fn measure_floor(rig: &Rig, jobs: usize, in_flight: u16) -> anyhow::Result
         }
     }
     let elapsed = start.elapsed();
+    let servers_used = servers.cpu().since(&servers_before);
     drop(feed);
     feeding.await??;
     worker.abort();
@@ -483,5 +501,5 @@ async fn measure_floor(rig: &Rig, jobs: usize, in_flight: u16) -> anyhow::Result
     }
     let _ = connection.close(200, "floor done".into()).await;
     pool.close();
-    Ok(Figures { scans: jobs, elapsed, latencies })
+    Ok((Figures { scans: jobs, elapsed, latencies }, servers_used))
 }

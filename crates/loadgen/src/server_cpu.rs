@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::worker::{cpu_time, stat_fields, ticks};
+
 /// Processes whose CPU time is summed.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServerProcesses {
@@ -39,10 +41,7 @@ impl ServerProcesses {
     }
 
     pub fn cpu(&self) -> ServerCpu {
-        ServerCpu {
-            postgres: self.postgres.and_then(tree_cpu_time),
-            rabbitmq: self.rabbitmq.and_then(crate::worker::cpu_time),
-        }
+        ServerCpu { postgres: self.postgres.and_then(tree_cpu_time), rabbitmq: self.rabbitmq.and_then(cpu_time) }
     }
 }
 
@@ -86,30 +85,22 @@ fn rabbitmq_pid() -> Option<u32> {
     })
 }
 
-/// The fields of `/proc/<pid>/stat` after the command name (`state` is index 0).
-fn stat_fields(pid: u32) -> Option<Vec<u64>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    // Non-numeric fields (the state letter) become 0; only numeric ones are read.
-    Some(after.split_whitespace().map(|field| field.parse().unwrap_or(0)).collect())
-}
-
 /// A process's user + system time, its reaped children's (`cutime`, `cstime`) and its live children's:
 /// PostgreSQL's backends come and go with the connections, and a backend that ended during the run is
 /// counted by its parent once reaped.
 fn tree_cpu_time(pid: u32) -> Option<Duration> {
-    // After ")": ppid is index 1, utime 11, stime 12, cutime 13, cstime 14 (clock ticks of 1/100 s).
+    // Own user and system time, then the reaped children's (indexes 11-14).
     let own = stat_fields(pid)?;
-    let mut ticks: u64 = own.get(11..15)?.iter().sum();
+    let mut total: u64 = own.get(11..15)?.iter().sum();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(child) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
         if let Some(fields) = stat_fields(child)
             && fields.get(1) == Some(&u64::from(pid))
         {
-            ticks += fields.get(11).unwrap_or(&0) + fields.get(12).unwrap_or(&0);
+            total += fields.get(11).unwrap_or(&0) + fields.get(12).unwrap_or(&0);
         }
     }
-    Some(Duration::from_millis(ticks * 10))
+    Some(ticks(total))
 }
 
 #[cfg(test)]
@@ -117,15 +108,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn this_process_tree_has_cpu_time_and_a_missing_one_has_none() {
+    fn a_process_tree_counts_the_children_it_reaped() {
         let pid = std::process::id();
-        // Burn a little CPU so the count is above zero.
-        let mut x = 0u64;
-        for i in 0..20_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
-        }
-        std::hint::black_box(x);
-        assert!(tree_cpu_time(pid).is_some());
+        // A child that spends CPU and is waited for: its time moves into this process's `cutime`/`cstime`.
+        let status = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let own = cpu_time(pid).unwrap();
+        let tree = tree_cpu_time(pid).unwrap();
+        assert!(tree >= own + ticks(5), "tree {tree:?}, own {own:?}: the reaped child is not counted");
         assert_eq!(tree_cpu_time(u32::MAX), None);
         assert_eq!(postmaster_pid(Path::new("/nonexistent")), None);
     }

@@ -189,12 +189,20 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
 /// User + system CPU time of a process, from `/proc/<pid>/stat` (clock ticks of 1/100 s, the Linux
 /// `USER_HZ` on every supported architecture).
 pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let fields = stat_fields(pid)?;
+    Some(ticks(fields.get(11)? + fields.get(12)?))
+}
+
+/// The numeric fields of `/proc/<pid>/stat` after the command name, which may hold spaces (`state`, index
+/// 0, reads as 0). Index 1 is the parent's pid, 11 and 12 user and system time, 13 and 14 those of the
+/// children the process has reaped.
+pub(crate) fn stat_fields(pid: u32) -> Option<Vec<u64>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces; the fields after it are fixed.
     let after = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // After ")": state(0) ... utime is field 14 of the line, index 11 here; stime index 12.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(Duration::from_millis((utime + stime) * 10))
+    Some(after.split_whitespace().map(|field| field.parse().unwrap_or(0)).collect())
+}
+
+/// Clock ticks of `/proc/<pid>/stat` as a duration.
+pub(crate) fn ticks(count: u64) -> Duration {
+    Duration::from_millis(count * 10)
 }

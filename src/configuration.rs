@@ -42,6 +42,8 @@ pub struct WorkerSettings {
     pub max_job_bytes: usize,
     pub max_attempts: u32,
     pub retry_delay_secs: u64,
+    /// How long past its due time a delayed job may stay away before it is sent again.
+    pub retry_sweep_grace_secs: u64,
     pub drain_grace_secs: u64,
 }
 
@@ -267,6 +269,9 @@ impl Settings {
         if self.worker.max_attempts == 0 {
             return Err(invalid("worker.max_attempts", "must be at least 1"));
         }
+        if self.worker.retry_sweep_grace_secs == 0 {
+            return Err(invalid("worker.retry_sweep_grace_secs", "must be at least 1"));
+        }
         if self.worker.max_job_bytes == 0 {
             return Err(invalid("worker.max_job_bytes", "must be at least 1"));
         }
@@ -289,6 +294,16 @@ impl Settings {
 
     pub fn drain_grace(&self) -> Duration {
         Duration::from_secs(self.worker.drain_grace_secs)
+    }
+
+    /// How long past due a delayed job may be missing before the sweep sends it again.
+    pub fn retry_sweep_grace(&self) -> Duration {
+        Duration::from_secs(self.worker.retry_sweep_grace_secs)
+    }
+
+    /// How often the sweep looks: a quarter of the grace, between 1 and 30 seconds.
+    pub fn retry_sweep_interval(&self) -> Duration {
+        (self.retry_sweep_grace() / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
     }
 }
 

@@ -22,12 +22,17 @@ use crate::error::{FailureReason, JobError};
 use crate::fetch::dns::DnsLookup;
 use crate::fetch::http::{HttpLayer, ScanCalls};
 use crate::fetch::{FETCH_DEADLINE, gather};
+use crate::intake::broker;
 use crate::intake::job::{self, ScanJob};
 use crate::intake::{DeliveryInfo, JobOutcome, ProcessJob};
 use crate::ops::metrics::{Metrics, Stage};
 use crate::outbox::events::{self, CompletedScan, EventTarget, ScanRef};
+use crate::store::retries::{self, ScheduledRetry};
 use crate::store::scans::{self, Committed, CompletedRecord, ScanStart};
 use crate::store::{artifacts, credentials};
+
+/// How long recording a retry may take before the job goes to the delay queue without the record.
+const RECORD_RETRY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Everything a job needs, shared by all jobs of the process.
 pub struct Pipeline {
@@ -39,6 +44,8 @@ pub struct Pipeline {
     pub events: EventTarget,
     pub max_job_bytes: usize,
     pub max_attempts: u32,
+    /// The first retry's delay (`worker.retry_delay_secs`), doubled per attempt.
+    pub retry_delay_secs: u64,
     /// Woken after each commit so the outbox relay publishes at once.
     pub relay_wake: Arc<Notify>,
     /// The worker's Prometheus metrics (jobs are counted by the consumer).
@@ -110,10 +117,10 @@ impl Pipeline {
             trace_id = tracing::field::Empty,
         );
         crate::ops::telemetry::continue_trace(&span, delivery.traceparent.as_deref());
-        self.process_job(&job, delivery).instrument(span).await
+        self.process_job(&job, body, delivery).instrument(span).await
     }
 
-    async fn process_job(&self, job: &ScanJob, delivery: &DeliveryInfo) -> JobOutcome {
+    async fn process_job(&self, job: &ScanJob, body: &[u8], delivery: &DeliveryInfo) -> JobOutcome {
         let started_at = Utc::now();
         let result = self.run(job, delivery, started_at).await;
         let outcome = match result {
@@ -123,10 +130,10 @@ impl Pipeline {
                 match self.record_failure(job, delivery, started_at, reason, &detail).await {
                     Ok(Committed::Stored) => JobOutcome::Failed(reason),
                     Ok(Committed::AlreadyFinished) => JobOutcome::AlreadyFinished,
-                    Err(error) => self.retry_or_give_up(job, delivery, started_at, error).await,
+                    Err(error) => self.retry_or_give_up(job, body, delivery, started_at, error).await,
                 }
             }
-            Err(error) => self.retry_or_give_up(job, delivery, started_at, error).await,
+            Err(error) => self.retry_or_give_up(job, body, delivery, started_at, error).await,
         };
         info!(outcome = outcome.label(), "job done");
         outcome
@@ -136,6 +143,7 @@ impl Pipeline {
     async fn retry_or_give_up(
         &self,
         job: &ScanJob,
+        body: &[u8],
         delivery: &DeliveryInfo,
         started_at: chrono::DateTime<Utc>,
         error: JobError,
@@ -152,7 +160,32 @@ impl Pipeline {
             return JobOutcome::GaveUp { reason, detail };
         }
         warn!(reason = reason.code(), detail = %detail, attempt = delivery.attempt, "transient failure; will retry");
-        JobOutcome::RetryLater { reason, detail, delay }
+        let delay = Duration::from_secs(broker::delay_for(self.retry_delay_secs, delivery.attempt, delay));
+        self.record_retry(ScheduledRetry {
+            scan_id: job.scan_id,
+            attempt: delivery.attempt + 1,
+            delay,
+            body,
+            traceparent: delivery.traceparent.as_deref(),
+        })
+        .await;
+        JobOutcome::RetryLater { reason, detail, delay: Some(delay) }
+    }
+
+    /// Records a retry before the consumer copies the job to its delay queue, so that the sweep
+    /// ([`crate::outbox::resend`]) sends the job again if the broker never returns it. Best effort: when the
+    /// database is what failed, the job still goes to the delay queue, with the broker's guarantee alone.
+    async fn record_retry(&self, retry: ScheduledRetry<'_>) {
+        let recorded = tokio::time::timeout(RECORD_RETRY_TIMEOUT, async {
+            let client = self.pool.get().await?;
+            retries::schedule(&client, &retry).await?;
+            Ok::<_, JobError>(())
+        })
+        .await
+        .unwrap_or_else(|_| Err(JobError::transient(FailureReason::Internal, "database: no answer in time")));
+        if let Err(error) = recorded {
+            warn!(error = %error, "could not record the retry; only the delay queue will bring the job back");
+        }
     }
 
     /// Bounds database work from the client side. `statement_timeout` and `tcp_user_timeout` do not help

@@ -1,5 +1,5 @@
 //! Wires the worker: pools and clients from [`Settings`], the metrics, the ops port, and the supervisor
-//! that keeps a broker connection (reconnecting with backoff), runs the consumer and the outbox relay on
+//! that keeps a broker connection (reconnecting with backoff), runs the consumer, the outbox relay and the retry sweep on
 //! it, and drains on shutdown. Shutdown is a [`CancellationToken`] passed in (the binary cancels it on
 //! SIGTERM/SIGINT; tests cancel it directly). The ops port stays up until the drain is over, answering
 //! `/readyz` 503 ("draining") meanwhile.
@@ -94,6 +94,7 @@ impl Application {
             },
             max_job_bytes: settings.worker.max_job_bytes,
             max_attempts: settings.worker.max_attempts,
+            retry_delay_secs: settings.worker.retry_delay_secs,
             relay_wake: Arc::new(Notify::new()),
             metrics: metrics.clone(),
         });
@@ -201,7 +202,7 @@ impl Application {
         Ok(())
     }
 
-    /// One broker connection's life: topology, relay, consumer.
+    /// One broker connection's life: topology, relay, retry sweep, consumer.
     async fn connected_session(&self, shutdown: &CancellationToken) -> anyhow::Result<ConsumeEnd> {
         let settings = &self.settings;
         let connection =
@@ -234,10 +235,22 @@ impl Application {
             self.metrics.clone(),
             relay_stop.clone(),
         ));
+        let sweep = tokio::spawn(crate::outbox::resend::run(
+            self.pipeline.pool.clone(),
+            broker::confirm_channel(&connection).await?,
+            crate::outbox::resend::SweepTarget {
+                jobs_queue: settings.amqp.jobs_queue.clone(),
+                grace: settings.retry_sweep_grace(),
+            },
+            settings.retry_sweep_interval(),
+            self.metrics.clone(),
+            relay_stop.clone(),
+        ));
         let end = consume(jobs, copies, self.pipeline.clone(), settings, shutdown.clone()).await;
         connection_watch.abort();
         relay_stop.cancel();
         let _ = relay.await;
+        let _ = sweep.await;
         if end == ConsumeEnd::Shutdown {
             // Publish what the drained jobs committed before leaving.
             let _ = tokio::time::timeout(Duration::from_secs(10), async {

@@ -120,6 +120,14 @@ pub fn delay_tier_secs(base_secs: u64, attempt: u32, at_least_secs: u64) -> u64 
     tier
 }
 
+/// The delay tier for a retry whose failure asked to wait at least `at_least` (a long Retry-After), in whole
+/// seconds rounded up. A tier given back as `at_least` answers the same tier, so the pipeline can choose it
+/// (and record it) and the consumer publish to it.
+pub fn delay_for(base_secs: u64, attempt: u32, at_least: Option<Duration>) -> u64 {
+    let at_least_secs = at_least.map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)).unwrap_or(0);
+    delay_tier_secs(base_secs, attempt, at_least_secs)
+}
+
 /// Name of the delay queue of a tier: `<retry_queue>.<secs>s`.
 pub fn delay_queue_name(amqp: &AmqpSettings, secs: u64) -> String {
     format!("{}.{secs}s", amqp.retry_queue)
@@ -286,5 +294,23 @@ mod tests {
         // Capped near an hour.
         assert_eq!(delay_tier_secs(30, 40, 0), 3840);
         assert_eq!(delay_tier_secs(0, 1, 0), 1);
+    }
+
+    #[test]
+    fn a_tier_given_back_as_the_least_delay_is_the_same_tier() {
+        assert_eq!(delay_for(1, 1, Some(Duration::from_millis(4_001))), 8, "a fraction of a second rounds up");
+        assert_eq!(delay_for(30, 2, None), 60);
+        for base in [0, 1, 5, 30, 1000, 4000] {
+            for attempt in 1..=20 {
+                for at_least in [None, Some(Duration::from_millis(1500)), Some(Duration::from_secs(7_000))] {
+                    let tier = delay_for(base, attempt, at_least);
+                    assert_eq!(
+                        delay_for(base, attempt, Some(Duration::from_secs(tier))),
+                        tier,
+                        "{base} {attempt} {at_least:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -65,8 +65,7 @@ impl Settler {
                 self.dead_letter(delivery, reason.code(), detail).await
             }
             JobOutcome::RetryLater { delay, .. } => {
-                let at_least = delay.map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)).unwrap_or(0);
-                let secs = broker::delay_tier_secs(self.retry_delay_secs, attempt, at_least);
+                let secs = broker::delay_for(self.retry_delay_secs, attempt, *delay);
                 self.delay(delivery, attempt + 1, secs).await
             }
         };

@@ -13,6 +13,7 @@
 //! | `clerk_audit_outbox_pruned_rows_total` | counter | sent outbox rows deleted after `events.outbox_retention_hours` |
 //! | `clerk_audit_ready` | gauge | 1 while `/readyz` answers 200 |
 //! | `clerk_audit_broker_reconnects_total` | counter | broker sessions that ended and were retried |
+//! | `clerk_audit_retries_resent_total` | counter | delayed jobs the broker did not return in time, sent to the jobs queue again |
 //! | `clerk_audit_build_info` | gauge (1) | `version`, `git_sha` |
 //!
 //! A [`Metrics`] value owns its registry, so every worker (and every in-process test worker) counts on
@@ -140,6 +141,7 @@ pub struct Metrics {
     outbox_pruned: Counter,
     ready: Gauge,
     broker_reconnects: Counter,
+    retries_resent: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -224,6 +226,12 @@ impl Metrics {
             "Broker sessions lost or refused, then retried",
             broker_reconnects.clone(),
         );
+        let retries_resent = Counter::default();
+        registry.register(
+            "retries_resent",
+            "Delayed jobs the broker did not return within worker.retry_sweep_grace_secs, sent to the jobs queue again",
+            retries_resent.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION"), git_sha: GIT_SHA }).set(1);
         registry.register("build_info", "Version and commit of the running binary (always 1)", build_info);
@@ -240,6 +248,7 @@ impl Metrics {
             outbox_pruned,
             ready,
             broker_reconnects,
+            retries_resent,
         }
     }
 
@@ -272,6 +281,11 @@ impl Metrics {
 
     pub fn broker_reconnect(&self) {
         self.broker_reconnects.inc();
+    }
+
+    /// Counts delayed jobs sent again by [`crate::outbox::resend`].
+    pub fn retries_resent(&self, jobs: u64) {
+        self.retries_resent.inc_by(jobs);
     }
 
     /// Sets the outbox gauges (from [`crate::store::outbox::backlog`]).

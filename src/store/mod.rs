@@ -4,6 +4,8 @@
 //! - [`artifacts`]: `repo_scan_artifacts` (owned by the repo scanner; read here, written by the CLI).
 //! - [`scans`]: `scans`, `check_results`, `findings`: a scan's row and its terminal transaction.
 //! - [`outbox`]: the events waiting for the relay.
+//! - [`retries`]: `scan_retries`, the jobs handed to a broker delay queue, for the sweep that sends again the ones
+//!   the broker did not return.
 //! - [`reports`]: what `clerk-audit report` reads.
 //!
 //! This module holds the pool and the migrations. Every connection gets a `statement_timeout` and the pool
@@ -14,6 +16,7 @@ pub mod artifacts;
 pub mod credentials;
 pub mod outbox;
 pub mod reports;
+pub mod retries;
 pub mod scans;
 
 use std::str::FromStr;

@@ -361,3 +361,112 @@ async fn claiming_due_events_does_not_read_the_rows_sent_before() {
     drop(client);
     drop_database(&url, pool).await;
 }
+
+/// A recorded retry waits until it is more than the grace past due. Then the sweep sends it again only if the
+/// broker did not bring it back: no attempt began on the scan since it was scheduled, and the scan still runs
+/// (or has no row yet). Replicas never claim the same retry at once; what is not settled stays.
+#[tokio::test]
+async fn overdue_retries_are_lost_only_when_no_attempt_began_since_they_were_scheduled() {
+    use std::time::Duration;
+
+    use clerk_audit::intake::job::{InstanceName, ProjectId, ScanJob};
+    use clerk_audit::store::retries::{self, ScheduledRetry};
+    use clerk_audit::store::scans::{self, ScanStart};
+
+    let (url, pool) = migrated_database().await;
+    let mut client = pool.get().await.unwrap();
+    let job = |_: &str| ScanJob {
+        scan_id: uuid::Uuid::new_v4(),
+        project_id: ProjectId::parse("prj_retries").unwrap(),
+        instance_name: InstanceName::parse("acme-prod").unwrap(),
+        key_ref: uuid::Uuid::new_v4(),
+        requested_at: chrono::Utc::now(),
+        repo_scan_id: None,
+    };
+    let (stranded, returned, finished, unregistered, not_due) =
+        (job("stranded"), job("returned"), job("finished"), job("unregistered"), job("not due"));
+    for registered in [&stranded, &returned, &finished, &not_due] {
+        assert_eq!(scans::begin(&client, registered).await.unwrap(), ScanStart::Running { attempts: 1 });
+    }
+    let schedule = |job: &ScanJob, delay: Duration| {
+        let client = &client;
+        let scan_id = job.scan_id;
+        async move {
+            let body = format!("{{\"scan_id\": \"{scan_id}\"}}");
+            let retry = ScheduledRetry {
+                scan_id,
+                attempt: 2,
+                delay,
+                body: body.as_bytes(),
+                traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            };
+            retries::schedule(client, &retry).await.unwrap();
+        }
+    };
+    for due_now in [&stranded, &returned, &finished, &unregistered] {
+        schedule(due_now, Duration::ZERO).await;
+    }
+    schedule(&not_due, Duration::from_secs(3600)).await;
+    // The delayed copy of `returned` came back and its attempt began; `finished` completed by another copy.
+    assert_eq!(scans::begin(&client, &returned).await.unwrap(), ScanStart::Running { attempts: 2 });
+    client.execute("UPDATE scans SET status = 'completed' WHERE id = $1", &[&finished.scan_id]).await.unwrap();
+
+    // Within the grace period nothing is claimed.
+    let batch = retries::claim_overdue(&mut client, Duration::from_secs(600), 100).await.unwrap();
+    assert!(batch.retries.is_empty(), "{:?}", batch.retries);
+    batch.finish(&[]).await.unwrap();
+
+    let batch = retries::claim_overdue(&mut client, Duration::ZERO, 100).await.unwrap();
+    let mut verdicts: Vec<(uuid::Uuid, bool)> = batch.retries.iter().map(|r| (r.scan_id, r.lost)).collect();
+    verdicts.sort();
+    let mut expected = vec![
+        (stranded.scan_id, true),
+        (returned.scan_id, false),
+        (finished.scan_id, false),
+        (unregistered.scan_id, true),
+    ];
+    expected.sort();
+    assert_eq!(verdicts, expected);
+    let first = batch.retries.iter().find(|r| r.scan_id == stranded.scan_id).unwrap();
+    assert_eq!(first.attempt, 2);
+    assert_eq!(first.body, format!("{{\"scan_id\": \"{}\"}}", stranded.scan_id).into_bytes());
+    assert_eq!(first.traceparent.as_deref(), Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+
+    // Another replica's sweep, meanwhile, skips the claimed rows.
+    let (mut other, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let concurrent = retries::claim_overdue(&mut other, Duration::ZERO, 100).await.unwrap();
+    assert!(concurrent.retries.is_empty(), "{:?}", concurrent.retries);
+    concurrent.finish(&[]).await.unwrap();
+
+    // Settled: the returned ones and `stranded` (sent again); `unregistered` was not (its publish failed).
+    batch.finish(&[stranded.scan_id, returned.scan_id, finished.scan_id]).await.unwrap();
+    let left: Vec<uuid::Uuid> = client
+        .query("SELECT scan_id FROM scan_retries ORDER BY due_at", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(left, vec![unregistered.scan_id, not_due.scan_id]);
+
+    // A later delay of the same scan replaces its retry, with the attempts begun so far.
+    scans::begin(&client, &not_due).await.unwrap();
+    let retry =
+        ScheduledRetry { scan_id: not_due.scan_id, attempt: 3, delay: Duration::ZERO, body: b"{}", traceparent: None };
+    retries::schedule(&client, &retry).await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT attempt, begun_attempts, traceparent FROM scan_retries WHERE scan_id = $1",
+            &[&not_due.scan_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i32>(0), row.get::<_, i32>(1), row.get::<_, Option<String>>(2)), (3, 2, None));
+    let batch = retries::claim_overdue(&mut client, Duration::ZERO, 100).await.unwrap();
+    assert!(batch.retries.iter().any(|r| r.scan_id == not_due.scan_id && r.lost));
+    batch.finish(&[]).await.unwrap();
+    drop(other);
+    drop(client);
+    drop_database(&url, pool).await;
+}

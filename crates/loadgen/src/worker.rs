@@ -18,6 +18,7 @@ pub fn worker_env(settings: &Settings, config_dir: &Path) -> Vec<(String, String
         ("WORKER__MAX_JOB_BYTES", s.worker.max_job_bytes.to_string()),
         ("WORKER__MAX_ATTEMPTS", s.worker.max_attempts.to_string()),
         ("WORKER__RETRY_DELAY_SECS", s.worker.retry_delay_secs.to_string()),
+        ("WORKER__RETRY_SWEEP_GRACE_SECS", s.worker.retry_sweep_grace_secs.to_string()),
         ("WORKER__DRAIN_GRACE_SECS", s.worker.drain_grace_secs.to_string()),
         ("AMQP__URL", s.amqp.url.expose_secret().to_owned()),
         ("AMQP__JOBS_EXCHANGE", s.amqp.jobs_exchange.clone()),

@@ -329,6 +329,69 @@ async fn clerk_errors_retry_in_the_job_and_a_long_retry_after_goes_through_the_d
     app.stop().await;
 }
 
+/// The broker's delay queues are not trusted alone (RabbitMQ has left delayed jobs in them for good): a retry
+/// is recorded before the job is delayed, and a job the broker does not bring back within
+/// `worker.retry_sweep_grace_secs` of its due time is sent to the jobs queue again. Here the broker "loses" the
+/// first job (its delay queue is purged while the job waits); the second job's delay runs its course and it is
+/// not sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_job_the_broker_never_returns_is_sent_again_and_one_it_returns_is_not() {
+    use lapin::options::QueuePurgeOptions;
+
+    use clerk_audit::outbox::resend::RESENT_LOG as RESENT;
+    let mut app = spawn_env_with(|s| {
+        s.http.max_retry_after_secs = 1;
+        s.worker.retry_delay_secs = 1;
+        s.worker.retry_sweep_grace_secs = 3;
+    })
+    .await;
+    let mut worker = Worker::start(&app.settings, "w");
+    // A 429 whose Retry-After exceeds http.max_retry_after_secs delays the job by a tier of at least that long.
+    let retry_after = 5;
+    let delay_queue =
+        broker::delay_queue_name(&app.settings.amqp, broker::delay_for(1, 1, Some(Duration::from_secs(retry_after))));
+    let (instance, jobs) = jobs_for(&app, Scenario::Development, 1).await;
+    let rate_limited = Fault::RateLimited { retry_after_secs: retry_after, times: 1 };
+    const RETRIES: &str = "SELECT count(*) FROM scan_retries";
+
+    // Lost in the delay queue.
+    let lost = &jobs[0];
+    app.sandbox.set_fault_on_path(&instance, FaultTarget::BackendApi, "/v1/instance", rate_limited.clone());
+    enqueue_all(&app, std::slice::from_ref(lost)).await;
+    // The delay queue is declared on use, before the worker logs the delay.
+    wait_until("the job waits in its delay queue", Duration::from_secs(30), || async {
+        worker.log_lines_containing("job delayed") == 1 && queue_depth(&app, &delay_queue).await == 1
+    })
+    .await;
+    assert_eq!(count(&app, RETRIES).await, 1, "the retry is recorded before the delayed copy is published");
+    let channel = app.broker.create_channel().await.unwrap();
+    let purged = channel.queue_purge(delay_queue.as_str().into(), QueuePurgeOptions::default()).await.unwrap();
+    assert_eq!(purged, 1);
+    let (routing_key, _) = app.event_for(lost.scan_id).await;
+    assert_eq!(routing_key, "clerk.audit.completed");
+    assert_eq!(app.scan_status(lost.scan_id).await, Some(("completed".into(), 2)), "sent again as the second attempt");
+    assert_eq!(worker.log_lines_containing(RESENT), 1, "{}", worker.log_tail(20));
+
+    // Returned on time by the broker: completes once, is not sent again, and its record is cleared.
+    let returned = app.job(&lost.project_id, &instance, lost.key_ref);
+    app.sandbox.set_fault_on_path(&instance, FaultTarget::BackendApi, "/v1/instance", rate_limited);
+    enqueue_all(&app, std::slice::from_ref(&returned)).await;
+    let (routing_key, _) = app.event_for(returned.scan_id).await;
+    assert_eq!(routing_key, "clerk.audit.completed");
+    assert_eq!(app.scan_status(returned.scan_id).await, Some(("completed".into(), 2)));
+    // Cleared by the sweep once more than the grace period past due (both records: the lost job's when it was
+    // sent again).
+    wait_until("the returned retry's record is cleared", Duration::from_secs(30), || async {
+        count(&app, RETRIES).await == 0
+    })
+    .await;
+    assert_eq!(worker.log_lines_containing(RESENT), 1, "{}", worker.log_tail(20));
+    assert_each_completed_once(&app, &[lost.clone(), returned]).await;
+    worker.signal("TERM");
+    assert_eq!(worker.exit_status(Duration::from_secs(60)).await.code(), Some(0));
+    app.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // 6. PostgreSQL unavailable for a while; the broker restarting with jobs in flight.
 // ---------------------------------------------------------------------------------------------------

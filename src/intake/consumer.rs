@@ -35,6 +35,10 @@ use crate::intake::broker::{
 use crate::intake::{DeliveryInfo, JobOutcome, ProcessJob};
 
 const COPY_CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bounds a whole copy (declaring its delay queue, publishing, the confirm). A declaration the broker does not
+/// answer (a quorum queue whose leader is being elected after a restart) would otherwise hold the delivery
+/// unsettled and its slot taken for as long as the connection lives.
+const COPY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the loop ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -56,20 +60,8 @@ struct Settler {
 
 impl Settler {
     async fn settle(&self, delivery: &Delivery, attempt: u32, outcome: &JobOutcome) {
-        let result = match outcome {
-            JobOutcome::Completed | JobOutcome::AlreadyFinished | JobOutcome::Failed(_) => Ok(()),
-            JobOutcome::Poison(reason) => self.dead_letter(delivery, reason.code(), &reason.to_string()).await,
-            JobOutcome::GaveUp { reason, detail } => self.dead_letter(delivery, reason.code(), detail).await,
-            // A handler that keeps failing without reaching its own attempt limit (a panic) stops here.
-            JobOutcome::RetryLater { reason, detail, .. } if attempt >= self.max_attempts => {
-                self.dead_letter(delivery, reason.code(), detail).await
-            }
-            JobOutcome::RetryLater { delay, .. } => {
-                let secs = broker::delay_for(self.retry_delay_secs, attempt, *delay);
-                self.delay(delivery, attempt + 1, secs).await
-            }
-        };
-        match result {
+        let copied = tokio::time::timeout(COPY_TIMEOUT, self.copy(delivery, attempt, outcome)).await;
+        match copied.unwrap_or(Err(broker::PublishError::Unconfirmed)) {
             Ok(()) => {
                 if matches!(outcome, JobOutcome::Completed) && crate::test_hooks::hold_ack_of_completed_jobs() {
                     std::future::pending::<()>().await;
@@ -84,6 +76,23 @@ impl Settler {
                 let requeue = matches!(outcome, JobOutcome::RetryLater { .. });
                 warn!(error = %error, requeue, "could not publish the copy; rejecting the delivery");
                 let _ = delivery.acker.nack(BasicNackOptions { requeue, ..BasicNackOptions::default() }).await;
+            }
+        }
+    }
+
+    /// The copy an outcome needs before the delivery is acked (none for most).
+    async fn copy(&self, delivery: &Delivery, attempt: u32, outcome: &JobOutcome) -> Result<(), broker::PublishError> {
+        match outcome {
+            JobOutcome::Completed | JobOutcome::AlreadyFinished | JobOutcome::Failed(_) => Ok(()),
+            JobOutcome::Poison(reason) => self.dead_letter(delivery, reason.code(), &reason.to_string()).await,
+            JobOutcome::GaveUp { reason, detail } => self.dead_letter(delivery, reason.code(), detail).await,
+            // A handler that keeps failing without reaching its own attempt limit (a panic) stops here.
+            JobOutcome::RetryLater { reason, detail, .. } if attempt >= self.max_attempts => {
+                self.dead_letter(delivery, reason.code(), detail).await
+            }
+            JobOutcome::RetryLater { delay, .. } => {
+                let secs = broker::delay_for(self.retry_delay_secs, attempt, *delay);
+                self.delay(delivery, attempt + 1, secs).await
             }
         }
     }

@@ -29,6 +29,8 @@ use crate::store::retries::{self, OverdueRetry};
 /// How many retries one pass claims.
 const BATCH: i64 = 100;
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// What the worker logs (WARN) for each job it sends again: what the chaos run and the tests count.
+pub const RESENT_LOG: &str = "the broker did not return a delayed job; sent it to the jobs queue again";
 /// Header set on a job sent again by the sweep (its value: how many seconds past due it was).
 pub const RESENT_HEADER: &str = "x-clerk-audit-resent-overdue-secs";
 
@@ -110,7 +112,7 @@ pub async fn sweep_once(pool: &Pool, channel: &Channel, target: &SweepTarget) ->
                     scan_id = %retry.scan_id,
                     attempt = retry.attempt,
                     overdue_secs = retry.overdue.as_secs(),
-                    "the broker did not return a delayed job; sent it to the jobs queue again"
+                    "{RESENT_LOG}"
                 );
                 settled.push(retry.scan_id);
                 pass.resent += 1;

@@ -33,6 +33,21 @@ use secrecy::ExposeSecret as _;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+/// `worker.retry_sweep_grace_secs` of the replicas.
+const RETRY_SWEEP_GRACE_SECS: u64 = 15;
+
+/// Lines containing `needle` in the replicas' log files (`<run dir>/*.log`).
+fn log_lines_containing(run_dir: &std::path::Path, needle: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(run_dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "log"))
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .map(|text| text.lines().filter(|line| line.contains(needle)).count())
+        .sum()
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "clerk-audit-chaos", about = "Chaos run and soak of the clerk-audit worker")]
 struct Args {
@@ -355,6 +370,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         // Faults stack up: a job may meet several outages before it completes.
         s.worker.max_attempts = 12;
         s.worker.drain_grace_secs = 15;
+        // Well inside the settle time: a delayed job the broker loses is sent again by the sweep, and the run
+        // shows how many were.
+        s.worker.retry_sweep_grace_secs = RETRY_SWEEP_GRACE_SECS;
         s.amqp.delivery_limit = 50;
         s.database.timeout_ms = 3_000;
         s.database.pool_size = 8;
@@ -599,6 +617,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let kms = world.rig.kms.counts();
     println!("KMS:                  {} decrypts, {} throttled answers", kms.decrypt, kms.throttled);
     println!("worker peak RSS KiB:  {peaks:?}");
+    println!(
+        "delayed jobs resent:  {} (the broker had not returned them {RETRY_SWEEP_GRACE_SECS}s after their delay)",
+        log_lines_containing(&run_dir, clerk_audit::outbox::resend::RESENT_LOG)
+    );
     let mut flat_ok = true;
     if args.soak {
         let samples = WORLD_SAMPLES.lock().await.clone();

@@ -2,7 +2,7 @@
 -- the broker never returns is sent again (src/outbox/resend.rs). The delay queues are quorum queues whose
 -- messages expire and are dead-lettered back to the jobs queue, and RabbitMQ has open bugs on that path:
 -- messages that do not expire, or a dead-letter worker that does not come back after a restart (a chaos run
--- left 51 jobs in the delay queues for good). The worker no longer trusts it alone.
+-- lost 51 delayed jobs). The worker no longer trusts it alone.
 --
 -- One row per scan with a retry outstanding: written when the job is delayed, replaced by the next delay,
 -- deleted once the sweep finds the retry began (scans.attempts moved past begun_attempts, or the scan

@@ -1,7 +1,7 @@
 //! Delivery guarantees under faults (at least once, never a second scan row or a second event id), proven against the real RabbitMQ and
 //! PostgreSQL with the worker running as a child process (`clerk-audit worker`): SIGTERM drains, SIGKILL
 //! loses nothing, replicas never complete a scan twice, transient faults retry in the job or through the
-//! delay queues, outages of the database or the broker (a TCP proxy on loopback that drops its
+//! delay queues (and a delayed job the broker loses is sent again), outages of the database or the broker (a TCP proxy on loopback that drops its
 //! connections) are survived, a poison job or a panicking handler never loops.
 //!
 //! Its own test binary: these tests are slow-ish and spawn processes, and they keep the main suite's

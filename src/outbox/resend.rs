@@ -1,9 +1,9 @@
 //! The retry sweep: sends again the delayed jobs the broker did not return.
 //!
 //! A transiently failed job is copied to a delay queue, a quorum queue whose messages expire and are
-//! dead-lettered back to the jobs queue. RabbitMQ has lost jobs on that path: a chaos run left 51 of them in the
-//! delay queues for good across broker restarts, and its tracker has open bugs of the kind (messages of a
-//! quorum queue with a TTL that never expire; an at-least-once dead-letter worker that does not come back). So
+//! dead-lettered back to the jobs queue. A chaos run lost 51 delayed jobs across broker restarts, and
+//! RabbitMQ's tracker has open bugs of the kind (messages of a quorum queue with a TTL that never expire; an
+//! at-least-once dead-letter worker that does not come back; docs/delivery.md). So
 //! the pipeline records each retry in `scan_retries` before the copy is published
 //! ([`crate::store::retries`]), and every replica runs this sweep. A pass claims the retries more than
 //! `worker.retry_sweep_grace_secs` past due; those that came back (an attempt began since) are deleted, the

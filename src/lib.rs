@@ -10,8 +10,9 @@
 //! - [`credentials`]: the secret key type ([`credentials::secret`]) and its decryption through KMS.
 //! - [`fetch`]: the one allowlisted HTTP layer and DNS; gathers [`audit::facts::ClerkFacts`].
 //! - [`audit`]: pure code: the facts, the artifact, one module per check, and the evaluation.
-//! - [`store`]: all SQL: credentials, artifacts, scans with their results, the outbox.
-//! - [`outbox`]: the findings events (built by pure functions) and the relay that publishes them.
+//! - [`store`]: all SQL: credentials, artifacts, scans with their results, the outbox, the recorded retries.
+//! - [`outbox`]: the findings events (built by pure functions) and the relay that publishes them; the sweep that
+//!   sends again the delayed jobs the broker did not return.
 //!
 //! [`pipeline`] processes one job through these steps and returns an outcome. Around it: [`startup`]
 //! wires everything, [`ops`] (health, readiness, metrics, telemetry), [`configuration`], [`error`]

@@ -486,3 +486,40 @@ fn configuration_reference_documents_every_key() {
         assert!(rows.contains_key(key), "{key} (config/local.toml) is missing from {CONFIG_REFERENCE}");
     }
 }
+
+/// The worker's retry sweep sends again a delayed job whose record is overdue while no attempt began on its
+/// scan (what a broker that lost the delayed copy leaves behind): the job runs as the recorded attempt, the
+/// record is cleared, and `/metrics` counts it.
+#[tokio::test]
+async fn the_retry_sweep_sends_a_lost_delayed_job_again_and_counts_it() {
+    use clerk_audit::store::retries::{self, ScheduledRetry};
+
+    let mut app = spawn_app_with(|s| s.worker.retry_sweep_grace_secs = 1).await;
+    let project = project();
+    let instance = app.sandbox.instance(Scenario::Development).name.clone();
+    let key_ref = app.connect_scenario(&project, Scenario::Development).await;
+    let lost = app.job(&project, &instance, key_ref);
+    // What the first attempt left: the scan row, and the record of a retry whose copy never came back.
+    let body = crate::harness::job_body(&lost);
+    let client = app.pool.get().await.unwrap();
+    clerk_audit::store::scans::begin(&client, &lost).await.unwrap();
+    let retry =
+        ScheduledRetry { scan_id: lost.scan_id, attempt: 2, delay: Duration::ZERO, body: &body, traceparent: None };
+    retries::schedule(&client, &retry).await.unwrap();
+
+    let (routing_key, _) = app.event_for(lost.scan_id).await;
+    assert_eq!(routing_key, "clerk.audit.completed");
+    assert_eq!(app.scan_status(lost.scan_id).await, Some(("completed".into(), 2)), "ran as the recorded attempt");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = get(app.ops_addr, "/metrics").await.1;
+        let records: i64 = client.query_one("SELECT count(*) FROM scan_retries", &[]).await.unwrap().get(0);
+        if sample(&metrics, "clerk_audit_retries_resent_total", &[]) == Some(1.0) && records == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "records left: {records}; {metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(client);
+    app.stop().await;
+}

@@ -46,6 +46,9 @@ pub struct Pipeline {
     pub max_attempts: u32,
     /// The first retry's delay (`worker.retry_delay_secs`), doubled per attempt.
     pub retry_delay_secs: u64,
+    /// When a database failure was last seen (a retry that could not be recorded; the supervisor's probe
+    /// marks it too): the retry sweep holds off until the database has been reachable for its grace period.
+    pub database_failures: Arc<crate::store::LastFailure>,
     /// Woken after each commit so the outbox relay publishes at once.
     pub relay_wake: Arc<Notify>,
     /// The worker's Prometheus metrics (jobs are counted by the consumer).
@@ -184,6 +187,7 @@ impl Pipeline {
         .await
         .unwrap_or_else(|_| Err(JobError::transient(FailureReason::Internal, "database: no answer in time")));
         if let Err(error) = recorded {
+            self.database_failures.mark();
             warn!(error = %error, "could not record the retry; only the delay queue will bring the job back");
         }
     }

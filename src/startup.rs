@@ -95,6 +95,7 @@ impl Application {
             max_job_bytes: settings.worker.max_job_bytes,
             max_attempts: settings.worker.max_attempts,
             retry_delay_secs: settings.worker.retry_delay_secs,
+            database_failures: Arc::default(),
             relay_wake: Arc::new(Notify::new()),
             metrics: metrics.clone(),
         });
@@ -154,7 +155,12 @@ impl Application {
 
     async fn supervise(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.health.supervisor_alive.store(true, Ordering::SeqCst);
-        let db_watch = tokio::spawn(watch_database(self.pipeline.pool.clone(), self.health.clone(), shutdown.clone()));
+        let db_watch = tokio::spawn(watch_database(
+            self.pipeline.pool.clone(),
+            self.health.clone(),
+            self.pipeline.database_failures.clone(),
+            shutdown.clone(),
+        ));
         let outbox_retention = self.settings.events.outbox_retention().map(|keep_for| {
             tokio::spawn(crate::outbox::retention::run(
                 self.pipeline.pool.clone(),
@@ -241,6 +247,7 @@ impl Application {
             crate::outbox::resend::SweepTarget {
                 jobs_queue: settings.amqp.jobs_queue.clone(),
                 grace: settings.retry_sweep_grace(),
+                database_failures: self.pipeline.database_failures.clone(),
             },
             settings.retry_sweep_interval(),
             self.metrics.clone(),
@@ -267,10 +274,18 @@ impl Application {
     }
 }
 
-/// Keeps `database_connected` current.
-async fn watch_database(pool: deadpool_postgres::Pool, health: Arc<Health>, shutdown: CancellationToken) {
+/// Keeps `database_connected` current, and marks each failed probe in `failures`.
+async fn watch_database(
+    pool: deadpool_postgres::Pool,
+    health: Arc<Health>,
+    failures: Arc<db::LastFailure>,
+    shutdown: CancellationToken,
+) {
     loop {
         let ok = tokio::time::timeout(Duration::from_secs(5), db::ping(&pool)).await.unwrap_or(false);
+        if !ok {
+            failures.mark();
+        }
         if health.database_connected.swap(ok, Ordering::SeqCst) != ok {
             if ok { info!("database connected") } else { warn!("database unavailable") }
         }

@@ -13,6 +13,7 @@
 //! A copy the broker returns after all is a duplicate delivery, which the scan row settles: acked as already
 //! finished, or, when both copies run at once, one of them commits.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -24,6 +25,7 @@ use uuid::Uuid;
 
 use crate::intake::broker::{ATTEMPT_HEADER, PublishError, confirmed, publish_mandatory, text_value, with_headers};
 use crate::ops::metrics::Metrics;
+use crate::store::LastFailure;
 use crate::store::retries::{self, OverdueRetry};
 
 /// How many retries one pass claims.
@@ -65,6 +67,11 @@ pub struct SweepTarget {
     /// The jobs queue (published to through the default exchange).
     pub jobs_queue: String,
     pub grace: Duration,
+    /// Database failures this process saw. A delayed job that came back during an outage and failed again
+    /// before its attempt was registered went back to a delay queue while its record could not be updated: its
+    /// record looks lost while the broker is doing its work. So no pass runs until the database has been
+    /// reachable for the whole grace period (the chaos run's first long pass sent five such jobs twice).
+    pub database_failures: Arc<LastFailure>,
 }
 
 fn job_properties(retry: &OverdueRetry) -> BasicProperties {
@@ -84,6 +91,9 @@ fn job_properties(retry: &OverdueRetry) -> BasicProperties {
 /// One pass: claims up to a batch of overdue retries, deletes the returned ones, sends the lost ones again.
 /// A broker failure ends the publishing early; what was not confirmed stays for the next pass.
 pub async fn sweep_once(pool: &Pool, channel: &Channel, target: &SweepTarget) -> Result<SweepPass, SweepError> {
+    if !target.database_failures.clear_for(target.grace) {
+        return Ok(SweepPass::default());
+    }
     let mut client = pool.get().await?;
     let batch = retries::claim_overdue(&mut client, target.grace, BATCH).await?;
     let mut settled: Vec<Uuid> = Vec::with_capacity(batch.retries.len());
@@ -137,7 +147,7 @@ pub async fn run(
     channel: Channel,
     target: SweepTarget,
     interval: Duration,
-    metrics: std::sync::Arc<Metrics>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<(), SweepError> {
     loop {
@@ -150,6 +160,7 @@ pub async fn run(
                     }
                 }
                 Err(error @ (SweepError::Database(_) | SweepError::Pool(_))) => {
+                    target.database_failures.mark();
                     warn!(error = %error, "retry sweep: database unavailable");
                     break;
                 }

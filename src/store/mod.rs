@@ -109,3 +109,54 @@ pub async fn ping(pool: &Pool) -> bool {
         Err(_) => false,
     }
 }
+
+/// When this process last saw the database fail. The retry sweep reads it: a delayed job that came back
+/// during an outage and failed again before its attempt was registered went back to a delay queue without its
+/// record being updated, so until the database has been reachable for the sweep's whole grace period, an
+/// overdue record may be stale rather than lost.
+#[derive(Debug, Default)]
+pub struct LastFailure {
+    /// Milliseconds since the Unix epoch; 0: never.
+    at_ms: std::sync::atomic::AtomicU64,
+}
+
+impl LastFailure {
+    pub fn mark(&self) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        self.at_ms.store(now.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long ago the last failure was seen (`None`: never).
+    pub fn elapsed(&self) -> Option<Duration> {
+        let at = self.at_ms.load(std::sync::atomic::Ordering::Relaxed);
+        (at != 0).then(|| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            now.saturating_sub(Duration::from_millis(at))
+        })
+    }
+
+    /// Whether the database has been reachable for at least `period` (as far as this process saw).
+    pub fn clear_for(&self, period: Duration) -> bool {
+        self.elapsed().is_none_or(|elapsed| elapsed >= period)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_is_clear_until_a_failure_and_again_a_period_after_it() {
+        let failures = LastFailure::default();
+        assert!(failures.clear_for(Duration::from_secs(3600)), "never failed");
+        failures.mark();
+        assert!(!failures.clear_for(Duration::from_secs(60)));
+        assert!(failures.clear_for(Duration::ZERO));
+        // A failure seen two minutes ago.
+        let two_minutes_ago =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap() - Duration::from_secs(120);
+        failures.at_ms.store(two_minutes_ago.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+        assert!(failures.clear_for(Duration::from_secs(60)));
+        assert!(!failures.clear_for(Duration::from_secs(300)));
+    }
+}

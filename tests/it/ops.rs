@@ -523,3 +523,59 @@ async fn the_retry_sweep_sends_a_lost_delayed_job_again_and_counts_it() {
     drop(client);
     app.stop().await;
 }
+
+/// While this process has seen the database fail within the grace period, the sweep judges nothing: a
+/// delayed job that came back during the outage and failed again before its attempt was registered went back
+/// to its delay queue with its record left behind, which would look lost. Once the database has been clear for
+/// the grace period, the same record is sent again.
+#[tokio::test]
+async fn the_retry_sweep_waits_out_a_recent_database_failure() {
+    use clerk_audit::outbox::resend::{SweepPass, SweepTarget, sweep_once};
+    use clerk_audit::store::LastFailure;
+    use clerk_audit::store::retries::{self, ScheduledRetry};
+
+    let app = crate::harness::spawn_env_with(|_| {}).await;
+    let project = project();
+    let instance = app.sandbox.instance(Scenario::Development).name.clone();
+    let key_ref = app.connect_scenario(&project, Scenario::Development).await;
+    let stranded = app.job(&project, &instance, key_ref);
+    let body = crate::harness::job_body(&stranded);
+    let client = app.pool.get().await.unwrap();
+    clerk_audit::store::scans::begin(&client, &stranded).await.unwrap();
+    let retry =
+        ScheduledRetry { scan_id: stranded.scan_id, attempt: 2, delay: Duration::ZERO, body: &body, traceparent: None };
+    retries::schedule(&client, &retry).await.unwrap();
+    // Overdue by more than the grace, and a database failure seen just now.
+    let grace = Duration::from_secs(1);
+    tokio::time::sleep(grace + Duration::from_millis(300)).await;
+    let channel = broker::confirm_channel(&app.broker).await.unwrap();
+    let failures = Arc::new(LastFailure::default());
+    failures.mark();
+    let target =
+        SweepTarget { jobs_queue: app.settings.amqp.jobs_queue.clone(), grace, database_failures: failures.clone() };
+    assert_eq!(sweep_once(&app.pool, &channel, &target).await.unwrap(), SweepPass::default());
+    let records: i64 = client.query_one("SELECT count(*) FROM scan_retries", &[]).await.unwrap().get(0);
+    assert_eq!(records, 1, "held: the record stays");
+    assert_eq!(jobs_waiting(&app).await, 0, "held: nothing was sent");
+
+    // The failure is older than the grace now: the record is judged, and sent again.
+    tokio::time::sleep(grace + Duration::from_millis(100)).await;
+    assert_eq!(sweep_once(&app.pool, &channel, &target).await.unwrap(), SweepPass { returned: 0, resent: 1 });
+    let records: i64 = client.query_one("SELECT count(*) FROM scan_retries", &[]).await.unwrap().get(0);
+    assert_eq!(records, 0);
+    assert_eq!(jobs_waiting(&app).await, 1, "the job is back in the jobs queue");
+    drop(client);
+    app.stop().await;
+}
+
+/// Messages ready in the test's jobs queue (passive declare).
+async fn jobs_waiting(app: &crate::harness::TestApp) -> u32 {
+    let channel = app.broker.create_channel().await.unwrap();
+    let options = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+    let declared = channel
+        .queue_declare(app.settings.amqp.jobs_queue.as_str().into(), options, FieldTable::default())
+        .await
+        .unwrap();
+    let _ = channel.close(200, "".into()).await;
+    declared.message_count()
+}

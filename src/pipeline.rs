@@ -49,6 +49,8 @@ pub struct Pipeline {
     /// When a database failure was last seen (a retry that could not be recorded; the supervisor's probe
     /// marks it too): the retry sweep holds off until the database has been reachable for its grace period.
     pub database_failures: Arc<crate::store::LastFailure>,
+    /// Retries that could not be recorded, until the sweep can postpone the scans' earlier records.
+    pub unrecorded_retries: Arc<retries::Unrecorded>,
     /// Woken after each commit so the outbox relay publishes at once.
     pub relay_wake: Arc<Notify>,
     /// The worker's Prometheus metrics (jobs are counted by the consumer).
@@ -188,6 +190,7 @@ impl Pipeline {
         .unwrap_or_else(|_| Err(JobError::transient(FailureReason::Internal, "database: no answer in time")));
         if let Err(error) = recorded {
             self.database_failures.mark();
+            self.unrecorded_retries.keep(retry.scan_id, std::time::SystemTime::now() + retry.delay);
             warn!(error = %error, "could not record the retry; only the delay queue will bring the job back");
         }
     }

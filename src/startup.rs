@@ -96,6 +96,7 @@ impl Application {
             max_attempts: settings.worker.max_attempts,
             retry_delay_secs: settings.worker.retry_delay_secs,
             database_failures: Arc::default(),
+            unrecorded_retries: Arc::default(),
             relay_wake: Arc::new(Notify::new()),
             metrics: metrics.clone(),
         });
@@ -248,6 +249,7 @@ impl Application {
                 jobs_queue: settings.amqp.jobs_queue.clone(),
                 grace: settings.retry_sweep_grace(),
                 database_failures: self.pipeline.database_failures.clone(),
+                unrecorded: self.pipeline.unrecorded_retries.clone(),
             },
             settings.retry_sweep_interval(),
             self.metrics.clone(),

@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::intake::broker::{ATTEMPT_HEADER, PublishError, confirmed, publish_mandatory, text_value, with_headers};
 use crate::ops::metrics::Metrics;
 use crate::store::LastFailure;
-use crate::store::retries::{self, OverdueRetry};
+use crate::store::retries::{self, OverdueRetry, Unrecorded};
 
 /// How many retries one pass claims.
 const BATCH: i64 = 100;
@@ -72,6 +72,10 @@ pub struct SweepTarget {
     /// record looks lost while the broker is doing its work. So no pass runs until the database has been
     /// reachable for the whole grace period (the chaos run's first long pass sent five such jobs twice).
     pub database_failures: Arc<LastFailure>,
+    /// Retries this process could not record: each pass first moves those scans' earlier records to the later
+    /// copies' due times, so that no replica takes a stale record for a lost one (the hold-off above only
+    /// covers this process; the second long chaos run sent 17 jobs twice that way).
+    pub unrecorded: Arc<Unrecorded>,
 }
 
 fn job_properties(retry: &OverdueRetry) -> BasicProperties {
@@ -91,6 +95,14 @@ fn job_properties(retry: &OverdueRetry) -> BasicProperties {
 /// One pass: claims up to a batch of overdue retries, deletes the returned ones, sends the lost ones again.
 /// A broker failure ends the publishing early; what was not confirmed stays for the next pass.
 pub async fn sweep_once(pool: &Pool, channel: &Channel, target: &SweepTarget) -> Result<SweepPass, SweepError> {
+    let unrecorded = target.unrecorded.take();
+    if !unrecorded.is_empty() {
+        let postponed = async { retries::postpone(&*pool.get().await?, &unrecorded).await.map_err(SweepError::from) };
+        if let Err(error) = postponed.await {
+            target.unrecorded.restore(unrecorded);
+            return Err(error);
+        }
+    }
     if !target.database_failures.clear_for(target.grace) {
         return Ok(SweepPass::default());
     }

@@ -7,7 +7,7 @@
 //! retry that was not returned is sent again. No statement of a job's normal path reads or writes this table:
 //! the row is written only when a job is delayed.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Transaction};
@@ -108,5 +108,89 @@ impl OverdueBatch<'_> {
             self.tx.execute("DELETE FROM scan_retries WHERE scan_id = ANY($1)", &[&settled]).await?;
         }
         self.tx.commit().await
+    }
+}
+
+/// The most retries kept while they cannot be recorded (a long database outage under load); beyond it the
+/// oldest are dropped, and their scans' records may be judged before the broker returns them (a duplicate).
+const UNRECORDED_CAP: usize = 100_000;
+
+/// Retries this process could not record (the database failed), kept in memory until it answers again. A
+/// scan's earlier record is then stale: the job came back and went to a delay queue again, but the record
+/// still shows the earlier due time and no attempt registered since, which looks lost. [`postpone`] moves
+/// such records to the later copy's due time before any replica judges them.
+#[derive(Debug, Default)]
+pub struct Unrecorded {
+    retries: std::sync::Mutex<Vec<(Uuid, SystemTime)>>,
+}
+
+impl Unrecorded {
+    /// Keeps a retry of `scan_id` whose delayed copy is due at `due`.
+    pub fn keep(&self, scan_id: Uuid, due: SystemTime) {
+        let mut retries = self.retries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if retries.len() >= UNRECORDED_CAP {
+            retries.remove(0);
+        }
+        retries.push((scan_id, due));
+    }
+
+    /// Takes every kept retry.
+    pub fn take(&self) -> Vec<(Uuid, SystemTime)> {
+        std::mem::take(&mut *self.retries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Puts back retries that could not be postponed yet.
+    pub fn restore(&self, retries: Vec<(Uuid, SystemTime)>) {
+        for (scan_id, due) in retries {
+            self.keep(scan_id, due);
+        }
+    }
+}
+
+/// Moves the records of these scans to at least the given due times (never earlier); answers how many records
+/// moved. A scan without a record is left alone.
+pub async fn postpone(client: &Client, retries: &[(Uuid, SystemTime)]) -> Result<u64, tokio_postgres::Error> {
+    // The latest due time per scan: an UPDATE ... FROM updates a row once, from any one matching source row.
+    let mut latest: std::collections::HashMap<Uuid, SystemTime> = std::collections::HashMap::new();
+    for (id, due) in retries {
+        let entry = latest.entry(*id).or_insert(*due);
+        *entry = (*entry).max(*due);
+    }
+    let now = SystemTime::now();
+    let ids: Vec<Uuid> = latest.keys().copied().collect();
+    // Seconds from now (negative: already due), so the database's clock places them.
+    let in_secs: Vec<f64> = ids
+        .iter()
+        .map(|id| match latest[id].duration_since(now) {
+            Ok(ahead) => ahead.as_secs_f64(),
+            Err(behind) => -behind.duration().as_secs_f64(),
+        })
+        .collect();
+    client
+        .execute(
+            "UPDATE scan_retries r SET due_at = greatest(r.due_at, now() + make_interval(secs => u.secs))
+               FROM unnest($1::uuid[], $2::float8[]) AS u(id, secs)
+              WHERE r.scan_id = u.id",
+            &[&ids, &in_secs],
+        )
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unrecorded_retries_are_taken_once_and_put_back_when_they_could_not_be_postponed() {
+        let unrecorded = Unrecorded::default();
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let due = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
+        unrecorded.keep(a, due);
+        unrecorded.keep(b, due);
+        let taken = unrecorded.take();
+        assert_eq!(taken, vec![(a, due), (b, due)]);
+        assert!(unrecorded.take().is_empty());
+        unrecorded.restore(taken.clone());
+        assert_eq!(unrecorded.take(), taken);
     }
 }

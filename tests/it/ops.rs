@@ -551,8 +551,12 @@ async fn the_retry_sweep_waits_out_a_recent_database_failure() {
     let channel = broker::confirm_channel(&app.broker).await.unwrap();
     let failures = Arc::new(LastFailure::default());
     failures.mark();
-    let target =
-        SweepTarget { jobs_queue: app.settings.amqp.jobs_queue.clone(), grace, database_failures: failures.clone() };
+    let target = SweepTarget {
+        jobs_queue: app.settings.amqp.jobs_queue.clone(),
+        grace,
+        database_failures: failures.clone(),
+        unrecorded: Arc::default(),
+    };
     assert_eq!(sweep_once(&app.pool, &channel, &target).await.unwrap(), SweepPass::default());
     let records: i64 = client.query_one("SELECT count(*) FROM scan_retries", &[]).await.unwrap().get(0);
     assert_eq!(records, 1, "held: the record stays");
@@ -564,6 +568,60 @@ async fn the_retry_sweep_waits_out_a_recent_database_failure() {
     let records: i64 = client.query_one("SELECT count(*) FROM scan_retries", &[]).await.unwrap().get(0);
     assert_eq!(records, 0);
     assert_eq!(jobs_waiting(&app).await, 1, "the job is back in the jobs queue");
+    drop(client);
+    app.stop().await;
+}
+
+/// A retry that could not be recorded leaves the scan's earlier record stale: the job went back to a delay
+/// queue, but the record shows the earlier due time and no attempt registered since. The next pass first moves
+/// that record to the later copy's due time, so no replica sends the job again before that copy can have come
+/// back; a record with nothing kept for it is judged as before.
+#[tokio::test]
+async fn the_retry_sweep_postpones_records_left_stale_by_retries_it_could_not_record() {
+    use std::time::SystemTime;
+
+    use clerk_audit::outbox::resend::{SweepPass, SweepTarget, sweep_once};
+    use clerk_audit::store::retries::{self, ScheduledRetry};
+
+    let app = crate::harness::spawn_env_with(|_| {}).await;
+    let project = project();
+    let instance = app.sandbox.instance(Scenario::Development).name.clone();
+    let key_ref = app.connect_scenario(&project, Scenario::Development).await;
+    let (stale, stranded) = (app.job(&project, &instance, key_ref), app.job(&project, &instance, key_ref));
+    let client = app.pool.get().await.unwrap();
+    for job in [&stale, &stranded] {
+        let body = crate::harness::job_body(job);
+        clerk_audit::store::scans::begin(&client, job).await.unwrap();
+        let retry =
+            ScheduledRetry { scan_id: job.scan_id, attempt: 2, delay: Duration::ZERO, body: &body, traceparent: None };
+        retries::schedule(&client, &retry).await.unwrap();
+    }
+    let grace = Duration::from_millis(500);
+    tokio::time::sleep(grace + Duration::from_millis(300)).await;
+    // `stale`'s job came back, failed again before registering its attempt, and was delayed for an hour; the
+    // database refused the new record. (Kept twice: the later due time counts.)
+    let target = SweepTarget {
+        jobs_queue: app.settings.amqp.jobs_queue.clone(),
+        grace,
+        database_failures: Arc::default(),
+        unrecorded: Arc::default(),
+    };
+    target.unrecorded.keep(stale.scan_id, SystemTime::now() + Duration::from_secs(60));
+    target.unrecorded.keep(stale.scan_id, SystemTime::now() + Duration::from_secs(3600));
+    let channel = broker::confirm_channel(&app.broker).await.unwrap();
+    assert_eq!(sweep_once(&app.pool, &channel, &target).await.unwrap(), SweepPass { returned: 0, resent: 1 });
+    assert!(target.unrecorded.take().is_empty(), "postponed, not kept");
+    let left: Vec<(Uuid, f64)> = client
+        .query("SELECT scan_id, extract(epoch FROM due_at - now())::float8 FROM scan_retries", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].0, stale.scan_id, "only the stranded job was sent again");
+    assert!((3500.0..=3600.0).contains(&left[0].1), "due in about an hour: {left:?}");
+    assert_eq!(jobs_waiting(&app).await, 1);
     drop(client);
     app.stop().await;
 }

@@ -526,45 +526,32 @@ async fn the_retry_sweep_sends_a_lost_delayed_job_again_and_counts_it() {
 
 /// While this process has seen the database fail within the grace period, the sweep judges nothing: a
 /// delayed job that came back during the outage and failed again before its attempt was registered went back
-/// to its delay queue with its record left behind, which would look lost. Once the database has been clear for
-/// the grace period, the same record is sent again.
+/// to its delay queue with its record left behind, which would look lost. With no recent failure, the same
+/// record is sent again. (When a failure stops counting as recent is `LastFailure`'s unit test.)
 #[tokio::test]
 async fn the_retry_sweep_waits_out_a_recent_database_failure() {
     use clerk_audit::outbox::resend::{SweepPass, SweepTarget, sweep_once};
     use clerk_audit::store::LastFailure;
-    use clerk_audit::store::retries::{self, ScheduledRetry};
 
     let app = crate::harness::spawn_env_with(|_| {}).await;
-    let project = project();
-    let instance = app.sandbox.instance(Scenario::Development).name.clone();
-    let key_ref = app.connect_scenario(&project, Scenario::Development).await;
-    let stranded = app.job(&project, &instance, key_ref);
-    let body = crate::harness::job_body(&stranded);
     let client = app.pool.get().await.unwrap();
-    clerk_audit::store::scans::begin(&client, &stranded).await.unwrap();
-    let retry =
-        ScheduledRetry { scan_id: stranded.scan_id, attempt: 2, delay: Duration::ZERO, body: &body, traceparent: None };
-    retries::schedule(&client, &retry).await.unwrap();
-    // Overdue by more than the grace, and a database failure seen just now.
-    let grace = Duration::from_secs(1);
-    tokio::time::sleep(grace + Duration::from_millis(300)).await;
+    overdue_records(&app, &client, 1).await;
     let channel = broker::confirm_channel(&app.broker).await.unwrap();
     let failures = Arc::new(LastFailure::default());
     failures.mark();
-    let target = SweepTarget {
+    let held = SweepTarget {
         jobs_queue: app.settings.amqp.jobs_queue.clone(),
-        grace,
-        database_failures: failures.clone(),
+        grace: SWEEP_GRACE,
+        database_failures: failures,
         unrecorded: Arc::default(),
     };
-    assert_eq!(sweep_once(&app.pool, &channel, &target).await.unwrap(), SweepPass::default());
+    assert_eq!(sweep_once(&app.pool, &channel, &held).await.unwrap(), SweepPass::default());
     let records: i64 = client.query_one("SELECT count(*) FROM scan_retries", &[]).await.unwrap().get(0);
     assert_eq!(records, 1, "held: the record stays");
     assert_eq!(jobs_waiting(&app).await, 0, "held: nothing was sent");
 
-    // The failure is older than the grace now: the record is judged, and sent again.
-    tokio::time::sleep(grace + Duration::from_millis(100)).await;
-    assert_eq!(sweep_once(&app.pool, &channel, &target).await.unwrap(), SweepPass { returned: 0, resent: 1 });
+    let clear = SweepTarget { database_failures: Arc::default(), ..held };
+    assert_eq!(sweep_once(&app.pool, &channel, &clear).await.unwrap(), SweepPass { returned: 0, resent: 1 });
     let records: i64 = client.query_one("SELECT count(*) FROM scan_retries", &[]).await.unwrap().get(0);
     assert_eq!(records, 0);
     assert_eq!(jobs_waiting(&app).await, 1, "the job is back in the jobs queue");
@@ -581,28 +568,16 @@ async fn the_retry_sweep_postpones_records_left_stale_by_retries_it_could_not_re
     use std::time::SystemTime;
 
     use clerk_audit::outbox::resend::{SweepPass, SweepTarget, sweep_once};
-    use clerk_audit::store::retries::{self, ScheduledRetry};
 
     let app = crate::harness::spawn_env_with(|_| {}).await;
-    let project = project();
-    let instance = app.sandbox.instance(Scenario::Development).name.clone();
-    let key_ref = app.connect_scenario(&project, Scenario::Development).await;
-    let (stale, stranded) = (app.job(&project, &instance, key_ref), app.job(&project, &instance, key_ref));
     let client = app.pool.get().await.unwrap();
-    for job in [&stale, &stranded] {
-        let body = crate::harness::job_body(job);
-        clerk_audit::store::scans::begin(&client, job).await.unwrap();
-        let retry =
-            ScheduledRetry { scan_id: job.scan_id, attempt: 2, delay: Duration::ZERO, body: &body, traceparent: None };
-        retries::schedule(&client, &retry).await.unwrap();
-    }
-    let grace = Duration::from_millis(500);
-    tokio::time::sleep(grace + Duration::from_millis(300)).await;
+    let jobs = overdue_records(&app, &client, 2).await;
+    let (stale, stranded) = (&jobs[0], &jobs[1]);
     // `stale`'s job came back, failed again before registering its attempt, and was delayed for an hour; the
     // database refused the new record. (Kept twice: the later due time counts.)
     let target = SweepTarget {
         jobs_queue: app.settings.amqp.jobs_queue.clone(),
-        grace,
+        grace: SWEEP_GRACE,
         database_failures: Arc::default(),
         unrecorded: Arc::default(),
     };
@@ -618,12 +593,38 @@ async fn the_retry_sweep_postpones_records_left_stale_by_retries_it_could_not_re
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect();
-    assert_eq!(left.len(), 1, "{left:?}");
-    assert_eq!(left[0].0, stale.scan_id, "only the stranded job was sent again");
+    assert_eq!(left, vec![(stale.scan_id, left[0].1)], "only {} was sent again", stranded.scan_id);
     assert!((3500.0..=3600.0).contains(&left[0].1), "due in about an hour: {left:?}");
     assert_eq!(jobs_waiting(&app).await, 1);
     drop(client);
     app.stop().await;
+}
+
+/// The grace of the sweeps in these tests; [`overdue_records`] are due an hour before now.
+const SWEEP_GRACE: Duration = Duration::from_secs(60);
+
+/// `n` scans whose first attempt began and whose retry record is an hour past due, with no attempt since: what
+/// a broker that lost the delayed copies leaves behind.
+async fn overdue_records(
+    app: &crate::harness::TestApp,
+    client: &deadpool_postgres::Client,
+    n: usize,
+) -> Vec<clerk_audit::intake::job::ScanJob> {
+    use clerk_audit::store::retries::{self, ScheduledRetry};
+
+    let project = project();
+    let instance = app.sandbox.instance(Scenario::Development).name.clone();
+    let key_ref = app.connect_scenario(&project, Scenario::Development).await;
+    let jobs: Vec<_> = (0..n).map(|_| app.job(&project, &instance, key_ref)).collect();
+    for job in &jobs {
+        let body = crate::harness::job_body(job);
+        clerk_audit::store::scans::begin(client, job).await.unwrap();
+        let retry =
+            ScheduledRetry { scan_id: job.scan_id, attempt: 2, delay: Duration::ZERO, body: &body, traceparent: None };
+        retries::schedule(client, &retry).await.unwrap();
+    }
+    client.execute("UPDATE scan_retries SET due_at = now() - interval '1 hour'", &[]).await.unwrap();
+    jobs
 }
 
 /// Messages ready in the test's jobs queue (passive declare).

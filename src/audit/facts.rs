@@ -262,11 +262,19 @@ fn shown_of(parsed: Option<url::Url>, raw: &str) -> String {
     if let Some(mut url) = parsed
         && url.has_host()
     {
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        url.set_query(None);
-        url.set_fragment(None);
-        return url.to_string();
+        // Each setter rewrites the serialization, so only the parts present are removed; most endpoint URLs
+        // have none, and their serialization is taken as it is (an app can list hundreds).
+        if !url.username().is_empty() || url.password().is_some() {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+        }
+        if url.query().is_some() {
+            url.set_query(None);
+        }
+        if url.fragment().is_some() {
+            url.set_fragment(None);
+        }
+        return url.into();
     }
     let cut = raw.find(['?', '#']).map_or(raw, |at| &raw[..at]);
     let (scheme, rest) = match cut.find("://") {
@@ -309,6 +317,9 @@ pub fn route_matches(route: &str, path: &str) -> bool {
 
 /// Decodes `%XX` escapes (a `+` stays a `+`); invalid escapes are kept as they are.
 pub fn percent_decode(text: &str) -> String {
+    if !text.contains('%') {
+        return text.to_owned();
+    }
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -324,7 +335,7 @@ pub fn percent_decode(text: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
 }
 
 #[cfg(test)]
@@ -349,6 +360,9 @@ mod tests {
             ("https://user:pa55@acme.com:8443/hook?token=t0k#frag", "https://acme.com:8443/hook"),
             ("https://user@acme.com/hook?", "https://acme.com/hook"),
             ("https://acme.com?token=t0k", "https://acme.com/"),
+            ("https://acme.com/hook#t0k", "https://acme.com/hook"),
+            ("https://:pa55@acme.com/hook", "https://acme.com/hook"),
+            ("HTTPS://ACME.com:443/Hook", "https://acme.com/Hook"),
             // Does not parse (bad port): cut by hand.
             ("https://user:pa55@acme.com:99999/hook?token=t0k", "https://acme.com:99999/hook"),
             ("user:pa55@acme.com/hook#t0k", "acme.com/hook"),
@@ -429,6 +443,9 @@ mod tests {
         assert_eq!(percent_decode("a%2Bb+c%3D%3d"), "a+b+c==");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("/plain/path"), "/plain/path");
+        assert_eq!(percent_decode("/caf%C3%A9"), "/caf\u{e9}");
+        assert_eq!(percent_decode("/bad%FFbyte"), "/bad\u{fffd}byte");
     }
 }
 

@@ -373,7 +373,9 @@ async fn measure_worker(
 }
 
 /// The floor: consume -> one transaction (a row and an outbox-like row) -> confirmed publish -> ack, with
-/// `in_flight` messages outstanding, closed loop, on the run's broker and database.
+/// `in_flight` messages outstanding, closed loop, on the run's broker and database. A floor job is complete
+/// when its event is received and acked here, as a scan is complete when the worker run's capture consumer
+/// receives its event: both sides carry the same harness work per job (the event's consume and ack).
 async fn measure_floor(
     rig: &Rig,
     servers: &ServerProcesses,
@@ -410,7 +412,15 @@ async fn measure_floor(
         .await?;
     let confirms = broker::confirm_channel(&connection).await?;
     let publisher = broker::confirm_channel(&connection).await?;
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+    let events_channel = connection.create_channel().await?;
+    let mut floor_events = events_channel
+        .basic_consume(
+            events.as_str().into(),
+            "floor events".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
 
     let worker = {
         let pool = pool.clone();
@@ -420,7 +430,6 @@ async fn measure_floor(
                 let pool = pool.clone();
                 let confirms = confirms.clone();
                 let events = events.clone();
-                let done_tx = done_tx.clone();
                 tokio::spawn(async move {
                     let result: anyhow::Result<()> = async {
                         let body: serde_json::Value = serde_json::from_slice(&delivery.data)?;
@@ -446,9 +455,6 @@ async fn measure_floor(
                             .execute("UPDATE bench_floor_outbox SET sent_at = now() WHERE id = $1", &[&id])
                             .await?;
                         delivery.acker.ack(BasicAckOptions::default()).await?;
-                        let sent: i64 = body["sent"].as_i64().unwrap_or_default();
-                        let now = chrono::Utc::now().timestamp_micros();
-                        let _ = done_tx.send(Duration::from_micros((now - sent).max(0) as u64));
                         Ok(())
                     }
                     .await;
@@ -481,11 +487,15 @@ async fn measure_floor(
     }
     let mut latencies = Vec::with_capacity(jobs);
     while latencies.len() < jobs {
-        let latency = tokio::time::timeout(Duration::from_secs(60), done_rx.recv())
+        let event = tokio::time::timeout(Duration::from_secs(60), floor_events.next())
             .await
-            .context("floor: no completion for 60 s")?
-            .context("floor: consumer ended")?;
-        latencies.push(latency);
+            .context("floor: no event for 60 s")?
+            .context("floor: event stream closed")??;
+        event.acker.ack(BasicAckOptions::default()).await?;
+        let now = chrono::Utc::now().timestamp_micros();
+        let body: serde_json::Value = serde_json::from_slice(&event.data)?;
+        let sent = body["sent"].as_i64().unwrap_or_default();
+        latencies.push(Duration::from_micros((now - sent).max(0) as u64));
         if published < jobs {
             publish()?;
             published += 1;

@@ -118,11 +118,15 @@ where
         LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer).with_filter(log_filter).boxed(),
     };
     // Busy/idle times and thread names are off: they cost two clock reads at every poll of an instrumented
-    // future (many per job), and a work-stealing runtime's thread says nothing about a span.
+    // future (many per job), and a work-stealing runtime's thread says nothing about a span. Context
+    // activation is off too: it clones the span's OpenTelemetry context into a thread-local at every poll,
+    // for instrumentation that reads `opentelemetry::Context::current()`, and nothing here does (a span's
+    // context is read from the span itself, see [`traceparent`]; parents come from the tracing tree).
     let otel_layer = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(SERVICE_NAME))
         .with_tracked_inactivity(false)
         .with_threads(false)
+        .with_context_activation(false)
         .with_filter(filter_fn(|metadata| {
             let lowest = if metadata.is_span() { Level::DEBUG } else { Level::INFO };
             *metadata.level() <= lowest && metadata.target().starts_with(CRATE_TARGET)
@@ -296,6 +300,22 @@ mod tests {
                 .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
                 .collect()
         }
+    }
+
+    #[test]
+    fn entering_a_span_does_not_activate_its_opentelemetry_context() {
+        use opentelemetry::trace::TraceContextExt as _;
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = subscriber_with_provider(LogFormat::Json, "clerk_audit=info", Lines::default(), &provider);
+        tracing::subscriber::with_default(subscriber, || {
+            let job = tracing::info_span!("job", trace_id = tracing::field::Empty);
+            let _job = job.enter();
+            // The span has its context, read from the span itself ...
+            assert!(traceparent(&job).is_some());
+            // ... and entering it (at every poll of a job) did not copy that context into the thread-local
+            // one, which nothing here reads.
+            assert!(!opentelemetry::Context::current().has_active_span());
+        });
     }
 
     #[test]

@@ -20,6 +20,7 @@ use clerk_audit::intake::job::{InstanceName, ProjectId, ScanJob};
 use clerk_audit::retry::RetryPolicy;
 use clerk_audit::startup::Application;
 use clerk_audit::store as db;
+use clerk_audit_loadgen::scratch;
 use clerk_audit_sandbox::{self as sandbox, Sandbox, SandboxConfig, Scenario};
 use deadpool_postgres::Pool;
 use futures::StreamExt;
@@ -64,6 +65,9 @@ fn ensure_aws_env() {
     });
 }
 
+/// The names of the tests' databases (see [`clerk_audit_loadgen::scratch`]).
+pub const SCRATCH_PREFIX: &str = "clerk_audit_test_";
+
 /// Creates an empty database named after the test run and answers its URL.
 pub async fn fresh_database() -> String {
     let admin = admin_database_url();
@@ -71,7 +75,12 @@ pub async fn fresh_database() -> String {
         .await
         .expect("connect to PostgreSQL (run scripts/services.sh)");
     tokio::spawn(connection);
-    let name = format!("clerk_audit_test_{}", Uuid::new_v4().simple());
+    // Once per test binary: the databases of earlier runs that panicked before dropping theirs.
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SWEPT.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        scratch::drop_stale(&client, SCRATCH_PREFIX, std::time::SystemTime::now()).await;
+    }
+    let name = scratch::name(SCRATCH_PREFIX, std::time::SystemTime::now());
     client.execute(&format!("CREATE DATABASE {name}"), &[]).await.expect("create test database");
     let mut url = url::Url::parse(&admin).expect("admin URL");
     url.set_path(&format!("/{name}"));

@@ -164,6 +164,36 @@ async fn drop_database(url: &str, pool: deadpool_postgres::Pool) {
     client().await.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[]).await.unwrap();
 }
 
+/// A scratch database older than the stale age is dropped by the next run; a young one (a run still going)
+/// and one of another prefix or an unreadable name are not.
+#[tokio::test]
+async fn scratch_databases_left_behind_are_dropped_and_others_kept() {
+    use clerk_audit_loadgen::scratch;
+    use std::time::{Duration, SystemTime};
+    const PREFIX: &str = "clerk_audit_scratchtest_";
+    let admin = client().await;
+    let now = SystemTime::now();
+    let stale = scratch::name(PREFIX, now - scratch::STALE_AFTER - Duration::from_secs(60));
+    let young = scratch::name(PREFIX, now - scratch::STALE_AFTER + Duration::from_secs(600));
+    let unreadable = format!("{PREFIX}{}", uuid::Uuid::new_v4().simple());
+    let other = scratch::name("clerk_audit_otherscratch_", now - 2 * scratch::STALE_AFTER);
+    for name in [&stale, &young, &unreadable, &other] {
+        admin.execute(&format!("CREATE DATABASE {name}"), &[]).await.unwrap();
+    }
+    let exists = async |name: &str| {
+        admin.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await.unwrap().is_some()
+    };
+
+    let dropped = scratch::drop_stale(&admin, PREFIX, now).await;
+
+    assert_eq!(dropped, vec![stale.clone()]);
+    assert!(!exists(&stale).await);
+    for kept in [&young, &unreadable, &other] {
+        assert!(exists(kept).await, "{kept} was dropped");
+        admin.execute(&format!("DROP DATABASE {kept} WITH (FORCE)"), &[]).await.unwrap();
+    }
+}
+
 /// Retention deletes published rows older than the period, in batches, and never an unpublished row.
 #[tokio::test]
 async fn outbox_retention_deletes_old_published_rows_only() {

@@ -20,6 +20,9 @@ use lapin::{BasicProperties, Channel, Connection};
 use secrecy::SecretString;
 use uuid::Uuid;
 
+/// The names of the runs' scratch databases (see [`crate::scratch`]).
+pub const SCRATCH_PREFIX: &str = "clerk_audit_load_";
+
 /// The repository's `config/` directory (the worker reads its files from there).
 pub fn config_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config")
@@ -87,11 +90,12 @@ impl Rig {
         sandbox.set_recording(false);
         let kms = clerk_audit_sandbox::start_kms(std::net::Ipv4Addr::LOCALHOST.into(), 0).await?;
 
-        let database_name = format!("clerk_audit_load_{}", Uuid::new_v4().simple());
+        let database_name = crate::scratch::name(SCRATCH_PREFIX, std::time::SystemTime::now());
         let (admin, connection) = tokio_postgres::connect(&endpoints.admin_database_url, tokio_postgres::NoTls)
             .await
             .context("connect to PostgreSQL")?;
         tokio::spawn(connection);
+        crate::scratch::drop_stale(&admin, SCRATCH_PREFIX, std::time::SystemTime::now()).await;
         admin.execute(&format!("CREATE DATABASE {database_name}"), &[]).await?;
         let mut database_url = url::Url::parse(&endpoints.admin_database_url)?;
         database_url.set_path(&format!("/{database_name}"));

@@ -121,7 +121,7 @@ const UNRECORDED_CAP: usize = 100_000;
 /// such records to the later copy's due time before any replica judges them.
 #[derive(Debug, Default)]
 pub struct Unrecorded {
-    retries: std::sync::Mutex<Vec<(Uuid, SystemTime)>>,
+    retries: std::sync::Mutex<std::collections::VecDeque<(Uuid, SystemTime)>>,
 }
 
 impl Unrecorded {
@@ -129,14 +129,14 @@ impl Unrecorded {
     pub fn keep(&self, scan_id: Uuid, due: SystemTime) {
         let mut retries = self.retries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if retries.len() >= UNRECORDED_CAP {
-            retries.remove(0);
+            retries.pop_front();
         }
-        retries.push((scan_id, due));
+        retries.push_back((scan_id, due));
     }
 
     /// Takes every kept retry.
     pub fn take(&self) -> Vec<(Uuid, SystemTime)> {
-        std::mem::take(&mut *self.retries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+        std::mem::take(&mut *self.retries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())).into()
     }
 
     /// Puts back retries that could not be postponed yet.
@@ -192,5 +192,18 @@ mod tests {
         assert!(unrecorded.take().is_empty());
         unrecorded.restore(taken.clone());
         assert_eq!(unrecorded.take(), taken);
+    }
+
+    #[test]
+    fn past_the_cap_the_oldest_unrecorded_retry_is_dropped() {
+        let unrecorded = Unrecorded::default();
+        let due = SystemTime::UNIX_EPOCH;
+        for n in 0..=UNRECORDED_CAP as u128 {
+            unrecorded.keep(Uuid::from_u128(n), due);
+        }
+        let kept = unrecorded.take();
+        assert_eq!(kept.len(), UNRECORDED_CAP);
+        assert_eq!(kept.first(), Some(&(Uuid::from_u128(1), due)));
+        assert_eq!(kept.last(), Some(&(Uuid::from_u128(UNRECORDED_CAP as u128), due)));
     }
 }

@@ -5,12 +5,16 @@
 # worker's own work (user space only: the kernel's share is not counted). Under valgrind the CPU's SHA
 # extensions are hidden, so KMS request signing counts more than it costs natively.
 #
-# Usage: scripts/instructions.sh [--jobs N] [--http1] [--top N]
+# Usage: scripts/instructions.sh [--jobs N] [--http1] [--log-filter F] [--top N]
 #   --jobs N   jobs in the run (default 1,000; the worker runs about 40 scans/s under valgrind)
 #   --http1    HTTP/1.1 to the sandbox instead of h2c (as clerk-audit-bench)
-#   --top N    also list the crate's N functions with the most inclusive instructions (default 0)
-# Prints the total and the instructions per scan (the worker's start included, spread over the jobs); keeps
-# the callgrind profile for callgrind_annotate.
+#   --log-filter F  the worker's RUST_LOG (default info, production's level; as clerk-audit-bench)
+#   --top N    also list the crate's N functions with the most inclusive instructions, and the N functions
+#              and crates that allocate most (default 0)
+# Prints the total and the instructions per scan (the worker's start included, spread over the jobs), and the
+# heap allocations per scan (scripts/lib/callgrind_allocs.py: counted from the same profile's calls into the
+# allocator; with --top N, by the worker's function and by crate); keeps the callgrind profile for
+# callgrind_annotate.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -26,6 +30,7 @@ while [[ $# -gt 0 ]]; do
     --jobs) jobs="$2"; shift 2 ;;
     --top) top="$2"; shift 2 ;;
     --http1) bench_args+=(--http1); shift ;;
+    --log-filter) bench_args+=(--log-filter "$2"); shift 2 ;;
     -h | --help)
         sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
         exit 0
@@ -52,10 +57,17 @@ note "${build[*]}"
 out_dir="$(state_dir)/instructions-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$out_dir"
 worker="$(realpath "$CARGO_TARGET_DIR/release/clerk-audit")"
+# Each allocator entry point once per chain of its callers, so that scripts/lib/callgrind_allocs.py can charge
+# an allocation to the worker's function that caused it (a chain costs a little memory in valgrind, no
+# instructions in the worker).
+separate=()
+for entry in _rjem_malloc _rjem_mallocx _rjem_calloc _rjem_realloc _rjem_rallocx malloc calloc realloc; do
+    separate+=("--separate-callers16=$entry")
+done
 # The driver starts the worker through this wrapper, so the process it measures is the one under valgrind.
 cat >"$out_dir/worker.sh" <<EOF
 #!/usr/bin/env bash
-exec valgrind --tool=callgrind --callgrind-out-file="$out_dir/callgrind.out" "$worker" "\$@" 2>>"$out_dir/valgrind.log"
+exec valgrind --tool=callgrind --callgrind-out-file="$out_dir/callgrind.out" ${separate[*]} "$worker" "\$@" 2>>"$out_dir/valgrind.log"
 EOF
 chmod +x "$out_dir/worker.sh"
 
@@ -67,8 +79,10 @@ total="$(callgrind_annotate "$out_dir/callgrind.out" 2>/dev/null | awk '/PROGRAM
 [[ -n "$total" ]] || die "no callgrind totals in $out_dir (see valgrind.log there)"
 printf 'instructions:           %s\n' "$total"
 printf 'instructions per scan:  %s\n' "$((total / jobs))"
+have python3 && python3 scripts/lib/callgrind_allocs.py "$out_dir/callgrind.out" "$jobs" "$top"
 printf 'profile:                %s\n' "$out_dir/callgrind.out"
 if [[ "$top" -gt 0 ]]; then
+    echo "the worker's functions with the most inclusive instructions (top $top):"
     callgrind_annotate --inclusive=yes "$out_dir/callgrind.out" 2>/dev/null |
         grep -E '^ *[0-9,]+ \( *[0-9.]+%\)  .*clerk_audit::' | grep -v "'" | head -n "$top"
 fi

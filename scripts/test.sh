@@ -32,3 +32,8 @@ fi
 
 echo "==> cargo test --workspace --locked --all-targets ($(cargo --version))"
 cargo test --workspace --locked --all-targets
+
+# The benchmark's own tooling that no cargo test covers (scripts/instructions.sh counts allocations with it).
+# python3 is there: the KMS stand-in (moto) above runs on it.
+echo "==> scripts/lib/callgrind_allocs.py --self-test"
+python3 scripts/lib/callgrind_allocs.py --self-test

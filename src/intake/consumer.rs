@@ -50,7 +50,6 @@ pub enum ConsumeEnd {
 }
 
 /// Settles deliveries on the broker.
-#[derive(Clone)]
 struct Settler {
     publisher: Channel,
     amqp: AmqpSettings,
@@ -158,12 +157,14 @@ pub async fn consume(
     };
     info!(queue = %settings.amqp.jobs_queue, concurrency, "consuming jobs");
 
-    let settler = Settler {
+    // Shared by the job tasks: cloning the settings' strings for every delivery was a handful of allocations
+    // per job.
+    let settler = Arc::new(Settler {
         publisher,
         amqp: settings.amqp.clone(),
         retry_delay_secs: settings.worker.retry_delay_secs,
         max_attempts: settings.worker.max_attempts,
-    };
+    });
     let permits = Arc::new(Semaphore::new(usize::from(concurrency)));
     let mut in_flight = JoinSet::new();
     let end = loop {

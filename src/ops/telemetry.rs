@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::IsTerminal as _;
 
 use anyhow::Context as _;
 use opentelemetry::propagation::TextMapPropagator;
@@ -115,7 +116,13 @@ where
             .with_writer(writer)
             .with_filter(log_filter)
             .boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer).with_filter(log_filter).boxed(),
+        // Colours only for a person at a terminal: the process logs to stderr, and escape codes in a file or a
+        // collector's pipe are noise to whoever reads it.
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(writer)
+            .with_filter(log_filter)
+            .boxed(),
     };
     // Busy/idle times and thread names are off: they cost two clock reads at every poll of an instrumented
     // future (many per job), and a work-stealing runtime's thread says nothing about a span. Context
@@ -398,6 +405,22 @@ mod tests {
         let lines = lines.json();
         assert_eq!(lines.len(), 1, "{lines:#?}");
         assert_eq!(lines[0]["scan_id"], "s-2");
+    }
+
+    #[test]
+    fn text_lines_are_coloured_only_when_stderr_is_a_terminal() {
+        let lines = Lines::default();
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = subscriber_with_provider(LogFormat::Text, "info", lines.clone(), &provider);
+        tracing::subscriber::with_default(subscriber, || {
+            let job = tracing::info_span!("job", scan_id = "s-4");
+            let _job = job.enter();
+            tracing::warn!(attempt = 2, "in the job");
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("scan_id") && text.contains("in the job"), "{text}");
+        // Under CI (and `cargo test` into a pipe) stderr is not a terminal: no escape codes.
+        assert_eq!(text.contains('\x1b'), std::io::IsTerminal::is_terminal(&std::io::stderr()), "{text:?}");
     }
 
     #[test]

@@ -171,12 +171,22 @@ async fn scratch_databases_left_behind_are_dropped_and_others_kept() {
     use clerk_audit_loadgen::scratch;
     use std::time::{Duration, SystemTime};
     const PREFIX: &str = "clerk_audit_scratchtest_";
+    const OTHER_PREFIX: &str = "clerk_audit_otherscratch_";
     let admin = client().await;
+    // What an earlier run of this test left when it failed midway: only this test uses these prefixes, and
+    // its names are made to look old, so the sweeps of the other prefixes never reach them.
+    for prefix in [PREFIX, OTHER_PREFIX] {
+        let pattern = format!("{}%", prefix.replace('_', "\\_"));
+        for row in admin.query("SELECT datname FROM pg_database WHERE datname LIKE $1", &[&pattern]).await.unwrap() {
+            let name: String = row.get(0);
+            admin.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[]).await.unwrap();
+        }
+    }
     let now = SystemTime::now();
     let stale = scratch::name(PREFIX, now - scratch::STALE_AFTER - Duration::from_secs(60));
     let young = scratch::name(PREFIX, now - scratch::STALE_AFTER + Duration::from_secs(600));
     let unreadable = format!("{PREFIX}{}", uuid::Uuid::new_v4().simple());
-    let other = scratch::name("clerk_audit_otherscratch_", now - 2 * scratch::STALE_AFTER);
+    let other = scratch::name(OTHER_PREFIX, now - 2 * scratch::STALE_AFTER);
     for name in [&stale, &young, &unreadable, &other] {
         admin.execute(&format!("CREATE DATABASE {name}"), &[]).await.unwrap();
     }

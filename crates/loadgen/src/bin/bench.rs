@@ -72,6 +72,10 @@ struct Args {
     /// The worker binary (default: target/release/clerk-audit).
     #[arg(long)]
     worker_bin: Option<PathBuf>,
+    /// The worker's `RUST_LOG`. The default is production's level (one INFO line per job, in production's
+    /// JSON format); `warn` leaves out the lines a deployed worker writes, to see what they cost.
+    #[arg(long, default_value = "info")]
+    log_filter: String,
     /// PostgreSQL URL with rights to create a database.
     #[arg(long, env = "CLERK_AUDIT_TEST_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     database_url: String,
@@ -141,9 +145,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // A fixed ops port, to read the worker's own per-stage timings from `/metrics`.
     let ops_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let mut env = worker_env(&rig.settings, &rig::config_dir());
-    env.retain(|(key, _)| key != "CLERK_AUDIT_OPS__LISTEN");
+    // Production's log format (JSON lines), so the run pays what a deployed worker pays for its log layer.
+    env.retain(|(key, _)| key != "CLERK_AUDIT_OPS__LISTEN" && key != "CLERK_AUDIT_TELEMETRY__LOG_FORMAT");
     env.push(("CLERK_AUDIT_OPS__LISTEN".to_owned(), format!("127.0.0.1:{ops_port}")));
-    let spec = WorkerSpec { binary, env, log_filter: "warn".to_owned(), log_dir: log_dir.clone() };
+    env.push(("CLERK_AUDIT_TELEMETRY__LOG_FORMAT".to_owned(), "json".to_owned()));
+    let spec = WorkerSpec { binary, env, log_filter: args.log_filter.clone(), log_dir: log_dir.clone() };
 
     let servers = {
         use secrecy::ExposeSecret as _;

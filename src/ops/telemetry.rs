@@ -237,7 +237,7 @@ where
                 line.insert("spans".into(), Value::String(names.join(">")));
             }
         }
-        let mut visitor = JsonVisitor(Map::new());
+        let mut visitor = JsonFieldVisitor(Map::new());
         event.record(&mut visitor);
         line.extend(visitor.0);
         let text = serde_json::to_string(&Value::Object(line)).map_err(|_| fmt::Error)?;
@@ -254,9 +254,7 @@ pub struct SpanFieldsJson;
 
 impl<'writer> FormatFields<'writer> for SpanFieldsJson {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'writer>, fields: R) -> fmt::Result {
-        let mut members = JsonMembers::default();
-        fields.record(&mut members);
-        write!(writer, "{{{}}}", members.text())
+        write!(writer, "{{{}}}", JsonMembers::of(|visitor| fields.record(visitor)))
     }
 
     fn add_fields(
@@ -264,9 +262,7 @@ impl<'writer> FormatFields<'writer> for SpanFieldsJson {
         current: &'writer mut FormattedFields<Self>,
         fields: &tracing::span::Record<'_>,
     ) -> fmt::Result {
-        let mut members = JsonMembers::default();
-        fields.record(&mut members);
-        let added = members.text();
+        let added = JsonMembers::of(|visitor| fields.record(visitor));
         if added.is_empty() {
             return Ok(());
         }
@@ -284,76 +280,68 @@ impl<'writer> FormatFields<'writer> for SpanFieldsJson {
     }
 }
 
-/// Writes fields as the members of a JSON object, `"name":value,...` without the braces, as
-/// tracing-subscriber's JSON formatter renders them (numbers and booleans as such, anything else as a string).
+/// Renders each field of a span or event as JSON, the one place that decides how a field type looks in
+/// a log line (numbers and booleans as such, anything else as a string), and hands it to `S`.
+struct JsonFieldVisitor<S>(S);
+
+/// Where [`JsonFieldVisitor`] puts each rendered field.
+trait JsonSink {
+    fn put<T: serde::Serialize + ?Sized>(&mut self, name: &str, value: &T);
+}
+
+impl<S: JsonSink> Visit for JsonFieldVisitor<S> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.put(field.name(), &format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.put(field.name(), value);
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.put(field.name(), &value);
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.put(field.name(), &value);
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.put(field.name(), &value);
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.put(field.name(), &value);
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.0.put(field.name(), &value.to_string());
+    }
+}
+
+/// An event's fields, merged over its spans' in [`FlatJson`].
+impl JsonSink for Map<String, Value> {
+    fn put<T: serde::Serialize + ?Sized>(&mut self, name: &str, value: &T) {
+        self.insert(name.to_owned(), serde_json::to_value(value).unwrap_or(Value::Null));
+    }
+}
+
+/// A span's fields as the members of a JSON object, `"name":value,...` without the braces.
 #[derive(Default)]
 struct JsonMembers(Vec<u8>);
 
 impl JsonMembers {
-    fn member<T: serde::Serialize + ?Sized>(&mut self, field: &Field, value: &T) {
+    fn of(fields: impl FnOnce(&mut JsonFieldVisitor<JsonMembers>)) -> String {
+        let mut visitor = JsonFieldVisitor(JsonMembers::default());
+        fields(&mut visitor);
+        // serde_json writes UTF-8.
+        String::from_utf8(visitor.0.0).unwrap_or_default()
+    }
+}
+
+impl JsonSink for JsonMembers {
+    fn put<T: serde::Serialize + ?Sized>(&mut self, name: &str, value: &T) {
         if !self.0.is_empty() {
             self.0.push(b',');
         }
         // A name and a plain value into a Vec: serialization cannot fail.
-        let _ = serde_json::to_writer(&mut self.0, field.name());
+        let _ = serde_json::to_writer(&mut self.0, name);
         self.0.push(b':');
         let _ = serde_json::to_writer(&mut self.0, value);
-    }
-
-    fn text(self) -> String {
-        // serde_json writes UTF-8.
-        String::from_utf8(self.0).unwrap_or_default()
-    }
-}
-
-impl Visit for JsonMembers {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.member(field, &format!("{value:?}"));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.member(field, value);
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.member(field, &value);
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.member(field, &value);
-    }
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.member(field, &value);
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.member(field, &value);
-    }
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.member(field, &value.to_string());
-    }
-}
-
-/// Collects an event's fields as JSON values.
-struct JsonVisitor(Map<String, Value>);
-
-impl Visit for JsonVisitor {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().to_owned(), Value::String(format!("{value:?}")));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), Value::String(value.to_owned()));
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
-    }
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
-    }
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0.insert(field.name().to_owned(), Value::String(value.to_string()));
     }
 }
 

@@ -176,11 +176,7 @@ async fn scratch_databases_left_behind_are_dropped_and_others_kept() {
     // What an earlier run of this test left when it failed midway: only this test uses these prefixes, and
     // its names are made to look old, so the sweeps of the other prefixes never reach them.
     for prefix in [PREFIX, OTHER_PREFIX] {
-        let pattern = format!("{}%", prefix.replace('_', "\\_"));
-        for row in admin.query("SELECT datname FROM pg_database WHERE datname LIKE $1", &[&pattern]).await.unwrap() {
-            let name: String = row.get(0);
-            admin.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[]).await.unwrap();
-        }
+        scratch::drop_all(&admin, prefix).await;
     }
     let now = SystemTime::now();
     let stale = scratch::name(PREFIX, now - scratch::STALE_AFTER - Duration::from_secs(60));

@@ -29,6 +29,19 @@ pub fn created_at(name: &str, prefix: &str) -> Option<SystemTime> {
 /// Drops the scratch databases of `prefix` created more than [`STALE_AFTER`] before `now`; answers their
 /// names. Best effort: a database that cannot be dropped is left for the next run.
 pub async fn drop_stale(admin: &tokio_postgres::Client, prefix: &str, now: SystemTime) -> Vec<String> {
+    drop_where(admin, prefix, |name| {
+        created_at(name, prefix).is_some_and(|created| now.duration_since(created).is_ok_and(|age| age > STALE_AFTER))
+    })
+    .await
+}
+
+/// Drops every database whose name starts with `prefix`, whatever its age: only for a prefix that one caller
+/// alone uses and never concurrently (a test's own); answers their names.
+pub async fn drop_all(admin: &tokio_postgres::Client, prefix: &str) -> Vec<String> {
+    drop_where(admin, prefix, |_| true).await
+}
+
+async fn drop_where(admin: &tokio_postgres::Client, prefix: &str, drop: impl Fn(&str) -> bool) -> Vec<String> {
     let pattern = format!("{}%", prefix.replace('_', "\\_"));
     let Ok(rows) = admin.query("SELECT datname FROM pg_database WHERE datname LIKE $1", &[&pattern]).await else {
         return Vec::new();
@@ -36,10 +49,12 @@ pub async fn drop_stale(admin: &tokio_postgres::Client, prefix: &str, now: Syste
     let mut dropped = Vec::new();
     for row in rows {
         let name: String = row.get(0);
-        let stale = created_at(&name, prefix)
-            .is_some_and(|created| now.duration_since(created).is_ok_and(|age| age > STALE_AFTER));
-        // The name is one of ours (prefix, digits, hex), so it needs no quoting.
-        if stale && admin.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[]).await.is_ok() {
+        // The prefix is a plain identifier and the rest of a listed name is checked before it is spliced in.
+        let plain = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if plain
+            && drop(&name)
+            && admin.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[]).await.is_ok()
+        {
             dropped.push(name);
         }
     }

@@ -1,6 +1,8 @@
-//! CPU time of the PostgreSQL and RabbitMQ servers a run uses, when they run on this host: on a small
-//! machine they share the cores with the worker, and a scan's cost to the whole system is theirs plus the
-//! worker's. Read from `/proc`, so only for local servers that this user may inspect; `None` otherwise.
+//! CPU time of the PostgreSQL and RabbitMQ servers a run uses, when they run on this host, and of the
+//! driver process itself (the sandbox and KMS stand-ins it serves, its job feed and event consumer): on a
+//! small machine they all share the cores with the worker, and a scan's cost to the whole system is theirs
+//! plus the worker's. Read from `/proc`, so only for local servers that this user may inspect; `None`
+//! otherwise.
 
 use std::path::Path;
 use std::time::Duration;
@@ -16,11 +18,14 @@ pub struct ServerProcesses {
     pub rabbitmq: Option<u32>,
 }
 
-/// CPU time used so far by each server.
+/// CPU time used so far by each server and by this process.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServerCpu {
     pub postgres: Option<Duration>,
     pub rabbitmq: Option<Duration>,
+    /// This process: the stand-ins for Clerk, Svix, DNS and KMS, and the driver's own work. Production's
+    /// Clerk and KMS run elsewhere; here they take their share of the cores the worker runs on.
+    pub driver: Option<Duration>,
 }
 
 impl ServerProcesses {
@@ -41,7 +46,11 @@ impl ServerProcesses {
     }
 
     pub fn cpu(&self) -> ServerCpu {
-        ServerCpu { postgres: self.postgres.and_then(tree_cpu_time), rabbitmq: self.rabbitmq.and_then(cpu_time) }
+        ServerCpu {
+            postgres: self.postgres.and_then(tree_cpu_time),
+            rabbitmq: self.rabbitmq.and_then(cpu_time),
+            driver: cpu_time(std::process::id()),
+        }
     }
 }
 
@@ -49,7 +58,11 @@ impl ServerCpu {
     /// What each server used since `before`.
     pub fn since(&self, before: &ServerCpu) -> ServerCpu {
         let delta = |now: Option<Duration>, then: Option<Duration>| Some(now?.saturating_sub(then?));
-        ServerCpu { postgres: delta(self.postgres, before.postgres), rabbitmq: delta(self.rabbitmq, before.rabbitmq) }
+        ServerCpu {
+            postgres: delta(self.postgres, before.postgres),
+            rabbitmq: delta(self.rabbitmq, before.rabbitmq),
+            driver: delta(self.driver, before.driver),
+        }
     }
 }
 
@@ -135,10 +148,22 @@ mod tests {
 
     #[test]
     fn a_delta_needs_both_readings() {
-        let before = ServerCpu { postgres: Some(Duration::from_millis(100)), rabbitmq: None };
-        let after = ServerCpu { postgres: Some(Duration::from_millis(350)), rabbitmq: Some(Duration::from_secs(1)) };
+        let before = ServerCpu { postgres: Some(Duration::from_millis(100)), rabbitmq: None, driver: None };
+        let after = ServerCpu {
+            postgres: Some(Duration::from_millis(350)),
+            rabbitmq: Some(Duration::from_secs(1)),
+            driver: Some(Duration::from_millis(5)),
+        };
         let delta = after.since(&before);
         assert_eq!(delta.postgres, Some(Duration::from_millis(250)));
         assert_eq!(delta.rabbitmq, None);
+        assert_eq!(delta.driver, None);
+    }
+
+    #[test]
+    fn the_driver_is_always_measured_and_servers_only_when_found() {
+        let reading = ServerProcesses::default().cpu();
+        assert!(reading.driver.is_some(), "this process's own /proc/<pid>/stat is always readable");
+        assert_eq!((reading.postgres, reading.rabbitmq), (None, None));
     }
 }

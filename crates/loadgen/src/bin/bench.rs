@@ -173,6 +173,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The servers' share of the same cores: what a scan costs the whole system besides the worker.
     println!("PostgreSQL CPU/scan: {}", per_job(servers_cpu.postgres, figures.scans));
     println!("RabbitMQ CPU/scan:  {}", per_job(servers_cpu.rabbitmq, figures.scans));
+    println!(
+        "driver CPU/scan:    {} (stand-ins for Clerk, Svix, DNS, KMS; job feed)",
+        per_job(servers_cpu.driver, figures.scans)
+    );
+    print_cores(cpu, &servers_cpu, figures.elapsed);
     if latency_ms > 0 {
         // Two sequential rounds of calls, each one added latency long.
         let ideal = f64::from(in_flight) / (2.0 * latency_ms as f64 / 1e3);
@@ -186,10 +191,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let (floor, floor_servers) = floor?;
         println!("floor scans/s:      {:.1} (consume -> transaction -> confirmed publish -> ack)", floor.rate());
         println!(
-            "floor PostgreSQL / RabbitMQ CPU per job: {} / {}",
+            "floor PostgreSQL / RabbitMQ / driver CPU per job: {} / {} / {} (the floor's consumer runs in the driver)",
             per_job(floor_servers.postgres, floor.scans),
-            per_job(floor_servers.rabbitmq, floor.scans)
+            per_job(floor_servers.rabbitmq, floor.scans),
+            per_job(floor_servers.driver, floor.scans)
         );
+        print_cores(Duration::ZERO, &floor_servers, floor.elapsed);
         println!("worker / floor:     {:.1}%", 100.0 * figures.rate() / floor.rate().max(1e-9));
     }
     let _ = std::fs::remove_dir_all(&log_dir);
@@ -202,6 +209,18 @@ fn per_job(used: Option<Duration>, jobs: usize) -> String {
         Some(used) => format!("{:.3} ms", used.as_secs_f64() * 1e3 / jobs.max(1) as f64),
         None => "n/a (not a local process this user can read)".to_owned(),
     }
+}
+
+/// How many cores the run kept busy: the worker, the servers and the driver together, over the run's wall
+/// time. Near the machine's core count, the run was CPU-bound and every process's CPU per scan set the rate.
+fn print_cores(worker: Duration, servers: &ServerCpu, elapsed: Duration) {
+    let parts = [Some(worker), servers.postgres, servers.rabbitmq, servers.driver];
+    let busy: Duration = parts.iter().flatten().sum();
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    println!(
+        "cores busy:         {:.2} of {cores} (worker, PostgreSQL, RabbitMQ and driver over the run's wall time)",
+        busy.as_secs_f64() / elapsed.as_secs_f64().max(1e-9)
+    );
 }
 
 /// The per-stage table from the worker's `/metrics` exposition: per stage, how many times it ran, its mean

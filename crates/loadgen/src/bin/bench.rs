@@ -11,7 +11,8 @@
 //!
 //! Reports scans/s, p50/p99 job latency (the job's `requested_at` to its event received), worker CPU ms per
 //! scan (`/proc/<pid>/stat`), peak RSS (`VmHWM`), the CPU per scan of PostgreSQL and RabbitMQ when they run
-//! on this host (they share its cores with the worker), and the per-stage breakdown the worker itself measures
+//! on this host and of this driver process (they share its cores with the worker), how many cores they kept
+//! busy together, and the per-stage breakdown the worker itself measures
 //! (`clerk_audit_stage_duration_seconds` on its `/metrics`: decode, load credential, load artifact, decrypt,
 //! Clerk calls, DNS, evaluate, persist, publish; mean time per scan and its spread). With `--floor`, also measures the floor in the same run:
 //! the same broker and database doing only consume -> one transaction -> confirmed publish -> ack (no Clerk,

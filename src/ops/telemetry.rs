@@ -12,8 +12,9 @@
 //! **Traces**: an OpenTelemetry layer turns the crate's spans (`job`, `kms.decrypt`, `outbound_call`,
 //! `persist`, `publish`; INFO and DEBUG) into OpenTelemetry spans, and no event below INFO.
 //! [`continue_trace`] makes a job span the child of the job message's W3C `traceparent`; [`traceparent`]
-//! renders the current span's context for the findings event. Spans are exported over OTLP (HTTP/protobuf) when `telemetry.otlp_endpoint` is set; otherwise
-//! they still get ids (so events carry a `traceparent`) but are not exported.
+//! renders the current span's context for the findings event. Spans are exported over OTLP (HTTP/protobuf)
+//! when `telemetry.otlp_endpoint` is set; otherwise only the INFO spans are built, for their ids (so log lines
+//! carry `trace_id` and events a `traceparent`), and nothing is exported ([`TracedSpans`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -83,6 +84,17 @@ pub fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<SdkTracer
     Ok(builder.build())
 }
 
+/// Which of the crate's spans the OpenTelemetry layer turns into OpenTelemetry spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TracedSpans {
+    /// INFO and DEBUG (`outbound_call`): the spans are exported.
+    All,
+    /// INFO only: nothing is exported, and a span is built only for its ids (a job's `trace_id` in its log
+    /// lines, the event's `traceparent`, both read from the job's spans). Building the six to eight
+    /// `outbound_call` spans of every job for a provider that drops them was wasted work.
+    IdsOnly,
+}
+
 /// Builds the subscriber: the log layer (`format`, level from `RUST_LOG`, else `default_filter`) and the
 /// OpenTelemetry layer, on a provider that exports nothing (spans still get ids, so job lines carry
 /// `trace_id` and events a `traceparent`).
@@ -90,16 +102,30 @@ pub fn subscriber<W>(format: LogFormat, default_filter: &str, writer: W) -> Box<
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    subscriber_with_provider(format, default_filter, writer, &SdkTracerProvider::builder().build())
+    subscriber_tracing(format, default_filter, writer, &SdkTracerProvider::builder().build(), TracedSpans::IdsOnly)
 }
 
 /// [`subscriber`] with the OpenTelemetry layer on `provider` (the exporting one of
-/// [`tracer_provider`], or a test's in-memory one).
+/// [`tracer_provider`], or a test's in-memory one), building every span of the crate.
 pub fn subscriber_with_provider<W>(
     format: LogFormat,
     default_filter: &str,
     writer: W,
     provider: &SdkTracerProvider,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    subscriber_tracing(format, default_filter, writer, provider, TracedSpans::All)
+}
+
+/// [`subscriber_with_provider`], building the spans `traced` names.
+pub fn subscriber_tracing<W>(
+    format: LogFormat,
+    default_filter: &str,
+    writer: W,
+    provider: &SdkTracerProvider,
+    traced: TracedSpans,
 ) -> Box<dyn Subscriber + Send + Sync>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
@@ -135,8 +161,11 @@ where
         .with_tracked_inactivity(false)
         .with_threads(false)
         .with_context_activation(false)
-        .with_filter(filter_fn(|metadata| {
-            let lowest = if metadata.is_span() { Level::DEBUG } else { Level::INFO };
+        .with_filter(filter_fn(move |metadata| {
+            let lowest = match traced {
+                TracedSpans::All if metadata.is_span() => Level::DEBUG,
+                _ => Level::INFO,
+            };
             *metadata.level() <= lowest && metadata.target().starts_with(CRATE_TARGET)
         }));
     Box::new(tracing_subscriber::registry().with(log_layer).with(otel_layer))
@@ -153,7 +182,8 @@ pub fn init(format: LogFormat) {
 /// `telemetry.otlp_endpoint` is set. Keep the answer alive until exit: dropping it flushes the exporter.
 pub fn init_with_traces(settings: &TelemetrySettings) -> anyhow::Result<Telemetry> {
     let provider = tracer_provider(settings)?;
-    let subscriber = subscriber_with_provider(settings.log_format, "info", std::io::stderr, &provider);
+    let traced = if settings.otlp_endpoint.is_empty() { TracedSpans::IdsOnly } else { TracedSpans::All };
+    let subscriber = subscriber_tracing(settings.log_format, "info", std::io::stderr, &provider, traced);
     // A second call (tests) keeps the first subscriber.
     let _ = tracing::subscriber::set_global_default(subscriber);
     Ok(Telemetry { provider })
@@ -381,6 +411,32 @@ mod tests {
                 .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
                 .collect()
         }
+    }
+
+    #[test]
+    fn without_export_only_the_info_spans_are_built_and_they_still_carry_ids() {
+        use opentelemetry_sdk::trace::InMemorySpanExporter;
+        let built = |traced: TracedSpans| {
+            let spans = InMemorySpanExporter::default();
+            let provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
+            let subscriber =
+                subscriber_tracing(LogFormat::Json, "clerk_audit=info", Lines::default(), &provider, traced);
+            let job_traceparent = tracing::subscriber::with_default(subscriber, || {
+                let job = tracing::info_span!("job", trace_id = tracing::field::Empty);
+                let _job = job.enter();
+                tracing::debug_span!("outbound_call", endpoint = "backend.instance").in_scope(|| {});
+                traceparent(&job)
+            });
+            let mut names: Vec<String> =
+                spans.get_finished_spans().unwrap().into_iter().map(|span| span.name.into_owned()).collect();
+            names.sort();
+            (names, job_traceparent)
+        };
+        let (names, job_traceparent) = built(TracedSpans::IdsOnly);
+        assert_eq!(names, ["job"], "a DEBUG span was built for a provider that exports nothing");
+        assert!(job_traceparent.is_some(), "the job span lost its ids");
+        let (names, _) = built(TracedSpans::All);
+        assert_eq!(names, ["job", "outbound_call"]);
     }
 
     #[test]
